@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make dev` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+WRANGLER := node_modules/.bin/wrangler
+STATE ?= .wrangler/state
+PORT ?= 8787
+
+.PHONY: setup dev build migrate test lint unit browser-test token bench
+
+setup:
+	scripts/setup.sh dev
+
+## Install what is needed, apply migrations and serve on 127.0.0.1:$(PORT).
+dev: setup migrate
+	$(WRANGLER) dev --local --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE)
+
+migrate:
+	$(WRANGLER) d1 migrations apply DB --local --persist-to $(STATE)
+
+build:
+	cd worker && WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
+	  WASM_OPT_BIN=../node_modules/.bin/wasm-opt ESBUILD_BIN=../node_modules/.bin/esbuild \
+	  worker-build --release
+
+## Install what is needed and run every test tier.
+test:
+	scripts/setup.sh test
+	$(MAKE) --no-print-directory lint build unit browser-test
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --exclude coffer-tests --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+# Native unit tests and the black-box tests against a real `wrangler dev`.
+unit:
+	COFFER_SKIP_BUILD=1 cargo test --workspace
+
+# The core's tests compiled to wasm, once per browser.
+browser-test:
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=$$(command -v chromedriver) \
+	  cargo test -p coffer-core --target wasm32-unknown-unknown
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner GECKODRIVER=$$(command -v geckodriver) \
+	  cargo test -p coffer-core --target wasm32-unknown-unknown
+
+## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
+token:
+	@cargo run -q -p coffer-tests --bin mint-token -- --tenant "$(TENANT)" --roles "$(ROLES)"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs everything Coffer needs, offline but for the Rust, npm, Python and
+# Debian registries. Idempotent: every step is skipped when the pinned version
+# is already there, so a warm run takes a second or two.
+#
+#   scripts/setup.sh dev    toolchain for building and serving the Worker
+#   scripts/setup.sh test   the above, plus browsers and drivers for the tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-dev}
+WORKER_BUILD_VERSION=0.8.7
+GECKODRIVER_VERSION=0.37.1
+# The CLI must match the wasm-bindgen in Cargo.lock exactly.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+cargo_installed() { # name version
+  cargo install --list | grep -qx "$1 v$2:"
+}
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# npm ci wipes node_modules, so only run it when the lock file changed.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.coffer-lock 2>/dev/null)" != "$lock_sum" ]; then
+  say "npm ci (wrangler, binaryen, esbuild)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.coffer-lock
+fi
+
+if ! cargo_installed wasm-bindgen-cli "$WASM_BINDGEN_VERSION"; then
+  # Not --locked: one of the CLI's locked dependencies has been yanked.
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if ! cargo_installed worker-build "$WORKER_BUILD_VERSION"; then
+  say "installing worker-build $WORKER_BUILD_VERSION"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+if [ "$mode" = test ]; then
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "apt-get install ${missing[*]}"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! cargo_installed geckodriver "$GECKODRIVER_VERSION"; then
+    say "installing geckodriver $GECKODRIVER_VERSION"
+    cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked
+  fi
+fi
+
+if [ ! -f .dev.vars ]; then
+  say "writing .dev.vars with a fresh HS256 secret and master key"
+  umask 077
+  {
+    echo "# Local secrets for wrangler dev; see .dev.vars.example. Never commit."
+    echo "AUTH_HS256_SECRET=$(head -c 32 /dev/urandom | base64 -w0)"
+    echo "COFFER_KEYS=dev-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)"
+  } > .dev.vars
+fi

@@ -1,0 +1,8 @@
+//! Names of bindings and variables, once.
+
+/// D1 database: the source of truth for metadata, shares and audit events.
+pub(crate) const DB: &str = "DB";
+/// KV namespace holding sealed secret blobs under immutable, versioned keys.
+pub(crate) const SECRETS: &str = "SECRETS";
+/// KV namespace holding cached JWKS documents.
+pub(crate) const CACHE: &str = "CACHE";
