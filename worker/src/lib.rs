@@ -1,10 +1,114 @@
 //! Coffer's Worker: the entry points and the router, nothing else.
-use worker::{event, Context, Env, Request, Response, Result};
+//!
+//! A request flows router → [`http::serve`] (request id, log line, error
+//! rendering) → a handler in `routes/` → `auth` → the core's policy →
+//! `store/`.
+use worker::{event, Context, Env, Method, Request, Response, Result};
 
+mod auth;
 mod env;
+mod error;
+mod http;
 mod routes;
+
+use error::ApiError;
+
+/// Every operation the Worker serves, one per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Healthz,
+    ConnectionCredentials,
+    CredentialDetails,
+}
+
+/// The route table: method, path template (`{name}` captures one segment)
+/// and operation. The OpenAPI document is checked against this list.
+pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
+    (Method::Get, "/healthz", Op::Healthz),
+    (
+        Method::Get,
+        "/connection/{connection_id}/credentials",
+        Op::ConnectionCredentials,
+    ),
+    (
+        Method::Get,
+        "/api/v1/credentials/{integrationId}/details",
+        Op::CredentialDetails,
+    ),
+];
+
+/// Captured path parameters, by template name.
+pub(crate) type Params = Vec<(&'static str, String)>;
+
+/// Matches a template against a path; `Some(params)` on a match.
+fn matches(template: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut segments = path.split('/');
+    for expected in template.split('/') {
+        let segment = segments.next()?;
+        if let Some(name) = expected.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if segment.is_empty() {
+                return None;
+            }
+            params.push((name, segment.to_string()));
+        } else if expected != segment {
+            return None;
+        }
+    }
+    segments.next().is_none().then_some(params)
+}
+
+/// Finds the operation for `method` and `path`: 404 when no template
+/// matches, 405 with the allowed methods when only the method is wrong.
+pub(crate) fn resolve(method: &Method, path: &str) -> core::result::Result<(Op, Params), ApiError> {
+    let mut allowed: Vec<&str> = Vec::new();
+    for (route_method, template, op) in ROUTES {
+        if let Some(params) = matches(template, path) {
+            if route_method == method || (*method == Method::Head && *route_method == Method::Get) {
+                return Ok((*op, params));
+            }
+            allowed.push(route_method.as_ref());
+        }
+    }
+    if allowed.is_empty() {
+        Err(ApiError::RouteNotFound)
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            allow: allowed.join(", "),
+        })
+    }
+}
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    routes::handle(req, env).await
+    http::serve(req, env).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_capture_segments_and_refuse_extra_ones() {
+        let params = matches(
+            "/connection/{connection_id}/credentials",
+            "/connection/abc/credentials",
+        );
+        assert_eq!(params, Some(vec![("connection_id", "abc".to_string())]));
+        assert_eq!(matches("/connection/{connection_id}", "/connection/"), None);
+        assert_eq!(matches("/healthz", "/healthz/"), None);
+        assert_eq!(matches("/healthz", "/healthz/x"), None);
+    }
+
+    #[test]
+    fn wrong_method_lists_the_allowed_ones() {
+        match resolve(&Method::Post, "/healthz") {
+            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, "GET"),
+            other => panic!("expected 405, got {other:?}"),
+        }
+        assert!(matches!(
+            resolve(&Method::Get, "/nope"),
+            Err(ApiError::RouteNotFound)
+        ));
+    }
 }

@@ -1,0 +1,359 @@
+//! Starts `wrangler dev` on a free port with its own state directory, waits
+//! until `/healthz` answers, and stops it on every exit path.
+//!
+//! Each server runs in a process group of its own (wrangler starts node,
+//! which starts workerd); stopping it signals the whole group. Three things
+//! make sure no process outlives the tests: `Drop`, an `atexit` hook for the
+//! per-binary shared server (statics are never dropped), and a watchdog
+//! shell that kills the group once the test process is gone, whatever way
+//! it went (a panic during start, SIGKILL, an abort).
+use std::{
+    fs,
+    io::Write as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::fixtures;
+
+/// A running `wrangler dev`.
+pub struct Server {
+    base: String,
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// Process groups to stop when the test process exits.
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static SHARED: OnceLock<Server> = OnceLock::new();
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The default server of this test binary, started on first use.
+pub fn shared() -> &'static Server {
+    SHARED.get_or_init(|| Server::start(&[]))
+}
+
+/// The variables every test server gets; `Server::start` overrides them.
+pub fn default_vars() -> Vec<(String, String)> {
+    vec![
+        ("AUTH_HS256_SECRET".into(), fixtures::HS256_SECRET.into()),
+        ("COFFER_KEYS".into(), fixtures::COFFER_KEYS.into()),
+        ("AUTH_REALMS".into(), "{}".into()),
+        ("AUTH_DEFAULT_REALM".into(), String::new()),
+    ]
+}
+
+impl Server {
+    /// Builds the worker (unless `COFFER_SKIP_BUILD` is set), then starts a
+    /// fresh server whose variables are the defaults overridden by `vars`.
+    /// A value of `None`-like empty string is passed through as empty.
+    pub fn start(vars: &[(&str, &str)]) -> Server {
+        build_once();
+        let dir = root()
+            .join("target")
+            .join("wrangler-tests")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        fs::create_dir_all(dir.join("state")).expect("create state dir");
+
+        let mut all = default_vars();
+        for (key, value) in vars {
+            all.retain(|(k, _)| k != key);
+            all.push(((*key).into(), (*value).into()));
+        }
+        let config = write_config(&dir, &all);
+        let status = wrangler(&dir)
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(dir.join("state"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run wrangler d1 migrations apply");
+        assert!(status.success(), "wrangler d1 migrations apply failed");
+
+        let mut server = Server {
+            base: String::new(),
+            dir,
+            config,
+            port: 0,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let port = free_port();
+        let inspector = free_port();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open server log");
+        let mut command = wrangler(&self.dir);
+        command
+            .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--inspector-port")
+            .arg(inspector.to_string())
+            .arg("--persist-to")
+            .arg(self.dir.join("state"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--show-interactive-dev-session=false", "--test-scheduled"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log);
+        let child = spawn_in_own_group(&mut command);
+        let pgid = i32::try_from(child.id()).expect("pid fits in i32");
+        GROUPS.lock().expect("groups lock").push(pgid);
+        register_atexit();
+        start_watchdog(pgid);
+        self.child = Some(child);
+        self.port = port;
+        self.base = format!("http://127.0.0.1:{port}");
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let client = reqwest::blocking::Client::new();
+        loop {
+            if let Ok(response) = client.get(self.url("/healthz")).send() {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                let log = self.log();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                self.stop();
+                panic!("wrangler dev did not become ready; last log lines:\n{tail}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where wrangler's output (and so the Worker's logs) goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("wrangler.log")
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The local D1 and KV state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Stops the server, signalling its process group; `kill` skips the
+    /// TERM grace (used by crash tests).
+    pub fn stop_with(&mut self, kill: bool) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = i32::try_from(child.id()).expect("pid fits in i32");
+            if !kill {
+                signal_group(pgid, "-TERM");
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+            // Whatever is left of the group (workerd) goes now.
+            signal_group(pgid, "-KILL");
+            let _ = child.wait();
+            GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
+        }
+    }
+
+    /// Stops the server gracefully.
+    pub fn stop(&mut self) {
+        self.stop_with(false);
+    }
+
+    /// Starts the server again on the same state (and a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wrangler(dir: &Path) -> Command {
+    let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(dir)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1")
+        .env_remove("CLOUDFLARE_API_TOKEN");
+    command
+}
+
+/// Writes a copy of the root `wrangler.toml` without its `[build]` step (the
+/// worker is built once, before any server starts, so servers never race to
+/// rebuild it) and with absolute paths, plus the `.dev.vars` beside it.
+fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
+    let root = root();
+    let text = fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
+    let mut config: toml::Table = text.parse().expect("wrangler.toml parses");
+    config.remove("build");
+    let main = config
+        .get("main")
+        .and_then(toml::Value::as_str)
+        .expect("wrangler.toml has main");
+    let main = root.join(main).display().to_string();
+    config.insert("main".into(), main.into());
+    if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
+        for database in databases {
+            if let Some(table) = database.as_table_mut() {
+                let dir = table
+                    .get("migrations_dir")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("migrations");
+                let dir = root.join(dir).display().to_string();
+                table.insert("migrations_dir".into(), dir.into());
+            }
+        }
+    }
+    let path = dir.join("wrangler.toml");
+    fs::write(&path, toml::to_string(&config).expect("serialize config")).expect("write config");
+
+    let mut dev_vars = fs::File::create(dir.join(".dev.vars")).expect("create .dev.vars");
+    for (key, value) in vars {
+        // The .dev.vars format is dotenv: quote so JSON values survive.
+        let quoted = serde_json::to_string(value).expect("quote value");
+        writeln!(dev_vars, "{key}={quoted}").expect("write .dev.vars");
+    }
+    path
+}
+
+/// Builds the worker once per test binary, serialized across binaries with
+/// `flock`, unless the caller (the Makefile) already built it.
+fn build_once() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("COFFER_SKIP_BUILD").is_some() {
+            return;
+        }
+        let root = root();
+        let status = Command::new("flock")
+            .arg(root.join("target").join(".coffer-build.lock"))
+            .args(["make", "-s", "build"])
+            .current_dir(&root)
+            .status()
+            .expect("run make build");
+        assert!(status.success(), "make build failed");
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind a free port")
+}
+
+fn spawn_in_own_group(command: &mut Command) -> Child {
+    use std::os::unix::process::CommandExt as _;
+    command
+        .process_group(0)
+        .spawn()
+        .expect("start wrangler dev")
+}
+
+/// A shell that outlives this process just long enough to stop the group.
+fn start_watchdog(pgid: i32) {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+         kill -TERM -- -{pgid} 2>/dev/null; sleep 3; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+    );
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    use std::os::unix::process::CommandExt as _;
+    let _ = command.process_group(0).spawn();
+}
+
+fn signal_group(pgid: i32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+extern "C" fn stop_all_groups() {
+    let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+    for &pgid in &groups {
+        signal_group(pgid, "-TERM");
+    }
+    if !groups.is_empty() {
+        thread::sleep(Duration::from_millis(500));
+    }
+    for &pgid in &groups {
+        signal_group(pgid, "-KILL");
+    }
+    if let Some(server) = SHARED.get() {
+        let _ = fs::remove_dir_all(&server.dir);
+    }
+}
+
+fn register_atexit() {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: `atexit` with a plain `extern "C"` function that touches
+        // only statics which outlive `main`.
+        unsafe {
+            libc::atexit(stop_all_groups);
+        }
+    });
+}

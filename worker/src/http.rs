@@ -1,0 +1,252 @@
+//! Per-request plumbing: request id, caller, body, success envelopes, and
+//! the one JSON log line per request.
+use coffer_core::{Principal, TenantId};
+use serde_json::{json, Value};
+use worker::{console_log, Date, Env, Headers, Request, Response};
+
+use crate::{
+    auth::{self, AuthError},
+    error::{json_response, ApiError, Place, Surface},
+    routes, Op, Params,
+};
+
+/// Everything a handler gets.
+pub(crate) struct Ctx {
+    pub(crate) req: Request,
+    pub(crate) env: Env,
+    pub(crate) params: Params,
+    pub(crate) surface: Surface,
+    pub(crate) request_id: String,
+    /// Milliseconds since the Unix epoch, read once per request.
+    pub(crate) now_ms: i64,
+}
+
+/// A verified principal acting for one tenant.
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) tenant: TenantId,
+}
+
+/// A successful response, before the surface's envelope headers.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Option<Value>,
+    /// The record's version, sent as `ETag: "<version>"`.
+    pub(crate) etag: Option<u64>,
+}
+
+impl Reply {
+    /// 200 with `body`.
+    pub(crate) fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            body: Some(body),
+            etag: None,
+        }
+    }
+
+    /// Sets the status.
+    pub(crate) fn status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Sets the ETag.
+    pub(crate) fn etag(mut self, version: u64) -> Self {
+        self.etag = Some(version);
+        self
+    }
+
+    /// 204 without a body.
+    pub(crate) fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: None,
+            etag: None,
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds and `Z`, as every timestamp in the contract.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl Ctx {
+    /// A captured path parameter (the router guarantees it exists).
+    pub(crate) fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
+
+    /// A request header.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    /// The decoded query pairs.
+    pub(crate) fn query_pairs(&self) -> Vec<(String, String)> {
+        self.req
+            .url()
+            .map(|url| {
+                url.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The credentials surface's success envelope.
+    pub(crate) fn envelope(&self, message: &str, data: Value) -> Value {
+        json!({
+            "success": true,
+            "message": message,
+            "data": data,
+            "timestamp": rfc3339(self.now_ms),
+        })
+    }
+
+    /// Verifies the bearer token.
+    pub(crate) async fn principal(&self) -> Result<Principal, ApiError> {
+        auth::authenticate(&self.req, &self.env, self.now_ms)
+            .await
+            .map_err(|error| {
+                log_auth_refusal(&self.request_id, &error);
+                match error {
+                    AuthError::NotAJwt => ApiError::NotAJwt,
+                    AuthError::Missing | AuthError::Invalid(_) => ApiError::Unauthenticated,
+                    AuthError::Misconfigured(reason) => ApiError::internal(reason),
+                }
+            })
+    }
+
+    /// Verifies the token and resolves the tenant of the request from
+    /// `x-tenantid`: required on the credentials surface (400 when missing
+    /// or not a UUID), optional on the connection surface (422 when not a
+    /// UUID); 403 when not one of the token's tenants.
+    pub(crate) async fn caller(&self) -> Result<Caller, ApiError> {
+        let principal = self.principal().await?;
+        let requested = match self.header("x-tenantid") {
+            Some(raw) => Some(TenantId::parse(raw.trim()).map_err(|error| {
+                ApiError::invalid(Place::Header, "x-tenantid", error, "uuid_parsing")
+            })?),
+            None if self.surface == Surface::Credentials => {
+                return Err(ApiError::invalid(
+                    Place::Header,
+                    "x-tenantid",
+                    "header is required",
+                    "missing",
+                ))
+            }
+            None => None,
+        };
+        let tenant = principal
+            .acting_tenant(requested)
+            .map_err(|_| ApiError::Forbidden)?;
+        Ok(Caller { principal, tenant })
+    }
+}
+
+fn log_auth_refusal(request_id: &str, error: &AuthError) {
+    let reason = match error {
+        AuthError::Missing => "missing bearer token",
+        AuthError::NotAJwt => "not a JWT",
+        AuthError::Invalid(reason) | AuthError::Misconfigured(reason) => reason,
+    };
+    console_log!(
+        "{}",
+        json!({"level": "warn", "request_id": request_id, "event": "auth_refused", "reason": reason})
+    );
+}
+
+/// A random request id (UUID v4) from the platform's CSPRNG.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Only the id's uniqueness suffers; the time keeps it distinct enough
+        // for a log line.
+        bytes[..8].copy_from_slice(&Date::now().as_millis().to_be_bytes());
+    }
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// Serves one request: route, handle, render, log.
+pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
+    let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    let path = req.path();
+    let method = req.method();
+    let surface = Surface::of(&path);
+    let request_id = new_request_id();
+    let mut op_name = None;
+    let outcome = match crate::resolve(&method, &path) {
+        Ok((op, params)) => {
+            op_name = Some(op);
+            let ctx = Ctx {
+                req,
+                env,
+                params,
+                surface,
+                request_id: request_id.clone(),
+                now_ms,
+            };
+            routes::dispatch(op, ctx).await
+        }
+        Err(error) => Err(error),
+    };
+    let (response, status, reason) = match outcome {
+        Ok(reply) => {
+            let status = reply.status;
+            (render_reply(reply)?, status, None)
+        }
+        Err(error) => {
+            let status = error.status(surface);
+            let response = error.render(surface, &request_id, &rfc3339(now_ms))?;
+            (response, status, error.log_reason().map(str::to_string))
+        }
+    };
+    let headers = response.headers().clone();
+    headers.set("x-request-id", &request_id)?;
+    headers.set("cache-control", "no-store")?;
+    if surface == Surface::Connection {
+        headers.set("x-api-version", routes::API_VERSION)?;
+    }
+    let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
+    console_log!(
+        "{}",
+        json!({
+            "level": if status >= 500 { "error" } else { "info" },
+            "request_id": request_id,
+            "method": method.as_ref(),
+            "route": op_name.map(|op| format!("{op:?}")),
+            "status": status,
+            "duration_ms": elapsed,
+            "error": reason,
+        })
+    );
+    Ok(response.with_headers(headers))
+}
+
+fn render_reply(reply: Reply) -> worker::Result<Response> {
+    let headers = Headers::new();
+    if let Some(version) = reply.etag {
+        headers.set("etag", &format!("\"{version}\""))?;
+    }
+    match reply.body {
+        Some(body) => json_response(&body, reply.status, headers),
+        None => Ok(Response::empty()?
+            .with_status(reply.status)
+            .with_headers(headers)),
+    }
+}
+
+/// Refuses `op` in a handler that does not serve it (a router bug).
+pub(crate) fn unrouted(op: Op) -> ApiError {
+    ApiError::internal(format!("no handler for {op:?}"))
+}
