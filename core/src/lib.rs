@@ -1,23 +1,122 @@
 //! Coffer's core: every decision about who may see what, and every byte of
 //! crypto, without I/O.
 //!
+//! The worker loads, the core decides, the worker stores. Everything here is
+//! a pure function of its arguments, so the same unit tests run natively and
+//! in browsers (`wasm-bindgen-test`).
+//!
 //! # Invariants
 //!
 //! - `no_std` + `alloc`: the crate never touches a clock, an RNG, the network
-//!   or storage. Time and randomness are parameters, so the same tests run
-//!   natively and in browsers.
+//!   or storage. Time (`now: Timestamp`) and randomness
+//!   (`rng: &mut (impl RngCore + CryptoRng)`) are parameters.
+//! - Its dependency tree holds no `worker`, `wasm-bindgen` or `js-sys`.
+//! - Parsing is the only way to build a validated value: [`TenantId`],
+//!   [`CredentialId`], [`IntegrationId`], [`ApiVersion`], [`Timestamp`],
+//!   [`Keyring`]. A [`Principal`] exists only after claim validation.
+//! - Each limit of the contract is stated once, in [`limits`].
+//! - Policy checks visibility before role: a stranger learns nothing
+//!   ([`Denial::NotVisible`]) whatever its role; see [`decide`].
+//! - Every failure to open a sealed secret is the one opaque
+//!   [`OpenError::Undecryptable`]. Plaintext secrets and key bytes live in
+//!   buffers wiped on drop (`zeroize`), and no `Debug` impl prints them.
+//! - Errors are `#[non_exhaustive]` enums per concern whose `Display` is a
+//!   lowercase phrase without a trailing period, fit to show a client.
+//!
+//! # Envelope encryption
+//!
+//! Each secret version is sealed with AES-256-GCM under a fresh random
+//! 256-bit data key (DEK) and a random 96-bit nonce; the DEK is wrapped with
+//! AES-256-GCM under the active master key (KEK) of the [`Keyring`] parsed
+//! from `COFFER_KEYS`. The blob goes to KV, the wrapped DEK and its key id
+//! to D1. Rotation ([`rewrap`]) re-wraps DEKs under the new active KEK
+//! without touching blobs; once every row names the new key id, the old key
+//! can leave `COFFER_KEYS`.
+//!
+//! Both formats start with a format byte so that a new format can be
+//! introduced beside the old one and old rows read until rewritten; an
+//! unknown format byte fails to open like any other damage. Integers are
+//! big-endian; `‖` is concatenation.
+//!
+//! ## Sealed blob, format `0x01` (KV)
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x01
+//! 1       12      nonce (random)
+//! 13      n       AES-256-GCM ciphertext of the secret's compact JSON, under the DEK
+//! 13+n    16      GCM tag
+//! AAD = "coffer/secret" ‖ 0x01 ‖ tenant uuid (16) ‖ credential uuid (16) ‖ version (u64, 8)
+//! ```
+//!
+//! Length: 29 + n bytes, n ≤ 65 536.
+//!
+//! ## Wrapped DEK, format `0x01` (D1)
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x01
+//! 1       1       k = length of the key id, 1..=64
+//! 2       k       key id, ASCII [A-Za-z0-9._-]
+//! 2+k     12      nonce (random)
+//! 14+k    32      AES-256-GCM ciphertext of the DEK, under the KEK named by the key id
+//! 46+k    16      GCM tag
+//! AAD = "coffer/dek" ‖ 0x01 ‖ k ‖ key id ‖ tenant uuid (16) ‖ credential uuid (16) ‖ version (u64, 8)
+//! ```
+//!
+//! Length: 62 + k bytes. The key id is inside the wrapped DEK (so it opens
+//! without the D1 column) and inside its AAD (so it cannot be edited to
+//! point at another key).
+//!
+//! The [`Binding`] (tenant, credential, version) in both AADs means a blob
+//! or wrapped key copied to another record, tenant or version fails to
+//! open. The distinct labels keep the two AADs from ever coinciding.
+//!
+//! Nonce budget: NIST SP 800-38D §8.3 allows 2^32 random 96-bit nonces per
+//! key. A DEK encrypts once; a KEK encrypts once per sealed version or
+//! rewrap, so rotate it well before four billion of those.
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+mod api_version;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod browser;
+mod claims;
+mod envelope;
 mod id;
+mod keyring;
+mod lifecycle;
+mod policy;
 mod principal;
+mod validate;
 
-pub use id::{CredentialId, IdError, Role, TenantId};
+pub use api_version::{ApiVersion, ApiVersionError};
+pub use claims::{ClaimError, ClaimRules, IdentityClaims, TokenClaims, LEEWAY_SECONDS};
+pub use envelope::{
+    open, rewrap, seal, wrapped_kid, Binding, OpenError, Rewrapped, SealError, Sealed,
+};
+pub use id::{CredentialId, IdError, IntegrationId, Role, TenantId};
+pub use keyring::{Keyring, KeyringError};
+pub use lifecycle::{
+    check_secret_servable, check_transition, effective_status, is_expired, NotActive, Status,
+    Timestamp, TimestampError, TransitionError,
+};
+pub use policy::{decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
+pub use validate::{
+    compact_json_len, limits, parse_page_limit, validate_body_size, validate_description,
+    validate_metadata, validate_name, validate_scopes, validate_secret, AuthType, Unit,
+    ValidationError,
+};
+
+/// Re-exported so the worker implements the same `rand_core` traits that
+/// [`seal`] and [`rewrap`] take (rand_core 0.6).
+pub use rand_core::{CryptoRng, RngCore};
+/// Re-exported so callers name the same `Zeroizing` that [`open`] and
+/// [`validate_secret`] return.
+pub use zeroize::Zeroizing;
 
 /// The crate version, reported by `/healthz`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

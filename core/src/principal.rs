@@ -4,7 +4,7 @@ use alloc::{string::String, vec::Vec};
 use crate::id::{Role, TenantId};
 
 /// A caller whose token has been verified and whose claims passed the
-/// rules in [`crate::claims`]. Only claim validation builds one.
+/// claim rules (`claims.rs`). Only claim validation builds one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub(crate) sub: String,
@@ -27,6 +27,27 @@ impl core::fmt::Display for NotATenantOfToken {
 }
 
 impl Principal {
+    /// Builds a principal without a verified token, for benchmarks and
+    /// other crates' tests. Only with the `test-util` feature, which the
+    /// worker's normal dependency never enables.
+    #[cfg(feature = "test-util")]
+    pub fn for_test(
+        sub: &str,
+        home_tenant: TenantId,
+        tenants: Vec<TenantId>,
+        roles: Vec<Role>,
+    ) -> Self {
+        Self {
+            sub: sub.into(),
+            name: None,
+            email: None,
+            tenant_name: None,
+            home_tenant,
+            tenants,
+            roles,
+        }
+    }
+
     /// The subject (`sub`).
     pub fn sub(&self) -> &str {
         &self.sub
@@ -77,5 +98,46 @@ impl Principal {
             Some(tenant) if self.belongs_to(tenant) => Ok(tenant),
             Some(_) => Err(NotATenantOfToken),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use alloc::vec;
+
+    use super::*;
+
+    fn tenant(n: u8) -> TenantId {
+        TenantId::parse(&alloc::format!("00000000-0000-4000-8000-0000000000{n:02x}"))
+            .expect("valid uuid")
+    }
+
+    fn check(requested: Option<TenantId>, expected: Result<TenantId, NotATenantOfToken>) {
+        let principal = Principal {
+            sub: "user-1".into(),
+            name: None,
+            email: None,
+            tenant_name: None,
+            home_tenant: tenant(1),
+            tenants: vec![tenant(2)],
+            roles: vec![Role::User, Role::Viewer],
+        };
+        assert_eq!(
+            principal.acting_tenant(requested),
+            expected,
+            "{requested:?}"
+        );
+        assert_eq!(principal.highest_role(), Some(Role::User));
+    }
+
+    #[test]
+    fn the_acting_tenant_is_the_header_when_it_is_one_of_the_tokens() {
+        check(None, Ok(tenant(1)));
+        check(Some(tenant(1)), Ok(tenant(1)));
+        check(Some(tenant(2)), Ok(tenant(2)));
+        check(Some(tenant(3)), Err(NotATenantOfToken));
     }
 }

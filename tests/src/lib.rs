@@ -7,3 +7,4 @@
 pub mod client;
 pub mod fixtures;
 pub mod harness;
+pub mod idp;

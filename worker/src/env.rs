@@ -6,3 +6,5 @@ pub(crate) const DB: &str = "DB";
 pub(crate) const SECRETS: &str = "SECRETS";
 /// KV namespace holding cached JWKS documents.
 pub(crate) const CACHE: &str = "CACHE";
+/// Secret: master keys, `kid:base64(32 bytes)` comma-separated, first active.
+pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";

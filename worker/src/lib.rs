@@ -10,6 +10,7 @@ mod env;
 mod error;
 mod http;
 mod routes;
+mod store;
 
 use error::ApiError;
 
@@ -19,6 +20,12 @@ pub(crate) enum Op {
     Healthz,
     ConnectionCredentials,
     CredentialDetails,
+    CredentialRead,
+    CredentialList,
+    CredentialCreate,
+    CredentialUpdate,
+    CredentialDelete,
+    AuditList,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -35,6 +42,12 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         "/api/v1/credentials/{integrationId}/details",
         Op::CredentialDetails,
     ),
+    (Method::Get, "/api/v1/credentials", Op::CredentialList),
+    (Method::Post, "/api/v1/credentials", Op::CredentialCreate),
+    (Method::Get, "/api/v1/credentials/{id}", Op::CredentialRead),
+    (Method::Patch, "/api/v1/credentials/{id}", Op::CredentialUpdate),
+    (Method::Delete, "/api/v1/credentials/{id}", Op::CredentialDelete),
+    (Method::Get, "/api/v1/audit", Op::AuditList),
 ];
 
 /// Captured path parameters, by template name.

@@ -41,8 +41,9 @@ impl Realms {
         if json.trim().is_empty() {
             return Ok(Self::default());
         }
-        let realms: HashMap<String, Realm> = serde_json::from_str(json)
-            .map_err(|_| "AUTH_REALMS is not a JSON object of realms {issuer, jwks_url, audience}")?;
+        let realms: HashMap<String, Realm> = serde_json::from_str(json).map_err(|_| {
+            "AUTH_REALMS is not a JSON object of realms {issuer, jwks_url, audience}"
+        })?;
         for realm in realms.values() {
             let url = worker::Url::parse(&realm.jwks_url)
                 .map_err(|_| "AUTH_REALMS has a jwks_url that is not a URL")?;
@@ -124,9 +125,15 @@ mod tests {
         let beta = realms.get("beta").expect("beta");
         assert_eq!(beta.issuer, None);
         assert_eq!(beta.audience, None);
-        assert_eq!(realms.get("acme").and_then(|r| r.audience.as_deref()), Some("coffer"));
+        assert_eq!(
+            realms.get("acme").and_then(|r| r.audience.as_deref()),
+            Some("coffer")
+        );
         assert_eq!(Realms::parse("").expect("empty"), Realms::default());
-        assert_eq!(Realms::parse("{}").expect("empty object"), Realms::default());
+        assert_eq!(
+            Realms::parse("{}").expect("empty object"),
+            Realms::default()
+        );
     }
 
     #[test]
@@ -159,7 +166,11 @@ mod tests {
             (None, "nope", Err(SelectError::UnknownDefaultRealm)),
         ];
         for (header, default, expected) in cases {
-            assert_eq!(select(header, default, &realms), expected, "{header:?} / {default:?}");
+            assert_eq!(
+                select(header, default, &realms),
+                expected,
+                "{header:?} / {default:?}"
+            );
         }
     }
 }

@@ -10,15 +10,11 @@
 //!   triggers a refetch, at most once per [`UNKNOWN_KID_REFETCH_MS`] per realm
 //!   and isolate, so unknown `kid`s cannot be used to hammer the IdP.
 //! - Memory first, then KV (shared by isolates), then the network.
-use std::{
-    cell::RefCell,
-    collections::HashMap,
-    future::Future,
-    pin::pin,
-    rc::Rc,
-    task::Poll,
-    time::Duration,
-};
+extern crate alloc;
+
+use alloc::rc::Rc;
+use core::{cell::RefCell, future::Future, pin::pin, task::Poll, time::Duration};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -97,15 +93,20 @@ fn kv_key(realm: &str) -> String {
 
 /// Freshness, in seconds, from a `Cache-Control` header (RFC 9111 §5.2.2.1).
 pub(crate) fn ttl_seconds(cache_control: Option<&str>) -> i64 {
-    let max_age = cache_control.into_iter().flat_map(|value| value.split(',')).find_map(|directive| {
-        let (name, value) = directive.trim().split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("max-age") {
-            return None;
-        }
-        value.trim().trim_matches('"').parse::<u64>().ok()
-    });
+    let max_age = cache_control
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .find_map(|directive| {
+            let (name, value) = directive.trim().split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("max-age") {
+                return None;
+            }
+            value.trim().trim_matches('"').parse::<u64>().ok()
+        });
     match max_age {
-        Some(seconds) => i64::try_from(seconds).unwrap_or(MAX_TTL_S).clamp(MIN_TTL_S, MAX_TTL_S),
+        Some(seconds) => i64::try_from(seconds)
+            .unwrap_or(MAX_TTL_S)
+            .clamp(MIN_TTL_S, MAX_TTL_S),
         None => DEFAULT_TTL_S,
     }
 }
@@ -159,7 +160,10 @@ pub(crate) async fn key_set(
         state.cached.take_if(|cached| cached.url != realm.jwks_url);
         state.cached.clone()
     });
-    if !cached.as_ref().is_some_and(|cached| cached.is_fresh(now_ms)) {
+    if !cached
+        .as_ref()
+        .is_some_and(|cached| cached.is_fresh(now_ms))
+    {
         if let Some(stored) = kv_load(env, name, &realm.jwks_url).await {
             let newer = cached
                 .as_ref()
@@ -244,7 +248,11 @@ async fn kv_store(env: &Env, name: &str, cached: &Cached, jwks: String, now_ms: 
         .max(60);
     let result = match (env.kv(env::CACHE), serde_json::to_string(&stored)) {
         (Ok(kv), Ok(value)) => match kv.put(&kv_key(name), value) {
-            Ok(put) => put.expiration_ttl(ttl).execute().await.map_err(|e| e.to_string()),
+            Ok(put) => put
+                .expiration_ttl(ttl)
+                .execute()
+                .await
+                .map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
         },
         (Err(error), _) => Err(error.to_string()),
@@ -317,8 +325,7 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::rc::Rc;
-
+    use super::Rc;
     use super::{
         plan, ttl_seconds, Cached, Plan, RealmState, DEFAULT_TTL_S, FAILURE_BACKOFF_MS, MAX_TTL_S,
         MIN_TTL_S, UNKNOWN_KID_REFETCH_MS,
@@ -380,8 +387,14 @@ mod tests {
             last_unknown_kid_refetch_ms: Some(1_000),
             ..state(0)
         };
-        assert_eq!(plan(&refetched, "k2", 1_000 + UNKNOWN_KID_REFETCH_MS - 1), Plan::UseCached);
-        assert_eq!(plan(&refetched, "k2", 1_000 + UNKNOWN_KID_REFETCH_MS), Plan::RefetchForKid);
+        assert_eq!(
+            plan(&refetched, "k2", 1_000 + UNKNOWN_KID_REFETCH_MS - 1),
+            Plan::UseCached
+        );
+        assert_eq!(
+            plan(&refetched, "k2", 1_000 + UNKNOWN_KID_REFETCH_MS),
+            Plan::RefetchForKid
+        );
 
         let stale_and_failing = RealmState {
             last_failure_ms: Some(400_000),

@@ -1,18 +1,28 @@
 //! Thin handlers per surface: load → decide (core) → store.
-use serde_json::json;
+use coffer_core::{
+    decide, effective_status, is_expired, Action, CredentialId, Denial, Keyring, Relation,
+    TenantId, Timestamp,
+};
+use serde_json::{json, Value};
+use worker::Env;
 
 use crate::{
     env,
-    error::{ApiError, Missing},
-    http::{Ctx, Reply},
+    error::{ApiError, Missing, Place},
+    http::{rfc3339, Caller, Ctx, Reply},
+    store::{AuditAction, AuditEvent, Outcome, Record},
     Op,
 };
+
+mod body;
+mod credentials;
+mod secret;
 
 /// The connection surface's API version served (and the default).
 pub(crate) const API_VERSION: &str = "2024-03-27";
 
 /// Runs the handler of `op`.
-pub(crate) async fn dispatch(op: Op, ctx: Ctx) -> Result<Reply, ApiError> {
+pub(crate) async fn dispatch(op: Op, mut ctx: Ctx) -> Result<Reply, ApiError> {
     match op {
         Op::Healthz => healthz(&ctx).await,
         Op::ConnectionCredentials => {
@@ -21,12 +31,13 @@ pub(crate) async fn dispatch(op: Op, ctx: Ctx) -> Result<Reply, ApiError> {
                 ctx.param("connection_id").to_lowercase(),
             )))
         }
-        Op::CredentialDetails => {
-            let _caller = ctx.caller().await?;
-            Err(ApiError::NotFound(Missing::Integration(
-                ctx.param("integrationId").to_string(),
-            )))
-        }
+        Op::CredentialDetails => credentials::details(&ctx).await,
+        Op::CredentialRead => credentials::read(&ctx).await,
+        Op::CredentialList => credentials::list(&ctx).await,
+        Op::CredentialCreate => credentials::create(&mut ctx).await,
+        Op::CredentialUpdate => credentials::update(&mut ctx).await,
+        Op::CredentialDelete => credentials::delete(&ctx).await,
+        Op::AuditList => credentials::audit(&ctx).await,
     }
 }
 
@@ -35,7 +46,7 @@ async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
     let unavailable = |error: worker::Error| ApiError::Unavailable(error.to_string());
     let db = ctx.env.d1(env::DB).map_err(unavailable)?;
     db.prepare("SELECT value FROM coffer_meta WHERE key = 'schema'")
-        .first::<serde_json::Value>(None)
+        .first::<Value>(None)
         .await
         .map_err(unavailable)?;
     for binding in [env::SECRETS, env::CACHE] {
@@ -50,4 +61,138 @@ async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
     ))
+}
+
+/// The master keys. A malformed `COFFER_KEYS` fails the request with a
+/// logged reason (never the value) and a generic 500.
+pub(crate) fn keyring(env: &Env) -> Result<Keyring, ApiError> {
+    let raw = env
+        .secret(env::COFFER_KEYS)
+        .map(|secret| secret.to_string())
+        .or_else(|_| env.var(env::COFFER_KEYS).map(|var| var.to_string()))
+        .map_err(|_| ApiError::internal("COFFER_KEYS is not set"))?;
+    Keyring::parse(&raw).map_err(|error| ApiError::internal(format!("COFFER_KEYS: {error}")))
+}
+
+/// The acting tenant's relation to a loaded record.
+pub(crate) fn relation(record: &Record, shared: bool, acting: TenantId) -> Relation {
+    Relation::from_share_flag(acting, record.owner, shared)
+}
+
+/// Asks the core's policy; `NotVisible` becomes the surface's 404.
+pub(crate) fn allow(
+    caller: &Caller,
+    action: Action,
+    record: Option<Relation>,
+    missing: impl FnOnce() -> Missing,
+) -> Result<(), ApiError> {
+    decide(&caller.principal, caller.tenant, action, record).map_err(|denial| match denial {
+        Denial::NotVisible => ApiError::NotFound(missing()),
+        _ => ApiError::Forbidden,
+    })
+}
+
+/// A milliseconds value as the core's timestamp (stored values are always
+/// in range; an out-of-range one is clamped, never trusted to panic).
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
+}
+
+/// `{id, name, email}` of the caller, for `createdBy` / `updatedBy`.
+pub(crate) fn actor(caller: &Caller) -> Value {
+    let principal = &caller.principal;
+    json!({"id": principal.sub(), "name": principal.name(), "email": principal.email()})
+}
+
+/// An audit event by `caller` in `owner`'s log.
+pub(crate) fn event(
+    ctx: &Ctx,
+    caller: &Caller,
+    owner: TenantId,
+    action: AuditAction,
+    outcome: Outcome,
+    credential: Option<CredentialId>,
+) -> AuditEvent {
+    AuditEvent {
+        id: secret::random_uuid(),
+        owner,
+        at: ctx.now_ms,
+        action,
+        outcome,
+        credential,
+        actor_id: caller.principal.sub().to_string(),
+        actor_name: caller.principal.name().map(str::to_string),
+        actor_email: caller.principal.email().map(str::to_string),
+        actor_tenant: caller.tenant,
+        request_id: ctx.request_id.clone(),
+    }
+}
+
+/// Common fields of both surfaces' metadata, as `(camelCase, snake_case, value)`.
+fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static str, Value)> {
+    let now = timestamp(now_ms);
+    let expires = record.expires_at.map(timestamp);
+    vec![
+        ("integrationId", "integration_id", json!(record.integration)),
+        ("credentialName", "name", json!(record.name)),
+        ("description", "description", json!(record.description)),
+        ("authType", "auth_type", json!(record.auth_type)),
+        ("scopes", "scopes", json!(record.scopes)),
+        ("tokenEndpoint", "token_endpoint", json!(record.token_endpoint)),
+        (
+            "authorizationEndpoint",
+            "authorization_endpoint",
+            json!(record.authorization_endpoint),
+        ),
+        ("metadata", "metadata", record.metadata.clone()),
+        (
+            "status",
+            "status",
+            json!(effective_status(record.status, expires, now).as_str()),
+        ),
+        ("expiresAt", "expires_at", json!(record.expires_at.map(rfc3339))),
+        ("isExpired", "is_expired", json!(is_expired(expires, now))),
+        ("createdAt", "created_at", json!(rfc3339(record.created_at))),
+        ("createdBy", "created_by", record.created_by.clone()),
+        ("updatedAt", "updated_at", json!(rfc3339(record.updated_at))),
+        ("updatedBy", "updated_by", record.updated_by.clone()),
+        (
+            "lastAccessedAt",
+            "last_accessed_at",
+            json!(record.last_accessed_at.map(rfc3339)),
+        ),
+        ("accessCount", "access_count", json!(record.access_count)),
+        ("version", "version", json!(record.version)),
+    ]
+}
+
+/// The credentials surface's details object (the seed's `data` fields).
+pub(crate) fn credential_json(record: &Record, now_ms: i64) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert("id".into(), json!(record.id.prefixed()));
+    for (name, _, value) in metadata_fields(record, now_ms) {
+        object.insert(name.into(), value);
+    }
+    object.insert(
+        "tenant".into(),
+        json!({"id": record.owner.to_string(), "name": record.tenant_name}),
+    );
+    Value::Object(object)
+}
+
+/// The connection surface's metadata object.
+pub(crate) fn connection_json(record: &Record, acting: TenantId, now_ms: i64) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert("connection_id".into(), json!(record.id.to_string()));
+    for (_, name, value) in metadata_fields(record, now_ms) {
+        object.insert(name.into(), value);
+    }
+    object.insert("owner_tenant_id".into(), json!(record.owner.to_string()));
+    object.insert("shared".into(), json!(record.owner != acting));
+    Value::Object(object)
+}
+
+/// Parses a query parameter that must be a credential id.
+pub(crate) fn credential_id_param(raw: &str, place: Place, field: &str) -> Result<CredentialId, ApiError> {
+    CredentialId::parse(raw).map_err(|error| ApiError::invalid(place, field, error, "uuid_parsing"))
 }

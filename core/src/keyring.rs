@@ -1,0 +1,367 @@
+//! The master keys (KEKs) from `COFFER_KEYS`.
+use alloc::{string::String, vec::Vec};
+use core::fmt;
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use zeroize::Zeroizing;
+
+/// Length of a master key: AES-256.
+pub(crate) const KEK_LEN: usize = 32;
+
+/// Longest key id; it is stored in every wrapped key, behind a length byte.
+pub(crate) const MAX_KID_LEN: usize = 64;
+
+/// Length of a 32-byte key in standard, padded base64.
+const KEK_BASE64_LEN: usize = 44;
+
+/// Whether `kid` is 1–64 characters of `[A-Za-z0-9._-]`: safe in logs, D1
+/// columns and the wrapped-key header without escaping.
+pub(crate) fn is_valid_kid(kid: &[u8]) -> bool {
+    (1..=MAX_KID_LEN).contains(&kid.len())
+        && kid
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// One master key. Its bytes are wiped on drop and never printed.
+pub(crate) struct Kek {
+    pub(crate) kid: String,
+    pub(crate) key: Zeroizing<[u8; KEK_LEN]>,
+}
+
+/// The master keys: the first encrypts ("active"), all decrypt.
+///
+/// Built only by [`Keyring::parse`], so it always holds at least one key,
+/// with distinct, well-formed ids. `Debug` shows the key ids only.
+pub struct Keyring {
+    // The active key is a field of its own, so "there is an active key" is
+    // a fact of the type rather than a runtime check.
+    active: Kek,
+    others: Vec<Kek>,
+}
+
+/// Why `COFFER_KEYS` was refused. Messages name entries by position
+/// (counted from 1) or by key id, and never contain key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// The value is empty or only whitespace.
+    Empty,
+    /// An entry between commas is empty (for example a trailing comma).
+    EmptyEntry {
+        /// The entry's position, from 1.
+        position: usize,
+    },
+    /// An entry has no `:` between key id and key.
+    MissingSeparator {
+        /// The entry's position, from 1.
+        position: usize,
+    },
+    /// A key id is empty, longer than 64 characters or uses characters
+    /// outside `[A-Za-z0-9._-]`. The id itself is not repeated: a malformed
+    /// id may be a pasted key.
+    InvalidKid {
+        /// The entry's position, from 1.
+        position: usize,
+    },
+    /// Two entries share a key id.
+    DuplicateKid {
+        /// The repeated id.
+        kid: String,
+    },
+    /// A key is not 32 bytes in standard padded base64 (44 characters).
+    InvalidKey {
+        /// The key's id.
+        kid: String,
+    },
+}
+
+impl fmt::Display for KeyringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("COFFER_KEYS is empty; expected kid:base64key entries"),
+            Self::EmptyEntry { position } => {
+                write!(f, "COFFER_KEYS entry {position} is empty")
+            }
+            Self::MissingSeparator { position } => {
+                write!(f, "COFFER_KEYS entry {position} is not of the form kid:base64key")
+            }
+            Self::InvalidKid { position } => write!(
+                f,
+                "COFFER_KEYS entry {position} has a key id that is not 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+            ),
+            Self::DuplicateKid { kid } => {
+                write!(f, "COFFER_KEYS names the key id {kid} more than once")
+            }
+            Self::InvalidKey { kid } => write!(
+                f,
+                "COFFER_KEYS key {kid} is not 32 bytes in standard padded base64 (44 characters)"
+            ),
+        }
+    }
+}
+
+impl Keyring {
+    /// Parses `COFFER_KEYS`: `kid:base64(32 bytes)` entries separated by
+    /// commas, the first being the active key. Whitespace around entries,
+    /// ids and keys is ignored (secrets pasted with a trailing newline are
+    /// common); base64 is the standard alphabet with padding, strictly.
+    ///
+    /// # Errors
+    ///
+    /// A [`KeyringError`] naming the first problem; none of them contains
+    /// key bytes or key text.
+    pub fn parse(value: &str) -> Result<Self, KeyringError> {
+        if value.trim().is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        let mut keys: Vec<Kek> = Vec::new();
+        for (index, entry) in value.split(',').enumerate() {
+            let position = index + 1;
+            let entry = entry.trim();
+            if entry.is_empty() {
+                return Err(KeyringError::EmptyEntry { position });
+            }
+            let (kid, key_text) = entry
+                .split_once(':')
+                .ok_or(KeyringError::MissingSeparator { position })?;
+            let (kid, key_text) = (kid.trim(), key_text.trim());
+            if !is_valid_kid(kid.as_bytes()) {
+                return Err(KeyringError::InvalidKid { position });
+            }
+            if keys.iter().any(|known| known.kid == kid) {
+                return Err(KeyringError::DuplicateKid { kid: kid.into() });
+            }
+            let key = decode_key(key_text).ok_or(KeyringError::InvalidKey { kid: kid.into() })?;
+            keys.push(Kek {
+                kid: kid.into(),
+                key,
+            });
+        }
+        let mut keys = keys.into_iter();
+        let active = keys.next().ok_or(KeyringError::Empty)?;
+        Ok(Self {
+            active,
+            others: keys.collect(),
+        })
+    }
+
+    /// The id of the key that encrypts.
+    pub fn active_kid(&self) -> &str {
+        &self.active().kid
+    }
+
+    /// Whether the keyring holds a key with this id.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.get(kid).is_some()
+    }
+
+    /// Every key id, active first.
+    pub fn kids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.all().map(|kek| kek.kid.as_str())
+    }
+
+    pub(crate) fn active(&self) -> &Kek {
+        &self.active
+    }
+
+    pub(crate) fn get(&self, kid: &str) -> Option<&Kek> {
+        self.all().find(|kek| kek.kid == kid)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Kek> + '_ {
+        core::iter::once(&self.active).chain(&self.others)
+    }
+}
+
+/// Decodes one key into a wiped buffer; `None` unless it is exactly 32
+/// bytes of canonical, padded standard base64.
+fn decode_key(text: &str) -> Option<Zeroizing<[u8; KEK_LEN]>> {
+    if text.len() != KEK_BASE64_LEN {
+        return None;
+    }
+    // 44 characters decode to at most 33 bytes; decoding into a fixed
+    // buffer (not a growing Vec) leaves no unwiped copies behind.
+    let mut buffer = Zeroizing::new([0_u8; KEK_LEN + 1]);
+    let len = STANDARD.decode_slice(text, buffer.as_mut_slice()).ok()?;
+    if len != KEK_LEN {
+        return None;
+    }
+    let mut key = Zeroizing::new([0_u8; KEK_LEN]);
+    key.copy_from_slice(&buffer[..KEK_LEN]);
+    Some(key)
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("kids", &self.kids().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use alloc::{format, string::ToString, vec};
+
+    use super::*;
+
+    /// `base64(32 × byte)`.
+    pub(crate) fn key_text(byte: u8) -> String {
+        STANDARD.encode([byte; KEK_LEN])
+    }
+
+    #[test]
+    fn the_first_key_is_active_and_all_are_known() {
+        let value = format!("k2:{}, k1:{}\n", key_text(2), key_text(1));
+        let keyring = Keyring::parse(&value).expect("valid keyring");
+        assert_eq!(keyring.active_kid(), "k2");
+        assert!(keyring.contains("k1") && keyring.contains("k2"));
+        assert!(!keyring.contains("k3"));
+        assert_eq!(keyring.kids().collect::<Vec<_>>(), vec!["k2", "k1"]);
+        assert_eq!(*keyring.get("k1").expect("present").key, [1; 32]);
+    }
+
+    fn check(value: &str, expected: KeyringError) {
+        let got = Keyring::parse(value);
+        assert_eq!(got.as_ref().err(), Some(&expected), "{value:?}");
+    }
+
+    #[test]
+    fn malformed_values_say_which_entry_is_wrong() {
+        let good = key_text(7);
+        let short = STANDARD.encode([7_u8; 16]);
+        let long = STANDARD.encode([7_u8; 33]);
+        let long_kid = "k".repeat(65);
+        check("", KeyringError::Empty);
+        check(" \n", KeyringError::Empty);
+        check(
+            &format!("a:{good},"),
+            KeyringError::EmptyEntry { position: 2 },
+        );
+        check(
+            &format!(",a:{good}"),
+            KeyringError::EmptyEntry { position: 1 },
+        );
+        check(&good, KeyringError::MissingSeparator { position: 1 });
+        check(
+            &format!(":{good}"),
+            KeyringError::InvalidKid { position: 1 },
+        );
+        check(
+            &format!("a b:{good}"),
+            KeyringError::InvalidKid { position: 1 },
+        );
+        check(
+            &format!("a/b:{good}"),
+            KeyringError::InvalidKid { position: 1 },
+        );
+        check(
+            &format!("{long_kid}:{good}"),
+            KeyringError::InvalidKid { position: 1 },
+        );
+        check(
+            &format!("a:{good},a:{good}"),
+            KeyringError::DuplicateKid { kid: "a".into() },
+        );
+        check(
+            &format!("a:{short}"),
+            KeyringError::InvalidKey { kid: "a".into() },
+        );
+        check(
+            &format!("a:{long}"),
+            KeyringError::InvalidKey { kid: "a".into() },
+        );
+        check("a:", KeyringError::InvalidKey { kid: "a".into() });
+        // Right length, wrong alphabet (URL-safe) and unpadded forms.
+        let url_safe = base64::engine::general_purpose::URL_SAFE.encode([0xfb_u8; 32]);
+        check(
+            &format!("a:{url_safe}"),
+            KeyringError::InvalidKey { kid: "a".into() },
+        );
+        let unpadded = good.trim_end_matches('=');
+        check(
+            &format!("a:{unpadded}"),
+            KeyringError::InvalidKey { kid: "a".into() },
+        );
+        // A key is 32 bytes, so 44 characters with one '='; one trailing
+        // non-canonical bit pattern is refused too.
+        let mut non_canonical = good.clone();
+        non_canonical.replace_range(42..43, "B");
+        check(
+            &format!("a:{non_canonical}"),
+            KeyringError::InvalidKey { kid: "a".into() },
+        );
+        // The longest id is fine.
+        let longest_kid = "k".repeat(64);
+        assert!(Keyring::parse(&format!("{longest_kid}:{good}")).is_ok());
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_key_material() {
+        let secret = key_text(0x5a);
+        let attempts = [
+            secret.clone(),
+            format!("{secret}:{secret}"),
+            format!("a:{}", &secret[..40]),
+            format!("a:{secret},a:{secret}"),
+        ];
+        for value in attempts {
+            let error = Keyring::parse(&value).expect_err("refused");
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains(&secret[..20]), "{shown}");
+            assert!(!shown.ends_with('.'));
+        }
+        let keyring = Keyring::parse(&format!("main:{secret}")).expect("valid");
+        let shown = format!("{keyring:?}");
+        assert_eq!(shown, r#"Keyring { kids: ["main"] }"#);
+        assert_eq!(
+            KeyringError::InvalidKey { kid: "main".into() }.to_string(),
+            "COFFER_KEYS key main is not 32 bytes in standard padded base64 (44 characters)"
+        );
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #[test]
+            fn parsing_never_panics_nor_leaks(value in "\\PC{0,120}") {
+                if let Err(error) = Keyring::parse(&value) {
+                    let shown = alloc::format!("{error}");
+                    // A refused value's key part (after a ':') never appears
+                    // in the message unless it is also a valid key id.
+                    for entry in value.split(',') {
+                        if let Some((_, key)) = entry.split_once(':') {
+                            let key = key.trim();
+                            if key.len() > 8 && !is_valid_kid(key.as_bytes()) {
+                                prop_assert!(!shown.contains(key));
+                            }
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn any_well_formed_value_parses(
+                kids in proptest::collection::hash_set("[A-Za-z0-9._-]{1,64}", 1..5),
+                bytes in any::<[u8; 32]>(),
+            ) {
+                let value: Vec<String> = kids
+                    .iter()
+                    .map(|kid| alloc::format!("{kid}:{}", STANDARD.encode(bytes)))
+                    .collect();
+                let keyring = Keyring::parse(&value.join(",")).expect("well formed");
+                for kid in &kids {
+                    prop_assert!(keyring.contains(kid));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Bearer tokens: HS256 and per-realm JWKS verification.
+//!
+//! The request's configuration picks one verifier (see [`config`]'s table):
+//! a realm's JWKS when the `realmname` header or `AUTH_DEFAULT_REALM` names
+//! one, otherwise HS256 with `AUTH_HS256_SECRET`. The key fixes the
+//! algorithm ([`verify`]); the core's claim rules then build the
+//! [`Principal`]. The token itself is never logged.
+extern crate alloc;
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
+use coffer_core::{ClaimRules, Principal};
+use jwt_compact::alg::Hs256Key;
+use worker::{Env, Request};
+
+mod config;
+mod jwks;
+mod verify;
+
+use config::{Realms, SelectError, Verifier};
+use verify::{ParseFailure, VerifyingKey};
+
+/// Why a request was not authenticated. The reason is logged, never sent.
+#[derive(Debug)]
+pub(crate) enum AuthError {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Not three non-empty base64url segments, or a header that is not a JSON object.
+    NotAJwt,
+    /// A JWT that failed verification or the claim rules; the reason is for the log.
+    Invalid(&'static str),
+    /// The deployment's auth configuration is broken (logged, answered 500).
+    Misconfigured(&'static str),
+}
+
+/// The variables and secret this module reads.
+const HS256_SECRET: &str = "AUTH_HS256_SECRET";
+const ISSUER: &str = "AUTH_ISSUER";
+const AUDIENCE: &str = "AUTH_AUDIENCE";
+const REALMS: &str = "AUTH_REALMS";
+const DEFAULT_REALM: &str = "AUTH_DEFAULT_REALM";
+/// The request header that picks a realm.
+const REALM_HEADER: &str = "realmname";
+
+/// Realm algorithms: the only `alg` values worth a JWKS lookup.
+const REALM_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+
+/// Verifies the request's bearer token and returns the principal.
+pub(crate) async fn authenticate(
+    req: &Request,
+    env: &Env,
+    now_ms: i64,
+) -> Result<Principal, AuthError> {
+    let authorization = header(req, "authorization").ok_or(AuthError::Missing)?;
+    let token = bearer(&authorization).ok_or(AuthError::Missing)?;
+    let token = verify::parse(token).map_err(|failure| match failure {
+        ParseFailure::NotAJwt => AuthError::NotAJwt,
+        ParseFailure::Invalid(reason) => AuthError::Invalid(reason),
+    })?;
+
+    let realms = realms(env)?;
+    let default_realm = text_var(env, DEFAULT_REALM).unwrap_or_default();
+    let realm_header = header(req, REALM_HEADER);
+    let verifier =
+        config::select(realm_header.as_deref(), &default_realm, &realms).map_err(|error| {
+            match error {
+                SelectError::UnknownRealm => AuthError::Invalid("unknown realm"),
+                SelectError::UnknownDefaultRealm => {
+                    AuthError::Misconfigured("AUTH_DEFAULT_REALM names no realm of AUTH_REALMS")
+                }
+            }
+        })?;
+
+    match verifier {
+        Verifier::Hs256 => {
+            let secret = text_var(env, HS256_SECRET)
+                .filter(|secret| !secret.is_empty())
+                .ok_or(AuthError::Invalid(
+                    "HS256 token but AUTH_HS256_SECRET is unset",
+                ))?;
+            // The HMAC key is the secret's UTF-8 bytes, as in most JWT libraries.
+            let key = VerifyingKey::Hs256(Hs256Key::new(secret.as_bytes()));
+            let claims =
+                verify::verify(&token, &key).map_err(|e| AuthError::Invalid(e.reason()))?;
+            let issuer = text_var(env, ISSUER).filter(|value| !value.is_empty());
+            let audience = text_var(env, AUDIENCE).filter(|value| !value.is_empty());
+            let rules = ClaimRules {
+                issuer: issuer.as_deref(),
+                audience: audience.as_deref(),
+            };
+            claims
+                .validate(&rules, now_ms)
+                .map_err(|e| AuthError::Invalid(e.reason()))
+        }
+        Verifier::Realm(name, realm) => {
+            // Refuse what no realm key could verify before any JWKS work.
+            if !REALM_ALGORITHMS.contains(&token.algorithm()) {
+                return Err(AuthError::Invalid("alg not accepted for realm tokens"));
+            }
+            let kid = token
+                .header()
+                .key_id
+                .as_deref()
+                .ok_or(AuthError::Invalid("realm token without kid"))?;
+            let keys = jwks::key_set(env, name, realm, kid, now_ms)
+                .await
+                .map_err(AuthError::Invalid)?;
+            let key = keys.get(kid).ok_or(AuthError::Invalid("unknown kid"))?;
+            let claims = verify::verify(&token, key).map_err(|e| AuthError::Invalid(e.reason()))?;
+            let rules = ClaimRules {
+                issuer: realm.issuer.as_deref(),
+                audience: realm.audience.as_deref(),
+            };
+            claims
+                .validate(&rules, now_ms)
+                .map_err(|e| AuthError::Invalid(e.reason()))
+        }
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1;
+/// the scheme is case-insensitive).
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A string variable or secret; `None` when unset.
+fn text_var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|value| value.to_string())
+}
+
+thread_local! {
+    /// `AUTH_REALMS` parsed once per isolate (keyed by its text, which only
+    /// changes with a deployment).
+    static PARSED_REALMS: RefCell<Option<(String, Rc<Realms>)>> = const { RefCell::new(None) };
+}
+
+/// `AUTH_REALMS`, as a JSON string (the usual form) or a JSON object var.
+fn realms(env: &Env) -> Result<Rc<Realms>, AuthError> {
+    let text = match text_var(env, REALMS) {
+        Some(text) => text,
+        None => match env.object_var::<serde_json::Value>(REALMS) {
+            Ok(value) => value.to_string(),
+            Err(_) => String::new(),
+        },
+    };
+    if let Some(parsed) = PARSED_REALMS.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .filter(|(raw, _)| *raw == text)
+            .map(|(_, parsed)| Rc::clone(parsed))
+    }) {
+        return Ok(parsed);
+    }
+    let parsed = Rc::new(Realms::parse(&text).map_err(AuthError::Misconfigured)?);
+    PARSED_REALMS.with(|cell| *cell.borrow_mut() = Some((text, Rc::clone(&parsed))));
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_values() {
+        let cases = [
+            ("Bearer abc.def.ghi", Some("abc.def.ghi")),
+            ("bearer   abc ", Some("abc")),
+            ("BEARER x", Some("x")),
+            ("Bearer ", None),
+            ("Bearer", None),
+            ("Basic dXNlcjpwYXNz", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(bearer(value), expected, "{value:?}");
+        }
+    }
+}

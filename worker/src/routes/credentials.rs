@@ -1,0 +1,396 @@
+//! The credentials surface, `/api/v1/credentials` and `/api/v1/audit`.
+use coffer_core::{
+    check_transition, parse_page_limit, Action, CredentialId, IntegrationId, Relation, Status,
+};
+use serde_json::{json, Value};
+
+use super::{
+    actor, allow, body, credential_id_param, credential_json, event, relation,
+    secret::{self, new_credential_id, seal_for},
+};
+use crate::{
+    error::{ApiError, Missing, Place},
+    http::{Caller, Ctx, Reply},
+    store::{AuditAction, Cursor, Filters, Outcome, Record, Store},
+};
+
+/// How many times a write without `If-Match` retries a lost compare-and-set.
+const WRITE_ATTEMPTS: usize = 3;
+
+fn query(ctx: &Ctx, name: &str) -> Option<String> {
+    ctx.query_pairs()
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+fn integration_param(ctx: &Ctx, name: &str) -> Result<IntegrationId, ApiError> {
+    IntegrationId::parse(ctx.param(name))
+        .map_err(|error| ApiError::invalid(Place::Path, "integrationId", error, "value_error"))
+}
+
+fn limit(ctx: &Ctx) -> Result<u32, ApiError> {
+    parse_page_limit(query(ctx, "limit").as_deref())
+        .map_err(|error| ApiError::invalid(Place::Query, "limit", error, "value_error"))
+}
+
+/// Loads the record `GET .../{integrationId}[...]?credentialId=` names, with
+/// the acting tenant's relation to it: by id (owned or shared; another
+/// integration's record is not found), else by the selection rule.
+async fn load_for_integration(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    integration: &IntegrationId,
+) -> Result<(Option<(Record, bool)>, Missing), ApiError> {
+    match query(ctx, "credentialId") {
+        Some(raw) => {
+            let id = credential_id_param(&raw, Place::Query, "credentialId")?;
+            let found = store
+                .find(id, caller.tenant)
+                .await?
+                .filter(|(record, _)| record.integration == integration.as_str());
+            Ok((found, Missing::Credential(id.prefixed())))
+        }
+        None => {
+            let found = store
+                .select_for_integration(caller.tenant, integration.as_str(), ctx.now_ms)
+                .await?
+                .map(|record| (record, false));
+            Ok((found, Missing::Integration(integration.as_str().to_string())))
+        }
+    }
+}
+
+/// `GET /api/v1/credentials/{integrationId}/details`: metadata, viewer.
+pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    let integration = integration_param(ctx, "integrationId")?;
+    let store = Store::open(&ctx.env)?;
+    let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
+    let rel = found.as_ref().map(|(r, shared)| relation(r, *shared, caller.tenant));
+    allow(&caller, Action::ReadMetadata, rel, || missing)?;
+    let Some((record, _)) = found else {
+        return Err(ApiError::internal("policy allowed a missing record"));
+    };
+    Ok(Reply::ok(ctx.envelope(
+        "Credential details retrieved successfully",
+        credential_json(&record, ctx.now_ms),
+    ))
+    .etag(record.version as u64))
+}
+
+/// `GET /api/v1/credentials/{integrationId}`: metadata and the decrypted
+/// secret, owner tenant and role user only.
+pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    let integration = integration_param(ctx, "id")?;
+    let store = Store::open(&ctx.env)?;
+    let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
+    let Some((record, shared)) = found else {
+        allow(&caller, Action::ReadSecret, None, || missing)?;
+        return Err(ApiError::internal("policy allowed a missing record"));
+    };
+    let rendered = record.id.prefixed();
+    let (record, credentials) =
+        secret::read_secret(ctx, &caller, &store, record, shared, rendered, || missing).await?;
+    let mut data = credential_json(&record, ctx.now_ms);
+    if let Value::Object(object) = &mut data {
+        object.insert("credentials".into(), credentials);
+    }
+    Ok(Reply::ok(ctx.envelope("Credential retrieved successfully", data))
+        .etag(record.version as u64))
+}
+
+/// `GET /api/v1/credentials`: the tenant's own records, paginated.
+pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    allow(&caller, Action::List, None, || Missing::Integration(String::new()))?;
+    let limit = limit(ctx)?;
+    let mut filters = Filters::default();
+    if let Some(raw) = query(ctx, "integrationId") {
+        let integration = IntegrationId::parse(&raw)
+            .map_err(|error| ApiError::invalid(Place::Query, "integrationId", error, "value_error"))?;
+        filters.integration = Some(integration.as_str().to_string());
+    }
+    if let Some(raw) = query(ctx, "status") {
+        filters.status = Some(
+            Status::parse(&raw)
+                .map_err(|error| ApiError::invalid(Place::Query, "status", error, "value_error"))?,
+        );
+    }
+    let scope = format!(
+        "credentials|{}|{}|{}",
+        caller.tenant,
+        filters.integration.as_deref().unwrap_or(""),
+        filters.status.map_or("", Status::as_str)
+    );
+    let cursor = match query(ctx, "cursor") {
+        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
+            ApiError::invalid(
+                Place::Query,
+                "cursor",
+                "is not a cursor issued for this tenant and these filters",
+                "value_error",
+            )
+        })?),
+        None => None,
+    };
+    let page = Store::open(&ctx.env)?
+        .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now_ms)
+        .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|record| credential_json(record, ctx.now_ms))
+        .collect();
+    Ok(Reply::ok(ctx.envelope(
+        "Credentials retrieved successfully",
+        json!({"items": items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+    )))
+}
+
+/// `POST /api/v1/credentials`: a new record and its first secret version.
+pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    allow(&caller, Action::Create, None, || Missing::Integration(String::new()))?;
+    let input = body::parse_create(body::read_object(ctx).await?)?;
+    let who = actor(&caller);
+    let mut record = Record {
+        id: new_credential_id(),
+        owner: caller.tenant,
+        integration: input.integration.as_str().to_string(),
+        name: input.name,
+        description: input.description,
+        auth_type: input.auth_type.as_str().to_string(),
+        scopes: input.scopes,
+        token_endpoint: input.token_endpoint,
+        authorization_endpoint: input.authorization_endpoint,
+        metadata: input.metadata,
+        status: Status::Active,
+        expires_at: input.expires_at,
+        created_at: ctx.now_ms,
+        created_by: who.clone(),
+        updated_at: ctx.now_ms,
+        updated_by: who,
+        tenant_name: caller.principal.tenant_name().map(str::to_string),
+        last_accessed_at: None,
+        access_count: 0,
+        version: 1,
+        secret_version: 1,
+        kid: String::new(),
+        wrapped_dek: Vec::new(),
+    };
+    let sealed = seal_for(ctx, &record, input.secret.as_bytes())?;
+    record.kid = sealed.kid;
+    record.wrapped_dek = sealed.wrapped_dek;
+    let audit = event(
+        ctx,
+        &caller,
+        record.owner,
+        AuditAction::Create,
+        Outcome::Success,
+        Some(record.id),
+    );
+    Store::open(&ctx.env)?
+        .insert(&record, &sealed.blob, &audit)
+        .await?;
+    Ok(Reply::ok(ctx.envelope(
+        "Credential stored successfully",
+        credential_json(&record, ctx.now_ms),
+    ))
+    .status(201)
+    .etag(1))
+}
+
+/// Parses `If-Match` (`"<version>"`, `W/"<version>"` or `*`): `None` when
+/// absent or `*`.
+fn if_match(ctx: &Ctx) -> Option<String> {
+    let raw = ctx.header("if-match")?;
+    let raw = raw.trim();
+    if raw == "*" {
+        return None;
+    }
+    Some(raw.trim_start_matches("W/").trim_matches('"').to_string())
+}
+
+fn check_if_match(expected: Option<&str>, record: &Record) -> Result<(), ApiError> {
+    match expected {
+        Some(tag) if tag != record.version.to_string() => Err(ApiError::PreconditionFailed {
+            current: record.version as u64,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Loads a record by the `{id}` path parameter for a write, checking the
+/// policy for `action` (a stranger's record is not found; a shared one is
+/// forbidden) and `If-Match`.
+async fn load_for_write(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    id: CredentialId,
+    action: Action,
+    expected: Option<&str>,
+) -> Result<Record, ApiError> {
+    let found = store.find(id, caller.tenant).await?;
+    let rel: Option<Relation> = found.as_ref().map(|(r, shared)| relation(r, *shared, caller.tenant));
+    allow(caller, action, rel, || Missing::Credential(id.prefixed()))?;
+    let Some((record, _)) = found else {
+        return Err(ApiError::internal("policy allowed a missing record"));
+    };
+    let _ = ctx;
+    check_if_match(expected, &record)?;
+    Ok(record)
+}
+
+/// `PATCH /api/v1/credentials/{credentialId}`.
+pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
+    let patch = body::parse_patch(body::read_object(ctx).await?)?;
+    let expected = if_match(ctx);
+    let store = Store::open(&ctx.env)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current =
+            load_for_write(ctx, &caller, &store, id, Action::Update, expected.as_deref()).await?;
+        let mut next = current.clone();
+        if let Some(status) = patch.status {
+            check_transition(current.status, status)
+                .map_err(|error| ApiError::invalid(Place::Body, "status", error, "value_error"))?;
+            next.status = status;
+        }
+        if let Some(name) = &patch.name {
+            next.name.clone_from(name);
+        }
+        if let Some(description) = &patch.description {
+            next.description.clone_from(description);
+        }
+        if let Some(scopes) = &patch.scopes {
+            next.scopes.clone_from(scopes);
+        }
+        if let Some(url) = &patch.token_endpoint {
+            next.token_endpoint.clone_from(url);
+        }
+        if let Some(url) = &patch.authorization_endpoint {
+            next.authorization_endpoint.clone_from(url);
+        }
+        if let Some(metadata) = &patch.metadata {
+            next.metadata.clone_from(metadata);
+        }
+        if let Some(expires_at) = patch.expires_at {
+            next.expires_at = expires_at;
+        }
+        next.version = current.version + 1;
+        next.updated_at = ctx.now_ms;
+        next.updated_by = actor(&caller);
+        let mut blob = None;
+        if let Some(secret) = &patch.secret {
+            next.secret_version = next.version;
+            let sealed = seal_for(ctx, &next, secret.as_bytes())?;
+            next.kid = sealed.kid;
+            next.wrapped_dek = sealed.wrapped_dek;
+            blob = Some(sealed.blob);
+        }
+        let audit = event(
+            ctx,
+            &caller,
+            current.owner,
+            AuditAction::Update,
+            Outcome::Success,
+            Some(id),
+        );
+        if store
+            .update(&next, current.version, blob.as_deref(), &audit)
+            .await?
+        {
+            if blob.is_some() {
+                // The old secret version is destroyed only after the commit.
+                store
+                    .delete_blob(current.owner, current.id, current.secret_version)
+                    .await;
+            }
+            return Ok(Reply::ok(ctx.envelope(
+                "Credential updated successfully",
+                credential_json(&next, ctx.now_ms),
+            ))
+            .etag(next.version as u64));
+        }
+        if expected.is_some() {
+            // Someone else changed it after our read: the precondition that
+            // the client stated no longer holds.
+            return Err(ApiError::PreconditionFailed {
+                current: current.version as u64 + 1,
+            });
+        }
+    }
+    Err(ApiError::internal("update lost the compare-and-set repeatedly"))
+}
+
+/// `DELETE /api/v1/credentials/{credentialId}`: the record, its shares and
+/// its secret material are gone.
+pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
+    let expected = if_match(ctx);
+    let store = Store::open(&ctx.env)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current =
+            load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_deref()).await?;
+        let audit = event(
+            ctx,
+            &caller,
+            current.owner,
+            AuditAction::Delete,
+            Outcome::Success,
+            Some(id),
+        );
+        if store.delete(&current, current.version, &audit).await? {
+            return Ok(Reply::ok(ctx.envelope(
+                "Credential deleted successfully",
+                json!({"id": id.prefixed(), "deleted": true}),
+            )));
+        }
+        if expected.is_some() {
+            return Err(ApiError::PreconditionFailed {
+                current: current.version as u64 + 1,
+            });
+        }
+    }
+    Err(ApiError::internal("delete lost the compare-and-set repeatedly"))
+}
+
+/// `GET /api/v1/audit`: the tenant's audit log, newest first, admin.
+pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    allow(&caller, Action::ReadAudit, None, || Missing::Integration(String::new()))?;
+    let limit = limit(ctx)?;
+    let credential = match query(ctx, "credentialId") {
+        Some(raw) => Some(credential_id_param(&raw, Place::Query, "credentialId")?),
+        None => None,
+    };
+    let scope = format!(
+        "audit|{}|{}",
+        caller.tenant,
+        credential.map(|id| id.to_string()).unwrap_or_default()
+    );
+    let cursor = match query(ctx, "cursor") {
+        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
+            ApiError::invalid(
+                Place::Query,
+                "cursor",
+                "is not a cursor issued for this tenant and these filters",
+                "value_error",
+            )
+        })?),
+        None => None,
+    };
+    let page = Store::open(&ctx.env)?
+        .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
+        .await?;
+    Ok(Reply::ok(ctx.envelope(
+        "Audit events retrieved successfully",
+        json!({"items": page.items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+    )))
+}

@@ -1,0 +1,172 @@
+//! Audit events: who did what to which record, when, with what outcome.
+use coffer_core::{CredentialId, TenantId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+use worker::D1PreparedStatement;
+
+use super::{db_error, int, opt, Cursor, Page, Store};
+use crate::error::ApiError;
+
+/// What was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuditAction {
+    Create,
+    Update,
+    Delete,
+    ReadSecret,
+    ShareGrant,
+    ShareRevoke,
+}
+
+impl AuditAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "credential.create",
+            Self::Update => "credential.update",
+            Self::Delete => "credential.delete",
+            Self::ReadSecret => "credential.read_secret",
+            Self::ShareGrant => "share.grant",
+            Self::ShareRevoke => "share.revoke",
+        }
+    }
+}
+
+/// How it went. `Error` marks a read that was allowed but failed inside
+/// (a sealed blob missing or failing to open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One event, in the record owner's log.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditEvent {
+    pub(crate) id: String,
+    pub(crate) owner: TenantId,
+    pub(crate) at: i64,
+    pub(crate) action: AuditAction,
+    pub(crate) outcome: Outcome,
+    pub(crate) credential: Option<CredentialId>,
+    pub(crate) actor_id: String,
+    pub(crate) actor_name: Option<String>,
+    pub(crate) actor_email: Option<String>,
+    pub(crate) actor_tenant: TenantId,
+    pub(crate) request_id: String,
+}
+
+#[derive(Deserialize)]
+struct AuditRow {
+    seq: i64,
+    id: String,
+    at: i64,
+    action: String,
+    outcome: String,
+    credential_id: Option<String>,
+    actor_id: String,
+    actor_name: Option<String>,
+    actor_email: Option<String>,
+    actor_tenant_id: String,
+    request_id: String,
+}
+
+impl Store {
+    /// The insert of `event`; with `if_changed`, only when the batch's
+    /// previous statement changed a row (so a lost compare-and-set leaves
+    /// no event behind).
+    pub(super) fn audit_statement(
+        &self,
+        event: &AuditEvent,
+        if_changed: bool,
+    ) -> Result<D1PreparedStatement, ApiError> {
+        let sql = if if_changed {
+            "INSERT INTO audit_events (id, tenant_id, at, action, outcome, credential_id, actor_id, \
+               actor_name, actor_email, actor_tenant_id, request_id) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE changes() = 1"
+        } else {
+            "INSERT INTO audit_events (id, tenant_id, at, action, outcome, credential_id, actor_id, \
+               actor_name, actor_email, actor_tenant_id, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        };
+        let credential = event.credential.map(|id| id.to_string());
+        self.prepare(
+            sql,
+            &[
+                event.id.as_str().into(),
+                event.owner.to_string().into(),
+                int(event.at),
+                event.action.as_str().into(),
+                event.outcome.as_str().into(),
+                opt(credential.as_deref()),
+                event.actor_id.as_str().into(),
+                opt(event.actor_name.as_deref()),
+                opt(event.actor_email.as_deref()),
+                event.actor_tenant.to_string().into(),
+                event.request_id.as_str().into(),
+            ],
+        )
+    }
+
+    /// One page of `tenant`'s audit log, newest first, as the contract's
+    /// JSON objects.
+    pub(crate) async fn list_audit(
+        &self,
+        tenant: TenantId,
+        credential: Option<CredentialId>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Value>, ApiError> {
+        let mut sql = String::from(
+            "SELECT seq, id, at, action, outcome, credential_id, actor_id, actor_name, \
+               actor_email, actor_tenant_id, request_id FROM audit_events WHERE tenant_id = ?1",
+        );
+        let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
+        if let Some(credential) = credential {
+            params.push(credential.to_string().into());
+            sql.push_str(&format!(" AND credential_id = ?{}", params.len()));
+        }
+        if let Some(cursor) = after {
+            params.push(int(cursor.created_at));
+            sql.push_str(&format!(" AND seq < ?{}", params.len()));
+        }
+        params.push(int(i64::from(limit) + 1));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
+        let result = self.prepare(&sql, &params)?.all().await.map_err(db_error)?;
+        let rows: Vec<AuditRow> = result.results().map_err(db_error)?;
+        let page = Page::from_overfetch(rows, limit, |row| Cursor {
+            created_at: row.seq,
+            id: String::new(),
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|row| {
+                    json!({
+                        "id": row.id,
+                        "at": crate::http::rfc3339(row.at),
+                        "action": row.action,
+                        "outcome": row.outcome,
+                        "credentialId": row.credential_id.map(|id| format!("cred-{id}")),
+                        "actor": {"id": row.actor_id, "name": row.actor_name, "email": row.actor_email},
+                        "actorTenantId": row.actor_tenant_id,
+                        "requestId": row.request_id,
+                    })
+                })
+                .collect(),
+            next: page.next,
+        })
+    }
+}

@@ -1,0 +1,515 @@
+//! The only code that knows SQL and KV key layouts.
+//!
+//! D1 is the source of truth: ownership, shares, status, versions, the
+//! wrapped data key and audit events. KV holds sealed blobs under immutable
+//! keys (`secret/v1/<tenant>/<credential>/<secret version>`) and is never
+//! consulted for access decisions. Writes go KV first, then D1, so D1 never
+//! points at a missing blob; a blob whose D1 write failed is an orphan a
+//! sweep may remove. Every multi-statement change is one D1 `batch`
+//! (a transaction), and updates compare-and-set on `version`.
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use coffer_core::{CredentialId, Status, TenantId};
+use serde::Deserialize;
+use serde_json::Value;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env, KvStore};
+
+use crate::{env, error::ApiError};
+
+mod audit;
+mod page;
+
+pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
+pub(crate) use page::{Cursor, Page};
+
+/// A stored credential, parsed from its D1 row.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) id: CredentialId,
+    pub(crate) owner: TenantId,
+    pub(crate) integration: String,
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) auth_type: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) token_endpoint: Option<String>,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) metadata: Value,
+    pub(crate) status: Status,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) created_by: Value,
+    pub(crate) updated_at: i64,
+    pub(crate) updated_by: Value,
+    pub(crate) tenant_name: Option<String>,
+    pub(crate) last_accessed_at: Option<i64>,
+    pub(crate) access_count: i64,
+    pub(crate) version: i64,
+    pub(crate) secret_version: i64,
+    pub(crate) kid: String,
+    pub(crate) wrapped_dek: Vec<u8>,
+}
+
+/// The row as D1 returns it. Nullable columns are `Option`s: D1 gives
+/// `null`, which serde-wasm-bindgen maps to `None`.
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    tenant_id: String,
+    integration_id: String,
+    name: String,
+    description: Option<String>,
+    auth_type: String,
+    scopes: String,
+    token_endpoint: Option<String>,
+    authorization_endpoint: Option<String>,
+    metadata: String,
+    status: String,
+    expires_at: Option<i64>,
+    created_at: i64,
+    created_by: String,
+    updated_at: i64,
+    updated_by: String,
+    tenant_name: Option<String>,
+    last_accessed_at: Option<i64>,
+    access_count: i64,
+    version: i64,
+    secret_version: i64,
+    kid: String,
+    wrapped_dek: String,
+    #[serde(default)]
+    shared: Option<i64>,
+}
+
+impl Row {
+    fn into_record(self) -> Result<(Record, bool), ApiError> {
+        let corrupt =
+            |what: &str| ApiError::internal(format!("stored row {} has a bad {what}", self.id));
+        let record = Record {
+            id: CredentialId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            owner: TenantId::parse(&self.tenant_id).map_err(|_| corrupt("tenant_id"))?,
+            scopes: serde_json::from_str(&self.scopes).map_err(|_| corrupt("scopes"))?,
+            metadata: serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?,
+            status: Status::parse(&self.status).map_err(|_| corrupt("status"))?,
+            created_by: serde_json::from_str(&self.created_by)
+                .map_err(|_| corrupt("created_by"))?,
+            updated_by: serde_json::from_str(&self.updated_by)
+                .map_err(|_| corrupt("updated_by"))?,
+            wrapped_dek: STANDARD
+                .decode(&self.wrapped_dek)
+                .map_err(|_| corrupt("wrapped_dek"))?,
+            integration: self.integration_id,
+            name: self.name,
+            description: self.description,
+            auth_type: self.auth_type,
+            token_endpoint: self.token_endpoint,
+            authorization_endpoint: self.authorization_endpoint,
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            tenant_name: self.tenant_name,
+            last_accessed_at: self.last_accessed_at,
+            access_count: self.access_count,
+            version: self.version,
+            secret_version: self.secret_version,
+            kid: self.kid,
+        };
+        Ok((record, self.shared == Some(1)))
+    }
+}
+
+/// `None` binds as SQL NULL. (`JsValue::UNDEFINED` is refused by D1, and
+/// `Option` has no `Into<JsValue>` that would pick NULL for us.)
+fn opt(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from)
+}
+
+/// Integers bind as JS numbers; every integer Coffer stores (Unix ms,
+/// counts, versions) stays far below 2^53, where f64 is exact.
+fn int(value: i64) -> JsValue {
+    JsValue::from_f64(value as f64)
+}
+
+fn opt_int(value: Option<i64>) -> JsValue {
+    value.map_or(JsValue::NULL, int)
+}
+
+/// D1 errors are storage failures: logged, answered generically.
+fn db_error(error: worker::Error) -> ApiError {
+    ApiError::internal(format!("d1: {error}"))
+}
+
+fn kv_error(error: impl core::fmt::Display) -> ApiError {
+    ApiError::internal(format!("kv: {error}"))
+}
+
+/// The KV key of a secret version's sealed blob. Immutable: a new secret
+/// version gets a new key, so a reader never sees a half-replaced blob.
+pub(crate) fn blob_key(owner: TenantId, id: CredentialId, secret_version: i64) -> String {
+    format!("secret/v1/{owner}/{id}/{secret_version}")
+}
+
+const COLUMNS: &str = "c.id, c.tenant_id, c.integration_id, c.name, c.description, c.auth_type, \
+    c.scopes, c.token_endpoint, c.authorization_endpoint, c.metadata, c.status, c.expires_at, \
+    c.created_at, c.created_by, c.updated_at, c.updated_by, c.tenant_name, c.last_accessed_at, \
+    c.access_count, c.version, c.secret_version, c.kid, c.wrapped_dek";
+
+/// Handles on D1 and the secrets KV namespace.
+pub(crate) struct Store {
+    db: D1Database,
+    secrets: KvStore,
+}
+
+/// What a caller may filter a list by.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    pub(crate) integration: Option<String>,
+    pub(crate) status: Option<Status>,
+}
+
+impl Store {
+    /// Binds D1 and KV; a missing binding is a 503.
+    pub(crate) fn open(env: &Env) -> Result<Self, ApiError> {
+        let db = env
+            .d1(env::DB)
+            .map_err(|error| ApiError::Unavailable(format!("d1 binding: {error}")))?;
+        let secrets = env
+            .kv(env::SECRETS)
+            .map_err(|error| ApiError::Unavailable(format!("kv binding: {error}")))?;
+        Ok(Self { db, secrets })
+    }
+
+    fn prepare(&self, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, ApiError> {
+        self.db.prepare(sql).bind(params).map_err(db_error)
+    }
+
+    async fn rows(&self, statement: D1PreparedStatement) -> Result<Vec<(Record, bool)>, ApiError> {
+        let result = statement.all().await.map_err(db_error)?;
+        let rows: Vec<Row> = result.results().map_err(db_error)?;
+        rows.into_iter().map(Row::into_record).collect()
+    }
+
+    /// A record by id, with whether it is shared with `acting`.
+    pub(crate) async fn find(
+        &self,
+        id: CredentialId,
+        acting: TenantId,
+    ) -> Result<Option<(Record, bool)>, ApiError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM shares s \
+               WHERE s.credential_id = c.id AND s.tenant_id = ?2) AS shared \
+             FROM credentials c WHERE c.id = ?1"
+        );
+        let statement = self.prepare(&sql, &[id.to_string().into(), acting.to_string().into()])?;
+        Ok(self.rows(statement).await?.into_iter().next())
+    }
+
+    /// The selection rule for an integration without `credentialId`: the
+    /// tenant's newest effectively active record, else its newest record.
+    pub(crate) async fn select_for_integration(
+        &self,
+        tenant: TenantId,
+        integration: &str,
+        now_ms: i64,
+    ) -> Result<Option<Record>, ApiError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM credentials c \
+             WHERE c.tenant_id = ?1 AND c.integration_id = ?2 \
+             ORDER BY (c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ?3)) DESC, \
+                      c.created_at DESC, c.id DESC \
+             LIMIT 1"
+        );
+        let statement = self.prepare(
+            &sql,
+            &[tenant.to_string().into(), integration.into(), int(now_ms)],
+        )?;
+        Ok(self
+            .rows(statement)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(r, _)| r))
+    }
+
+    /// One page of the tenant's own records, newest first (ties by id).
+    pub(crate) async fn list(
+        &self,
+        tenant: TenantId,
+        filters: &Filters,
+        after: Option<&Cursor>,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<Page<Record>, ApiError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM credentials c WHERE c.tenant_id = ?1");
+        let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
+        if let Some(integration) = &filters.integration {
+            params.push(integration.as_str().into());
+            sql.push_str(&format!(" AND c.integration_id = ?{}", params.len()));
+        }
+        if let Some(status) = filters.status {
+            params.push(int(now_ms));
+            let now = params.len();
+            sql.push_str(&status_filter(status, now));
+        }
+        if let Some(cursor) = after {
+            params.push(int(cursor.created_at));
+            params.push(cursor.id.as_str().into());
+            let (at, id) = (params.len() - 1, params.len());
+            sql.push_str(&format!(" AND (c.created_at, c.id) < (?{at}, ?{id})"));
+        }
+        params.push(int(i64::from(limit) + 1));
+        sql.push_str(&format!(
+            " ORDER BY c.created_at DESC, c.id DESC LIMIT ?{}",
+            params.len()
+        ));
+        let records = self
+            .rows(self.prepare(&sql, &params)?)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect();
+        Ok(Page::from_overfetch(records, limit, |r| Cursor {
+            created_at: r.created_at,
+            id: r.id.to_string(),
+        }))
+    }
+
+    /// Stores a new record: the blob in KV first, then the row and its
+    /// audit event in one batch.
+    pub(crate) async fn insert(
+        &self,
+        record: &Record,
+        blob: &[u8],
+        event: &AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.put_blob(record, blob).await?;
+        let insert = self.prepare(
+            "INSERT INTO credentials (id, tenant_id, integration_id, name, description, auth_type, \
+               scopes, token_endpoint, authorization_endpoint, metadata, status, expires_at, \
+               created_at, created_by, updated_at, updated_by, tenant_name, last_accessed_at, \
+               access_count, version, secret_version, kid, wrapped_dek) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+               NULL, 0, ?18, ?19, ?20, ?21)",
+            &[
+                record.id.to_string().into(),
+                record.owner.to_string().into(),
+                record.integration.as_str().into(),
+                record.name.as_str().into(),
+                opt(record.description.as_deref()),
+                record.auth_type.as_str().into(),
+                json_text(&Value::from(record.scopes.clone())).into(),
+                opt(record.token_endpoint.as_deref()),
+                opt(record.authorization_endpoint.as_deref()),
+                json_text(&record.metadata).into(),
+                record.status.as_str().into(),
+                opt_int(record.expires_at),
+                int(record.created_at),
+                json_text(&record.created_by).into(),
+                int(record.updated_at),
+                json_text(&record.updated_by).into(),
+                opt(record.tenant_name.as_deref()),
+                int(record.version),
+                int(record.secret_version),
+                record.kid.as_str().into(),
+                STANDARD.encode(&record.wrapped_dek).into(),
+            ],
+        )?;
+        let audit = self.audit_statement(event, false)?;
+        self.db.batch(vec![insert, audit]).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Replaces a record's fields if its version is still `expected`
+    /// (compare-and-set), with the audit event in the same batch. A new
+    /// secret's blob (when `new_blob` is given) is written to KV first.
+    /// Returns `false` when another writer won.
+    pub(crate) async fn update(
+        &self,
+        record: &Record,
+        expected: i64,
+        new_blob: Option<&[u8]>,
+        event: &AuditEvent,
+    ) -> Result<bool, ApiError> {
+        if let Some(blob) = new_blob {
+            self.put_blob(record, blob).await?;
+        }
+        let update = self.prepare(
+            "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
+               authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
+               updated_at = ?11, updated_by = ?12, version = ?13, secret_version = ?14, kid = ?15, \
+               wrapped_dek = ?16 \
+             WHERE id = ?1 AND version = ?2",
+            &[
+                record.id.to_string().into(),
+                int(expected),
+                record.name.as_str().into(),
+                opt(record.description.as_deref()),
+                json_text(&Value::from(record.scopes.clone())).into(),
+                opt(record.token_endpoint.as_deref()),
+                opt(record.authorization_endpoint.as_deref()),
+                json_text(&record.metadata).into(),
+                record.status.as_str().into(),
+                opt_int(record.expires_at),
+                int(record.updated_at),
+                json_text(&record.updated_by).into(),
+                int(record.version),
+                int(record.secret_version),
+                record.kid.as_str().into(),
+                STANDARD.encode(&record.wrapped_dek).into(),
+            ],
+        )?;
+        let audit = self.audit_statement(event, true)?;
+        let results = self.db.batch(vec![update, audit]).await.map_err(db_error)?;
+        let won = changes(results.first()) == 1;
+        if !won {
+            if new_blob.is_some() {
+                // Nothing points at the blob we wrote: remove it now rather
+                // than leave it to the orphan sweep.
+                self.delete_blob(record.owner, record.id, record.secret_version)
+                    .await;
+            }
+        }
+        Ok(won)
+    }
+
+    /// Deletes a record and its shares (if its version is still `expected`)
+    /// with the audit event, then destroys its blob. Returns `false` when
+    /// another writer got there first.
+    pub(crate) async fn delete(
+        &self,
+        record: &Record,
+        expected: i64,
+        event: &AuditEvent,
+    ) -> Result<bool, ApiError> {
+        let id: JsValue = record.id.to_string().into();
+        let delete = self.prepare(
+            "DELETE FROM credentials WHERE id = ?1 AND version = ?2",
+            &[id.clone(), int(expected)],
+        )?;
+        let audit = self.audit_statement(event, true)?;
+        let shares = self.prepare(
+            "DELETE FROM shares WHERE credential_id = ?1 \
+               AND NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?1)",
+            &[id],
+        )?;
+        let results = self
+            .db
+            .batch(vec![delete, audit, shares])
+            .await
+            .map_err(db_error)?;
+        let won = changes(results.first()) == 1;
+        if won {
+            self.delete_blob(record.owner, record.id, record.secret_version)
+                .await;
+        }
+        Ok(won)
+    }
+
+    /// Counts a decrypted read and writes its audit event in one batch,
+    /// before the secret is returned (fail closed). Returns the new
+    /// `(access_count, last_accessed_at)`, or `None` when the record or its
+    /// secret version changed meanwhile.
+    pub(crate) async fn record_read(
+        &self,
+        record: &Record,
+        now_ms: i64,
+        event: &AuditEvent,
+    ) -> Result<Option<(i64, i64)>, ApiError> {
+        let update = self.prepare(
+            "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2 \
+             WHERE id = ?1 AND secret_version = ?3 \
+             RETURNING access_count, last_accessed_at",
+            &[
+                record.id.to_string().into(),
+                int(now_ms),
+                int(record.secret_version),
+            ],
+        )?;
+        let audit = self.audit_statement(event, true)?;
+        let results = self.db.batch(vec![update, audit]).await.map_err(db_error)?;
+        #[derive(Deserialize)]
+        struct Counted {
+            access_count: i64,
+            last_accessed_at: i64,
+        }
+        let counted: Vec<Counted> = match results.first() {
+            Some(result) => result.results().map_err(db_error)?,
+            None => Vec::new(),
+        };
+        Ok(counted
+            .into_iter()
+            .next()
+            .map(|c| (c.access_count, c.last_accessed_at)))
+    }
+
+    /// Writes one audit event on its own (refusals, failed decryptions).
+    pub(crate) async fn audit(&self, event: &AuditEvent) -> Result<(), ApiError> {
+        self.audit_statement(event, false)?
+            .run()
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The sealed blob of the record's current secret version.
+    pub(crate) async fn blob(&self, record: &Record) -> Result<Option<Vec<u8>>, ApiError> {
+        self.secrets
+            .get(&blob_key(record.owner, record.id, record.secret_version))
+            .bytes()
+            .await
+            .map_err(kv_error)
+    }
+
+    async fn put_blob(&self, record: &Record, blob: &[u8]) -> Result<(), ApiError> {
+        self.secrets
+            .put_bytes(
+                &blob_key(record.owner, record.id, record.secret_version),
+                blob,
+            )
+            .map_err(kv_error)?
+            .execute()
+            .await
+            .map_err(kv_error)
+    }
+
+    /// Best effort: a blob that survives a failed delete is an orphan for
+    /// the sweep, never readable (no row points at it).
+    pub(crate) async fn delete_blob(&self, owner: TenantId, id: CredentialId, secret_version: i64) {
+        if let Err(error) = self
+            .secrets
+            .delete(&blob_key(owner, id, secret_version))
+            .await
+        {
+            worker::console_warn!(
+                "{}",
+                serde_json::json!({"event": "blob_delete_failed", "error": error.to_string()})
+            );
+        }
+    }
+}
+
+/// Rows changed by a statement of a batch.
+fn changes(result: Option<&worker::D1Result>) -> usize {
+    result
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|meta| meta.changes)
+        .unwrap_or(0)
+}
+
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+/// The SQL condition for an effective status, `now` being parameter `?n`.
+fn status_filter(status: Status, now: usize) -> String {
+    let past = format!("(c.expires_at IS NOT NULL AND c.expires_at <= ?{now})");
+    match status {
+        Status::Active => format!(" AND c.status = 'active' AND NOT {past}"),
+        Status::Expired => {
+            format!(" AND (c.status = 'expired' OR (c.status = 'active' AND {past}))")
+        }
+        Status::Inactive => " AND c.status = 'inactive'".into(),
+        Status::Revoked => " AND c.status = 'revoked'".into(),
+        _ => " AND 0".into(),
+    }
+}
