@@ -185,6 +185,36 @@ impl Server {
         self.dir.join("state")
     }
 
+    /// Runs a wrangler CLI command (`d1 execute`, `kv key put`, ...) against
+    /// this server's config and local state, returning its stdout.
+    ///
+    /// `--local --persist-to <state> --config <config>` are appended.
+    pub fn wrangler_cli(&self, args: &[&str]) -> String {
+        let output = wrangler(&self.dir)
+            .args(args)
+            .arg("--local")
+            .arg("--persist-to")
+            .arg(self.state_dir())
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wrangler");
+        assert!(
+            output.status.success(),
+            "wrangler {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs SQL against the local D1 database and returns the rows as JSON.
+    pub fn d1(&self, sql: &str) -> serde_json::Value {
+        let out = self.wrangler_cli(&["d1", "execute", "DB", "--json", "--command", sql]);
+        let parsed: serde_json::Value = serde_json::from_str(&out).expect("wrangler --json output");
+        parsed[0]["results"].clone()
+    }
+
     /// Stops the server, signalling its process group; `kill` skips the
     /// TERM grace (used by crash tests).
     pub fn stop_with(&mut self, kill: bool) {
@@ -265,8 +295,13 @@ fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
 
     let mut dev_vars = fs::File::create(dir.join(".dev.vars")).expect("create .dev.vars");
     for (key, value) in vars {
-        // The .dev.vars format is dotenv: quote so JSON values survive.
-        let quoted = serde_json::to_string(value).expect("quote value");
+        // The .dev.vars format is dotenv: single quotes keep a value literal
+        // (JSON included); double-quoted values keep `\"` escapes as they are.
+        let quoted = if value.contains('\'') || value.contains('\n') {
+            serde_json::to_string(value).expect("quote value")
+        } else {
+            format!("'{value}'")
+        };
         writeln!(dev_vars, "{key}={quoted}").expect("write .dev.vars");
     }
     path

@@ -6,16 +6,19 @@
 //! a path (a realm) per scenario and may replace a document at any time (a
 //! key rotation) or stop the server (an outage). It counts the fetches of
 //! each path, so tests can check how often the worker asked.
+extern crate alloc;
+
+use alloc::sync::Arc;
+use core::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Write as _},
     net::{TcpListener, TcpStream},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::Mutex,
     thread::{self, JoinHandle},
-    time::Duration,
 };
 
 use jwt_compact::{

@@ -8,10 +8,10 @@
 //! `GET /connection/{random}/credentials` answers 404 for a good token, and
 //! `GET /api/v1/credentials/some-integration/details` answers 404
 //! `CREDENTIAL_NOT_FOUND` for a good token.
+use core::time::Duration;
 use std::{
     sync::{Mutex, OnceLock},
     thread,
-    time::Duration,
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
@@ -137,7 +137,11 @@ fn details(server: &Server, token: Option<&str>, realm: Option<&str>, tenant: Uu
 #[track_caller]
 fn assert_accepted(server: &Server, token: &str, realm: Option<&str>, tenant: Uuid, case: &str) {
     let reply = connection(server, Some(token), realm);
-    assert_eq!(reply.status, 404, "{case}: connection surface: {}", reply.text);
+    assert_eq!(
+        reply.status, 404,
+        "{case}: connection surface: {}",
+        reply.text
+    );
     assert!(
         reply.body["error"]["message"]
             .as_str()
@@ -146,30 +150,54 @@ fn assert_accepted(server: &Server, token: &str, realm: Option<&str>, tenant: Uu
         reply.text
     );
     let reply = details(server, Some(token), realm, tenant);
-    assert_eq!(reply.status, 404, "{case}: credentials surface: {}", reply.text);
-    assert_eq!(reply.body["error"]["code"], "CREDENTIAL_NOT_FOUND", "{case}");
+    assert_eq!(
+        reply.status, 404,
+        "{case}: credentials surface: {}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body["error"]["code"], "CREDENTIAL_NOT_FOUND",
+        "{case}"
+    );
 }
 
 /// Both surfaces refuse the token: 401 (or 400 `Invalid JWT format` on the
 /// connection surface when `not_a_jwt`), 401 `AUTHENTICATION_FAILED` on the
 /// credentials surface.
 #[track_caller]
-fn assert_refused(server: &Server, token: Option<&str>, realm: Option<&str>, not_a_jwt: bool, case: &str) {
+fn assert_refused(
+    server: &Server,
+    token: Option<&str>,
+    realm: Option<&str>,
+    not_a_jwt: bool,
+    case: &str,
+) {
     let reply = connection(server, token, realm);
     let (status, message) = if not_a_jwt {
         (400, "Invalid JWT format")
     } else {
         (401, UNAUTHENTICATED)
     };
-    assert_eq!(reply.status, status, "{case}: connection surface: {}", reply.text);
+    assert_eq!(
+        reply.status, status,
+        "{case}: connection surface: {}",
+        reply.text
+    );
     assert_eq!(
         reply.body,
         json!({"error": {"code": status, "message": message}}),
         "{case}"
     );
     let reply = details(server, token, realm, Uuid::new_v4());
-    assert_eq!(reply.status, 401, "{case}: credentials surface: {}", reply.text);
-    assert_eq!(reply.body["error"]["code"], "AUTHENTICATION_FAILED", "{case}");
+    assert_eq!(
+        reply.status, 401,
+        "{case}: credentials surface: {}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body["error"]["code"], "AUTHENTICATION_FAILED",
+        "{case}"
+    );
 }
 
 #[test]
@@ -185,11 +213,20 @@ fn every_algorithm_is_accepted_with_its_key() {
     // Keycloak's roles and claims that other IdPs add are fine too.
     let keycloak = realm_claims("main", tenant)
         .without("roles")
-        .claim("realm_access", json!({"roles": ["offline_access", "integration_user"]}))
+        .claim(
+            "realm_access",
+            json!({"roles": ["offline_access", "integration_user"]}),
+        )
         .claim("azp", json!("coffer-cli"))
         .claim("exp", json!(fixtures::now() as f64 + 300.5));
     let token = world.main[0].sign(&keycloak.claims());
-    assert_accepted(&world.server, &token, Some("main"), tenant, "Keycloak-shaped token");
+    assert_accepted(
+        &world.server,
+        &token,
+        Some("main"),
+        tenant,
+        "Keycloak-shaped token",
+    );
 }
 
 #[test]
@@ -211,48 +248,219 @@ fn attacks_are_refused() {
             &Hs256Key::new(rsa.public_jwk().to_string().as_bytes()),
         )
         .expect("sign");
-    let mut altered: Vec<String> = rsa.sign(&good.claims()).split('.').map(str::to_owned).collect();
-    altered[1] = b64(&good.clone().claim("tenant_id", json!(Uuid::new_v4().to_string())).claims());
+    let mut altered: Vec<String> = rsa
+        .sign(&good.claims())
+        .split('.')
+        .map(str::to_owned)
+        .collect();
+    altered[1] = b64(&good
+        .clone()
+        .claim("tenant_id", json!(Uuid::new_v4().to_string()))
+        .claims());
     let altered = altered.join(".");
     let none_header = b64(&json!({"alg": "none", "typ": "JWT"}));
     let none_payload = b64(&good.claims());
 
     let cases: Vec<(&str, Option<String>, Option<&str>, bool)> = vec![
         ("no Authorization header", None, None, false),
-        ("expired HS256", Some(hs_claims(tenant).claim("exp", json!(now - 3600)).sign()), None, false),
-        ("expired realm token", Some(realm(good.clone().claim("exp", json!(now - 3600)))), Some("main"), false),
-        ("nbf in the future", Some(realm(good.clone().claim("nbf", json!(now + 3600)))), Some("main"), false),
-        ("iat in the future", Some(realm(good.clone().claim("iat", json!(now + 3600)))), Some("main"), false),
-        ("wrong HS256 secret", Some(hs_claims(tenant).sign_with("not-the-secret-not-the-secret-0000")), None, false),
-        ("alg none, empty signature", Some(format!("{none_header}.{none_payload}.")), None, true),
-        ("alg none, empty signature, realm", Some(format!("{none_header}.{none_payload}.")), Some("main"), true),
-        ("alg none with a signature", Some(format!("{none_header}.{none_payload}.AAAA")), None, false),
-        ("alg none with a signature, realm", Some(format!("{none_header}.{none_payload}.AAAA")), Some("main"), false),
-        ("HS256 keyed with the realm's public key", Some(confused.clone()), Some("main"), false),
-        ("HS256 keyed with the realm's public key, no realm", Some(confused), None, false),
+        (
+            "expired HS256",
+            Some(hs_claims(tenant).claim("exp", json!(now - 3600)).sign()),
+            None,
+            false,
+        ),
+        (
+            "expired realm token",
+            Some(realm(good.clone().claim("exp", json!(now - 3600)))),
+            Some("main"),
+            false,
+        ),
+        (
+            "nbf in the future",
+            Some(realm(good.clone().claim("nbf", json!(now + 3600)))),
+            Some("main"),
+            false,
+        ),
+        (
+            "iat in the future",
+            Some(realm(good.clone().claim("iat", json!(now + 3600)))),
+            Some("main"),
+            false,
+        ),
+        (
+            "wrong HS256 secret",
+            Some(hs_claims(tenant).sign_with("not-the-secret-not-the-secret-0000")),
+            None,
+            false,
+        ),
+        (
+            "alg none, empty signature",
+            Some(format!("{none_header}.{none_payload}.")),
+            None,
+            true,
+        ),
+        (
+            "alg none, empty signature, realm",
+            Some(format!("{none_header}.{none_payload}.")),
+            Some("main"),
+            true,
+        ),
+        (
+            "alg none with a signature",
+            Some(format!("{none_header}.{none_payload}.AAAA")),
+            None,
+            false,
+        ),
+        (
+            "alg none with a signature, realm",
+            Some(format!("{none_header}.{none_payload}.AAAA")),
+            Some("main"),
+            false,
+        ),
+        (
+            "HS256 keyed with the realm's public key",
+            Some(confused.clone()),
+            Some("main"),
+            false,
+        ),
+        (
+            "HS256 keyed with the realm's public key, no realm",
+            Some(confused),
+            None,
+            false,
+        ),
         ("altered payload", Some(altered), Some("main"), false),
-        ("missing exp", Some(realm(good.clone().without("exp"))), Some("main"), false),
-        ("missing sub", Some(realm(good.clone().without("sub"))), Some("main"), false),
-        ("missing tenant_id", Some(realm(good.clone().without("tenant_id"))), Some("main"), false),
-        ("tenant_id not a UUID", Some(realm(good.clone().claim("tenant_id", json!("acme")))), Some("main"), false),
-        ("tenants with junk", Some(realm(good.clone().claim("tenants", json!(["junk"])))), Some("main"), false),
-        ("wrong iss", Some(realm(good.clone().claim("iss", json!(issuer("other"))))), Some("main"), false),
-        ("missing iss", Some(realm(good.clone().without("iss"))), Some("main"), false),
-        ("wrong aud", Some(realm(good.clone().claim("aud", json!("someone-else"))))), Some("main"), false),
-        ("HS256 wrong iss", Some(hs_claims(tenant).claim("iss", json!("https://evil.test")).sign()), None, false),
-        ("HS256 wrong aud", Some(hs_claims(tenant).claim("aud", json!(["evil"])).sign()), None, false),
-        ("unknown kid", Some(ed.sign_as("ghost", &good.claims())), Some("main"), false),
-        ("kid of another realm", Some(world.other.sign(&realm_claims("main", tenant).claims())), Some("main"), false),
-        ("another realm's key under this realm's kid", Some(world.other.sign_as("main-rsa", &good.claims())), Some("main"), false),
-        ("realm token without kid", Some(rsa.sign_without_kid(&good.claims())), Some("main"), false),
-        ("realm token with an empty kid", Some(rsa.sign_as("", &good.claims())), Some("main"), false),
-        ("unknown realm", Some(realm(good.clone())), Some("nope"), false),
-        ("realm token without realmname", Some(realm(good.clone())), None, false),
-        ("HS256 token with a realm", Some(hs_claims(tenant).sign()), Some("main"), false),
+        (
+            "missing exp",
+            Some(realm(good.clone().without("exp"))),
+            Some("main"),
+            false,
+        ),
+        (
+            "missing sub",
+            Some(realm(good.clone().without("sub"))),
+            Some("main"),
+            false,
+        ),
+        (
+            "missing tenant_id",
+            Some(realm(good.clone().without("tenant_id"))),
+            Some("main"),
+            false,
+        ),
+        (
+            "tenant_id not a UUID",
+            Some(realm(good.clone().claim("tenant_id", json!("acme")))),
+            Some("main"),
+            false,
+        ),
+        (
+            "tenants with junk",
+            Some(realm(good.clone().claim("tenants", json!(["junk"])))),
+            Some("main"),
+            false,
+        ),
+        (
+            "wrong iss",
+            Some(realm(good.clone().claim("iss", json!(issuer("other"))))),
+            Some("main"),
+            false,
+        ),
+        (
+            "missing iss",
+            Some(realm(good.clone().without("iss"))),
+            Some("main"),
+            false,
+        ),
+        (
+            "wrong aud",
+            Some(realm(good.clone().claim("aud", json!("someone-else")))),
+            Some("main"),
+            false,
+        ),
+        (
+            "HS256 wrong iss",
+            Some(
+                hs_claims(tenant)
+                    .claim("iss", json!("https://evil.test"))
+                    .sign(),
+            ),
+            None,
+            false,
+        ),
+        (
+            "HS256 wrong aud",
+            Some(hs_claims(tenant).claim("aud", json!(["evil"])).sign()),
+            None,
+            false,
+        ),
+        (
+            "unknown kid",
+            Some(ed.sign_as("ghost", &good.claims())),
+            Some("main"),
+            false,
+        ),
+        (
+            "kid of another realm",
+            Some(world.other.sign(&realm_claims("main", tenant).claims())),
+            Some("main"),
+            false,
+        ),
+        (
+            "another realm's key under this realm's kid",
+            Some(world.other.sign_as("main-rsa", &good.claims())),
+            Some("main"),
+            false,
+        ),
+        (
+            "realm token without kid",
+            Some(rsa.sign_without_kid(&good.claims())),
+            Some("main"),
+            false,
+        ),
+        (
+            "realm token with an empty kid",
+            Some(rsa.sign_as("", &good.claims())),
+            Some("main"),
+            false,
+        ),
+        (
+            "unknown realm",
+            Some(realm(good.clone())),
+            Some("nope"),
+            false,
+        ),
+        (
+            "realm token without realmname",
+            Some(realm(good.clone())),
+            None,
+            false,
+        ),
+        (
+            "HS256 token with a realm",
+            Some(hs_claims(tenant).sign()),
+            Some("main"),
+            false,
+        ),
         ("not a JWT", Some("definitely-not-a-jwt".into()), None, true),
-        ("two segments", Some(format!("{none_header}.{none_payload}")), None, true),
-        ("header not an object", Some(format!("{}.{none_payload}.AAAA", b64(&json!(["RS256"])))), None, true),
-        ("padding in a segment", Some(format!("{none_header}.{none_payload}.AAAA==")), None, true),
+        (
+            "two segments",
+            Some(format!("{none_header}.{none_payload}")),
+            None,
+            true,
+        ),
+        (
+            "header not an object",
+            Some(format!("{}.{none_payload}.AAAA", b64(&json!(["RS256"])))),
+            None,
+            true,
+        ),
+        (
+            "padding in a segment",
+            Some(format!("{none_header}.{none_payload}.AAAA==")),
+            None,
+            true,
+        ),
     ];
     let mut tokens = Vec::new();
     for (case, token, realm, not_a_jwt) in &cases {
@@ -260,7 +468,13 @@ fn attacks_are_refused() {
         tokens.extend(token.clone());
     }
     // The same tenant's good token still works: the refusals were about the tokens.
-    assert_accepted(server, &realm(good.clone()), Some("main"), tenant, "control");
+    assert_accepted(
+        server,
+        &realm(good.clone()),
+        Some("main"),
+        tenant,
+        "control",
+    );
 
     let log = server.log();
     for token in tokens.iter().filter(|token| token.len() > 40) {
@@ -279,16 +493,38 @@ fn key_rotation_at_the_idp_is_picked_up_without_a_restart() {
     let claims = realm_claims("rotation", tenant).claims();
     let [old, new] = &world.rotation;
 
-    assert_accepted(&world.server, &old.sign(&claims), Some("rotation"), tenant, "old key");
+    assert_accepted(
+        &world.server,
+        &old.sign(&claims),
+        Some("rotation"),
+        tenant,
+        "old key",
+    );
     assert_eq!(world.idp.fetches("/rotation"), 1);
 
     // The IdP publishes a new key; the first token naming it triggers this
     // realm's first unknown-kid refetch.
     world.idp.publish("/rotation", &[old, new], None);
-    assert_accepted(&world.server, &new.sign(&claims), Some("rotation"), tenant, "new key");
+    assert_accepted(
+        &world.server,
+        &new.sign(&claims),
+        Some("rotation"),
+        tenant,
+        "new key",
+    );
     assert_eq!(world.idp.fetches("/rotation"), 2);
-    assert_accepted(&world.server, &old.sign(&claims), Some("rotation"), tenant, "old key after rotation");
-    assert_eq!(world.idp.fetches("/rotation"), 2, "known kids need no fetch");
+    assert_accepted(
+        &world.server,
+        &old.sign(&claims),
+        Some("rotation"),
+        tenant,
+        "old key after rotation",
+    );
+    assert_eq!(
+        world.idp.fetches("/rotation"),
+        2,
+        "known kids need no fetch"
+    );
 }
 
 #[test]
@@ -299,7 +535,13 @@ fn unknown_kids_refetch_at_most_once_a_minute() {
     let key = &world.unknown_kid;
     let ghost = key.sign_as("ghost", &claims);
     for attempt in 0..3 {
-        assert_refused(&world.server, Some(&ghost), Some("unknown-kid"), false, &format!("ghost #{attempt}"));
+        assert_refused(
+            &world.server,
+            Some(&ghost),
+            Some("unknown-kid"),
+            false,
+            &format!("ghost #{attempt}"),
+        );
     }
     // The first fetch filled the cache; the second was the one refetch for
     // an unknown kid; every later one waits for the minute to pass.
@@ -307,9 +549,21 @@ fn unknown_kids_refetch_at_most_once_a_minute() {
 
     let late = Key::eddsa("late");
     world.idp.publish("/unknown-kid", &[key, &late], None);
-    assert_refused(&world.server, Some(&late.sign(&claims)), Some("unknown-kid"), false, "published too late");
+    assert_refused(
+        &world.server,
+        Some(&late.sign(&claims)),
+        Some("unknown-kid"),
+        false,
+        "published too late",
+    );
     assert_eq!(world.idp.fetches("/unknown-kid"), 2);
-    assert_accepted(&world.server, &key.sign(&claims), Some("unknown-kid"), tenant, "known kid");
+    assert_accepted(
+        &world.server,
+        &key.sign(&claims),
+        Some("unknown-kid"),
+        tenant,
+        "known kid",
+    );
 }
 
 #[test]
@@ -319,20 +573,50 @@ fn cached_keys_outlive_an_idp_outage() {
     let claims = realm_claims("outage", tenant).claims();
     let token = world.outage.sign(&claims);
 
-    assert_accepted(&world.server, &token, Some("outage"), tenant, "before the outage");
+    assert_accepted(
+        &world.server,
+        &token,
+        Some("outage"),
+        tenant,
+        "before the outage",
+    );
     let mut idp = world.outage_idp.lock().expect("outage idp");
     assert_eq!(idp.fetches("/outage"), 1);
     idp.stop();
 
-    assert_accepted(&world.server, &token, Some("outage"), tenant, "fresh cache, IdP down");
+    assert_accepted(
+        &world.server,
+        &token,
+        Some("outage"),
+        tenant,
+        "fresh cache, IdP down",
+    );
     let ghost = world.outage.sign_as("ghost", &claims);
-    assert_refused(&world.server, Some(&ghost), Some("outage"), false, "refetch fails");
-    assert_accepted(&world.server, &token, Some("outage"), tenant, "after a failed refetch");
+    assert_refused(
+        &world.server,
+        Some(&ghost),
+        Some("outage"),
+        false,
+        "refetch fails",
+    );
+    assert_accepted(
+        &world.server,
+        &token,
+        Some("outage"),
+        tenant,
+        "after a failed refetch",
+    );
 
     // Past the 10 s freshness floor (and the failure back-off), the refresh
     // fails and the stale keys keep verifying.
     thread::sleep(Duration::from_secs(11));
-    assert_accepted(&world.server, &token, Some("outage"), tenant, "stale cache, IdP down");
+    assert_accepted(
+        &world.server,
+        &token,
+        Some("outage"),
+        tenant,
+        "stale cache, IdP down",
+    );
 }
 
 #[test]
@@ -347,7 +631,13 @@ fn default_realm_applies_and_kv_keeps_keys_across_a_restart() {
 
     assert_accepted(&server, &token, None, tenant, "default realm");
     assert_accepted(&server, &token, Some("kv"), tenant, "named realm");
-    assert_refused(&server, Some(&fixtures::token(tenant, "integration_admin")), None, false, "HS256 when a default realm is set");
+    assert_refused(
+        &server,
+        Some(&fixtures::token(tenant, "integration_admin")),
+        None,
+        false,
+        "HS256 when a default realm is set",
+    );
     assert_refused(&server, Some(&token), Some("nope"), false, "unknown realm");
 
     // A new isolate (empty memory) with the IdP down reads the keys from KV.
@@ -361,9 +651,21 @@ fn default_realm_applies_and_kv_keeps_keys_across_a_restart() {
 fn hs256_is_refused_without_a_secret() {
     let server = Server::start(&[("AUTH_HS256_SECRET", "")]);
     let tenant = fixtures::tenant();
-    assert_refused(&server, Some(&fixtures::token(tenant, "integration_admin")), None, false, "HS256 unset");
+    assert_refused(
+        &server,
+        Some(&fixtures::token(tenant, "integration_admin")),
+        None,
+        false,
+        "HS256 unset",
+    );
     let unsigned_secret = TokenBuilder::new(tenant, "integration_admin").sign_with("");
-    assert_refused(&server, Some(&unsigned_secret), None, false, "HS256 under the empty key");
+    assert_refused(
+        &server,
+        Some(&unsigned_secret),
+        None,
+        false,
+        "HS256 under the empty key",
+    );
 }
 
 #[test]
@@ -376,5 +678,8 @@ fn a_broken_realm_configuration_is_a_server_error() {
     let reply = details(&server, Some(&token), None, tenant);
     assert_eq!(reply.status, 500, "{}", reply.text);
     assert_eq!(reply.body["error"]["code"], "INTERNAL_ERROR");
-    assert!(!reply.text.contains("AUTH_REALMS"), "the reason stays in the log");
+    assert!(
+        !reply.text.contains("AUTH_REALMS"),
+        "the reason stays in the log"
+    );
 }

@@ -10,7 +10,8 @@ use serde_json::json;
 fn create_then_details_then_decrypted_read() {
     let server = harness::shared();
     let owner = tenant();
-    let api = Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
+    let api =
+        Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
     let created = api.post(
         "/api/v1/credentials",
         &json!({
@@ -30,6 +31,9 @@ fn create_then_details_then_decrypted_read() {
 
     let read = api.get("/api/v1/credentials/servicenow-prod-001");
     assert_eq!(read.status, 200, "{}", read.text);
-    assert_eq!(read.body["data"]["credentials"]["accessToken"], "at-smoke-123");
+    assert_eq!(
+        read.body["data"]["credentials"]["accessToken"],
+        "at-smoke-123"
+    );
     assert_eq!(read.body["data"]["accessCount"], 1);
 }

@@ -6,13 +6,13 @@
 //! On wasm32 (where clippy also checks all targets) it is an empty program.
 
 #[cfg(not(target_arch = "wasm32"))]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../src/auth/verify.rs"]
 mod verify;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use std::hint::black_box;
+    use core::hint::black_box;
 
     use chrono::Duration;
     use coffer_core::ClaimRules;

@@ -7,7 +7,7 @@ use worker::{console_log, Date, Env, Headers, Request, Response};
 use crate::{
     auth::{self, AuthError},
     error::{json_response, ApiError, Place, Surface},
-    routes, Op, Params,
+    routes, Params,
 };
 
 /// Everything a handler gets.
@@ -244,9 +244,4 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
             .with_status(reply.status)
             .with_headers(headers)),
     }
-}
-
-/// Refuses `op` in a handler that does not serve it (a router bug).
-pub(crate) fn unrouted(op: Op) -> ApiError {
-    ApiError::internal(format!("no handler for {op:?}"))
 }

@@ -19,6 +19,11 @@ use error::ApiError;
 pub(crate) enum Op {
     Healthz,
     ConnectionCredentials,
+    ConnectionGet,
+    ConnectionList,
+    SharesList,
+    ShareGrant,
+    ShareRevoke,
     CredentialDetails,
     CredentialRead,
     CredentialList,
@@ -37,6 +42,27 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         "/connection/{connection_id}/credentials",
         Op::ConnectionCredentials,
     ),
+    (Method::Get, "/connection", Op::ConnectionList),
+    (
+        Method::Get,
+        "/connection/{connection_id}",
+        Op::ConnectionGet,
+    ),
+    (
+        Method::Get,
+        "/connection/{connection_id}/shares",
+        Op::SharesList,
+    ),
+    (
+        Method::Put,
+        "/connection/{connection_id}/shares/{tenant_id}",
+        Op::ShareGrant,
+    ),
+    (
+        Method::Delete,
+        "/connection/{connection_id}/shares/{tenant_id}",
+        Op::ShareRevoke,
+    ),
     (
         Method::Get,
         "/api/v1/credentials/{integrationId}/details",
@@ -45,8 +71,16 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
     (Method::Get, "/api/v1/credentials", Op::CredentialList),
     (Method::Post, "/api/v1/credentials", Op::CredentialCreate),
     (Method::Get, "/api/v1/credentials/{id}", Op::CredentialRead),
-    (Method::Patch, "/api/v1/credentials/{id}", Op::CredentialUpdate),
-    (Method::Delete, "/api/v1/credentials/{id}", Op::CredentialDelete),
+    (
+        Method::Patch,
+        "/api/v1/credentials/{id}",
+        Op::CredentialUpdate,
+    ),
+    (
+        Method::Delete,
+        "/api/v1/credentials/{id}",
+        Op::CredentialDelete,
+    ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
 ];
 

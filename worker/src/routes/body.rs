@@ -39,8 +39,12 @@ pub(crate) async fn read_object(ctx: &mut Ctx) -> Result<Map<String, Value>, Api
     // serde_json's messages give line and column, never the input itself.
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
-        Err(error) => Err(ApiError::BadRequest(format!("the body is not valid JSON: {error}"))),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
+        Err(error) => Err(ApiError::BadRequest(format!(
+            "the body is not valid JSON: {error}"
+        ))),
     }
 }
 
@@ -49,7 +53,12 @@ fn invalid(field: &str, message: impl core::fmt::Display) -> ApiError {
 }
 
 fn wrong_type(field: &str, expected: &str) -> ApiError {
-    ApiError::invalid(Place::Body, field, format!("must be {expected}"), "type_error")
+    ApiError::invalid(
+        Place::Body,
+        field,
+        format!("must be {expected}"),
+        "type_error",
+    )
 }
 
 fn string(field: &str, value: Value) -> Result<String, ApiError> {
@@ -70,7 +79,10 @@ fn endpoint(field: &str, value: Value) -> Result<Option<String>, ApiError> {
     let url = nullable_string(field, value)?;
     if let Some(url) = &url {
         if url.chars().count() > MAX_ENDPOINT_CHARS {
-            return Err(invalid(field, format!("must be at most {MAX_ENDPOINT_CHARS} characters")));
+            return Err(invalid(
+                field,
+                format!("must be at most {MAX_ENDPOINT_CHARS} characters"),
+            ));
         }
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(invalid(field, "must be an http(s) URL"));

@@ -57,7 +57,10 @@ async fn load_for_integration(
                 .select_for_integration(caller.tenant, integration.as_str(), ctx.now_ms)
                 .await?
                 .map(|record| (record, false));
-            Ok((found, Missing::Integration(integration.as_str().to_string())))
+            Ok((
+                found,
+                Missing::Integration(integration.as_str().to_string()),
+            ))
         }
     }
 }
@@ -68,7 +71,9 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
     let integration = integration_param(ctx, "integrationId")?;
     let store = Store::open(&ctx.env)?;
     let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
-    let rel = found.as_ref().map(|(r, shared)| relation(r, *shared, caller.tenant));
+    let rel = found
+        .as_ref()
+        .map(|(r, shared)| relation(r, *shared, caller.tenant));
     allow(&caller, Action::ReadMetadata, rel, || missing)?;
     let Some((record, _)) = found else {
         return Err(ApiError::internal("policy allowed a missing record"));
@@ -98,26 +103,31 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     if let Value::Object(object) = &mut data {
         object.insert("credentials".into(), credentials);
     }
-    Ok(Reply::ok(ctx.envelope("Credential retrieved successfully", data))
-        .etag(record.version as u64))
+    Ok(
+        Reply::ok(ctx.envelope("Credential retrieved successfully", data))
+            .etag(record.version as u64),
+    )
 }
 
 /// `GET /api/v1/credentials`: the tenant's own records, paginated.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::List, None, || Missing::Integration(String::new()))?;
+    allow(&caller, Action::List, None, || {
+        Missing::Integration(String::new())
+    })?;
     let limit = limit(ctx)?;
     let mut filters = Filters::default();
     if let Some(raw) = query(ctx, "integrationId") {
-        let integration = IntegrationId::parse(&raw)
-            .map_err(|error| ApiError::invalid(Place::Query, "integrationId", error, "value_error"))?;
+        let integration = IntegrationId::parse(&raw).map_err(|error| {
+            ApiError::invalid(Place::Query, "integrationId", error, "value_error")
+        })?;
         filters.integration = Some(integration.as_str().to_string());
     }
     if let Some(raw) = query(ctx, "status") {
-        filters.status = Some(
-            Status::parse(&raw)
-                .map_err(|error| ApiError::invalid(Place::Query, "status", error, "value_error"))?,
-        );
+        filters.status =
+            Some(Status::parse(&raw).map_err(|error| {
+                ApiError::invalid(Place::Query, "status", error, "value_error")
+            })?);
     }
     let scope = format!(
         "credentials|{}|{}|{}",
@@ -153,7 +163,9 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `POST /api/v1/credentials`: a new record and its first secret version.
 pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::Create, None, || Missing::Integration(String::new()))?;
+    allow(&caller, Action::Create, None, || {
+        Missing::Integration(String::new())
+    })?;
     let input = body::parse_create(body::read_object(ctx).await?)?;
     let who = actor(&caller);
     let mut record = Record {
@@ -235,7 +247,9 @@ async fn load_for_write(
     expected: Option<&str>,
 ) -> Result<Record, ApiError> {
     let found = store.find(id, caller.tenant).await?;
-    let rel: Option<Relation> = found.as_ref().map(|(r, shared)| relation(r, *shared, caller.tenant));
+    let rel: Option<Relation> = found
+        .as_ref()
+        .map(|(r, shared)| relation(r, *shared, caller.tenant));
     allow(caller, action, rel, || Missing::Credential(id.prefixed()))?;
     let Some((record, _)) = found else {
         return Err(ApiError::internal("policy allowed a missing record"));
@@ -253,8 +267,15 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let expected = if_match(ctx);
     let store = Store::open(&ctx.env)?;
     for _ in 0..WRITE_ATTEMPTS {
-        let current =
-            load_for_write(ctx, &caller, &store, id, Action::Update, expected.as_deref()).await?;
+        let current = load_for_write(
+            ctx,
+            &caller,
+            &store,
+            id,
+            Action::Update,
+            expected.as_deref(),
+        )
+        .await?;
         let mut next = current.clone();
         if let Some(status) = patch.status {
             check_transition(current.status, status)
@@ -325,7 +346,9 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             });
         }
     }
-    Err(ApiError::internal("update lost the compare-and-set repeatedly"))
+    Err(ApiError::internal(
+        "update lost the compare-and-set repeatedly",
+    ))
 }
 
 /// `DELETE /api/v1/credentials/{credentialId}`: the record, its shares and
@@ -336,8 +359,15 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let expected = if_match(ctx);
     let store = Store::open(&ctx.env)?;
     for _ in 0..WRITE_ATTEMPTS {
-        let current =
-            load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_deref()).await?;
+        let current = load_for_write(
+            ctx,
+            &caller,
+            &store,
+            id,
+            Action::Delete,
+            expected.as_deref(),
+        )
+        .await?;
         let audit = event(
             ctx,
             &caller,
@@ -358,13 +388,17 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
             });
         }
     }
-    Err(ApiError::internal("delete lost the compare-and-set repeatedly"))
+    Err(ApiError::internal(
+        "delete lost the compare-and-set repeatedly",
+    ))
 }
 
 /// `GET /api/v1/audit`: the tenant's audit log, newest first, admin.
 pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::ReadAudit, None, || Missing::Integration(String::new()))?;
+    allow(&caller, Action::ReadAudit, None, || {
+        Missing::Integration(String::new())
+    })?;
     let limit = limit(ctx)?;
     let credential = match query(ctx, "credentialId") {
         Some(raw) => Some(credential_id_param(&raw, Place::Query, "credentialId")?),

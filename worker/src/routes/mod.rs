@@ -15,6 +15,7 @@ use crate::{
 };
 
 mod body;
+mod connection;
 mod credentials;
 mod secret;
 
@@ -25,12 +26,12 @@ pub(crate) const API_VERSION: &str = "2024-03-27";
 pub(crate) async fn dispatch(op: Op, mut ctx: Ctx) -> Result<Reply, ApiError> {
     match op {
         Op::Healthz => healthz(&ctx).await,
-        Op::ConnectionCredentials => {
-            let _caller = ctx.caller().await?;
-            Err(ApiError::NotFound(Missing::Credential(
-                ctx.param("connection_id").to_lowercase(),
-            )))
-        }
+        Op::ConnectionCredentials => connection::credentials(&ctx).await,
+        Op::ConnectionGet => connection::get(&ctx).await,
+        Op::ConnectionList => connection::list(&ctx).await,
+        Op::SharesList => connection::shares(&ctx).await,
+        Op::ShareGrant => connection::grant(&ctx).await,
+        Op::ShareRevoke => connection::revoke(&ctx).await,
         Op::CredentialDetails => credentials::details(&ctx).await,
         Op::CredentialRead => credentials::read(&ctx).await,
         Op::CredentialList => credentials::list(&ctx).await,
@@ -95,7 +96,11 @@ pub(crate) fn allow(
 /// A milliseconds value as the core's timestamp (stored values are always
 /// in range; an out-of-range one is clamped, never trusted to panic).
 pub(crate) fn timestamp(ms: i64) -> Timestamp {
-    Timestamp::from_unix_millis(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
+    Timestamp::from_unix_millis(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
 /// `{id, name, email}` of the caller, for `createdBy` / `updatedBy`.
@@ -138,7 +143,11 @@ fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static 
         ("description", "description", json!(record.description)),
         ("authType", "auth_type", json!(record.auth_type)),
         ("scopes", "scopes", json!(record.scopes)),
-        ("tokenEndpoint", "token_endpoint", json!(record.token_endpoint)),
+        (
+            "tokenEndpoint",
+            "token_endpoint",
+            json!(record.token_endpoint),
+        ),
         (
             "authorizationEndpoint",
             "authorization_endpoint",
@@ -150,7 +159,11 @@ fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static 
             "status",
             json!(effective_status(record.status, expires, now).as_str()),
         ),
-        ("expiresAt", "expires_at", json!(record.expires_at.map(rfc3339))),
+        (
+            "expiresAt",
+            "expires_at",
+            json!(record.expires_at.map(rfc3339)),
+        ),
         ("isExpired", "is_expired", json!(is_expired(expires, now))),
         ("createdAt", "created_at", json!(rfc3339(record.created_at))),
         ("createdBy", "created_by", record.created_by.clone()),
@@ -193,6 +206,10 @@ pub(crate) fn connection_json(record: &Record, acting: TenantId, now_ms: i64) ->
 }
 
 /// Parses a query parameter that must be a credential id.
-pub(crate) fn credential_id_param(raw: &str, place: Place, field: &str) -> Result<CredentialId, ApiError> {
+pub(crate) fn credential_id_param(
+    raw: &str,
+    place: Place,
+    field: &str,
+) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw).map_err(|error| ApiError::invalid(place, field, error, "uuid_parsing"))
 }

@@ -72,7 +72,12 @@ pub(crate) async fn read_secret(
             Some(record.id),
         )
     };
-    match decide(&caller.principal, caller.tenant, Action::ReadSecret, Some(relation)) {
+    match decide(
+        &caller.principal,
+        caller.tenant,
+        Action::ReadSecret,
+        Some(relation),
+    ) {
         Ok(()) => {}
         Err(Denial::NotVisible) => return Err(ApiError::NotFound(missing())),
         Err(_) => {
@@ -92,9 +97,8 @@ pub(crate) async fn read_secret(
 
     let keyring = keyring(&ctx.env)?;
     let blob = store.blob(&record).await?;
-    let plaintext = blob.and_then(|blob| {
-        open(&keyring, &binding(&record), &record.wrapped_dek, &blob).ok()
-    });
+    let plaintext =
+        blob.and_then(|blob| open(&keyring, &binding(&record), &record.wrapped_dek, &blob).ok());
     // Missing blob and failed open look the same to the client: opaque 500.
     let secret = plaintext.and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
     let Some(secret) = secret else {
@@ -104,7 +108,10 @@ pub(crate) async fn read_secret(
             record.id, record.secret_version
         )));
     };
-    match store.record_read(&record, ctx.now_ms, &audit(Outcome::Success)).await? {
+    match store
+        .record_read(&record, ctx.now_ms, &audit(Outcome::Success))
+        .await?
+    {
         Some((count, at)) => {
             record.access_count = count;
             record.last_accessed_at = Some(at);

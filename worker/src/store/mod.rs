@@ -18,6 +18,7 @@ use crate::{env, error::ApiError};
 
 mod audit;
 mod page;
+mod shares;
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
@@ -361,13 +362,11 @@ impl Store {
         let audit = self.audit_statement(event, true)?;
         let results = self.db.batch(vec![update, audit]).await.map_err(db_error)?;
         let won = changes(results.first()) == 1;
-        if !won {
-            if new_blob.is_some() {
-                // Nothing points at the blob we wrote: remove it now rather
-                // than leave it to the orphan sweep.
-                self.delete_blob(record.owner, record.id, record.secret_version)
-                    .await;
-            }
+        if !won && new_blob.is_some() {
+            // Nothing points at the blob we wrote: remove it now rather
+            // than leave it to the orphan sweep.
+            self.delete_blob(record.owner, record.id, record.secret_version)
+                .await;
         }
         Ok(won)
     }
@@ -510,6 +509,5 @@ fn status_filter(status: Status, now: usize) -> String {
         }
         Status::Inactive => " AND c.status = 'inactive'".into(),
         Status::Revoked => " AND c.status = 'revoked'".into(),
-        _ => " AND 0".into(),
     }
 }

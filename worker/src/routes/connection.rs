@@ -1,0 +1,238 @@
+//! The connection surface, `/connection`: owner-only credentials, metadata
+//! for owners and the tenants a connection is shared with, and share
+//! management for the owner tenant's admins.
+use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, CredentialId, TenantId};
+use serde_json::json;
+
+use super::{allow, connection_json, event, relation, secret::read_secret};
+use crate::{
+    error::{ApiError, Missing, Place},
+    http::{Caller, Ctx, Reply},
+    store::{AuditAction, Cursor, Outcome, Record, Store},
+};
+
+/// Verifies the token and checks `x-api-version` (malformed 422,
+/// unsupported 400), in that order, as FastAPI resolves the security
+/// dependency before validating parameters.
+async fn caller(ctx: &Ctx) -> Result<Caller, ApiError> {
+    let caller = ctx.caller().await?;
+    ApiVersion::parse(ctx.header("x-api-version").as_deref()).map_err(|error| match error {
+        ApiVersionError::Unsupported => {
+            ApiError::UnsupportedVersion(ctx.header("x-api-version").unwrap_or_default())
+        }
+        other => ApiError::invalid(
+            Place::Header,
+            "x-api-version",
+            other,
+            "date_from_datetime_parsing",
+        ),
+    })?;
+    Ok(caller)
+}
+
+/// A path UUID (the connection surface takes bare UUIDs only).
+fn uuid_param(ctx: &Ctx, name: &str) -> Result<CredentialId, ApiError> {
+    let raw = ctx.param(name);
+    let bad = |message: &str| ApiError::invalid(Place::Path, name, message, "uuid_parsing");
+    if raw.len() != 36 {
+        return Err(bad("Input should be a valid UUID"));
+    }
+    CredentialId::parse(raw).map_err(|_| bad("Input should be a valid UUID"))
+}
+
+fn missing(id: CredentialId) -> impl FnOnce() -> Missing {
+    move || Missing::Credential(id.to_string())
+}
+
+/// Loads a connection and checks `action` for the caller.
+async fn load(
+    caller: &Caller,
+    store: &Store,
+    id: CredentialId,
+    action: Action,
+) -> Result<(Record, bool), ApiError> {
+    let found = store.find(id, caller.tenant).await?;
+    let rel = found
+        .as_ref()
+        .map(|(r, shared)| relation(r, *shared, caller.tenant));
+    allow(caller, action, rel, missing(id))?;
+    found.ok_or_else(|| ApiError::internal("policy allowed a missing record"))
+}
+
+/// `GET /connection/{connection_id}/credentials`: owner tenant, role user.
+pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    let id = uuid_param(ctx, "connection_id")?;
+    let store = Store::open(&ctx.env)?;
+    let Some((record, shared)) = store.find(id, caller.tenant).await? else {
+        return Err(ApiError::NotFound(missing(id)()));
+    };
+    let (record, credentials) = read_secret(
+        ctx,
+        &caller,
+        &store,
+        record,
+        shared,
+        id.to_string(),
+        missing(id),
+    )
+    .await?;
+    Ok(Reply::ok(json!({
+        "data": {"connection_id": record.id.to_string(), "credentials": credentials}
+    }))
+    .etag(record.version as u64))
+}
+
+/// `GET /connection/{connection_id}`: metadata, owner or shared, viewer.
+pub(crate) async fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    let id = uuid_param(ctx, "connection_id")?;
+    let store = Store::open(&ctx.env)?;
+    let (record, _) = load(&caller, &store, id, Action::ReadMetadata).await?;
+    Ok(
+        Reply::ok(json!({"data": connection_json(&record, caller.tenant, ctx.now_ms)}))
+            .etag(record.version as u64),
+    )
+}
+
+/// `GET /connection`: own and shared connections, paginated.
+pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    allow(&caller, Action::List, None, || {
+        Missing::Credential(String::new())
+    })?;
+    let query = ctx.query_pairs();
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let limit = parse_page_limit(get("limit").as_deref())
+        .map_err(|error| ApiError::invalid(Place::Query, "limit", error, "value_error"))?;
+    let integration = match get("integration_id") {
+        Some(raw) => Some(
+            coffer_core::IntegrationId::parse(&raw)
+                .map_err(|error| {
+                    ApiError::invalid(Place::Query, "integration_id", error, "value_error")
+                })?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let scope = format!(
+        "connection|{}|{}",
+        caller.tenant,
+        integration.as_deref().unwrap_or("")
+    );
+    let cursor = match get("cursor") {
+        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
+            ApiError::invalid(
+                Place::Query,
+                "cursor",
+                "is not a cursor issued for this tenant and these filters",
+                "value_error",
+            )
+        })?),
+        None => None,
+    };
+    let page = Store::open(&ctx.env)?
+        .list_connections(
+            caller.tenant,
+            integration.as_deref(),
+            cursor.as_ref(),
+            limit,
+        )
+        .await?;
+    let items: Vec<_> = page
+        .items
+        .iter()
+        .map(|(record, _)| connection_json(record, caller.tenant, ctx.now_ms))
+        .collect();
+    Ok(Reply::ok(json!({
+        "data": items,
+        "next_cursor": page.next.map(|c| c.encode(&scope)),
+    })))
+}
+
+/// Checks `If-Match` against the record's version for share changes.
+fn check_if_match(ctx: &Ctx, record: &Record) -> Result<(), ApiError> {
+    let Some(raw) = ctx.header("if-match") else {
+        return Ok(());
+    };
+    let tag = raw.trim();
+    if tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == record.version.to_string() {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed {
+            current: record.version as u64,
+        })
+    }
+}
+
+/// `GET /connection/{connection_id}/shares`: owner tenant, admin.
+pub(crate) async fn shares(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    let id = uuid_param(ctx, "connection_id")?;
+    let store = Store::open(&ctx.env)?;
+    let (record, _) = load(&caller, &store, id, Action::Share).await?;
+    Ok(Reply::ok(json!({"data": store.list_shares(id).await?})).etag(record.version as u64))
+}
+
+fn tenant_param(ctx: &Ctx) -> Result<TenantId, ApiError> {
+    TenantId::parse(ctx.param("tenant_id"))
+        .map_err(|error| ApiError::invalid(Place::Path, "tenant_id", error, "uuid_parsing"))
+}
+
+/// `PUT /connection/{connection_id}/shares/{tenant_id}`: idempotent grant.
+pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    let id = uuid_param(ctx, "connection_id")?;
+    let tenant = tenant_param(ctx)?;
+    let store = Store::open(&ctx.env)?;
+    let (record, _) = load(&caller, &store, id, Action::Share).await?;
+    check_if_match(ctx, &record)?;
+    if tenant == record.owner {
+        return Err(ApiError::invalid(
+            Place::Path,
+            "tenant_id",
+            "a connection cannot be shared with its owner tenant",
+            "value_error",
+        ));
+    }
+    let audit = event(
+        ctx,
+        &caller,
+        record.owner,
+        AuditAction::ShareGrant,
+        Outcome::Success,
+        Some(id),
+    );
+    let share = store
+        .grant_share(id, tenant, ctx.now_ms, caller.principal.sub(), &audit)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(missing(id)()))?;
+    Ok(Reply::ok(json!({"data": share})).etag(record.version as u64))
+}
+
+/// `DELETE /connection/{connection_id}/shares/{tenant_id}`: 204, also when
+/// there was no such share.
+pub(crate) async fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = caller(ctx).await?;
+    let id = uuid_param(ctx, "connection_id")?;
+    let tenant = tenant_param(ctx)?;
+    let store = Store::open(&ctx.env)?;
+    let (record, _) = load(&caller, &store, id, Action::Share).await?;
+    check_if_match(ctx, &record)?;
+    let audit = event(
+        ctx,
+        &caller,
+        record.owner,
+        AuditAction::ShareRevoke,
+        Outcome::Success,
+        Some(id),
+    );
+    store.revoke_share(id, tenant, &audit).await?;
+    Ok(Reply::no_content().etag(record.version as u64))
+}

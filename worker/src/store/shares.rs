@@ -1,0 +1,129 @@
+//! Shares and the connection surface's list (own and shared records).
+use coffer_core::{CredentialId, TenantId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+
+use super::{db_error, int, AuditEvent, Cursor, Page, Record, Store, COLUMNS};
+use crate::{error::ApiError, http::rfc3339};
+
+#[derive(Deserialize)]
+struct ShareRow {
+    credential_id: String,
+    tenant_id: String,
+    granted_at: i64,
+    granted_by: String,
+}
+
+impl ShareRow {
+    fn to_json(&self) -> Value {
+        json!({
+            "connection_id": self.credential_id,
+            "tenant_id": self.tenant_id,
+            "granted_at": rfc3339(self.granted_at),
+            "granted_by": self.granted_by,
+        })
+    }
+}
+
+impl Store {
+    /// One page of the records `tenant` owns or that are shared with it,
+    /// newest first, each with whether it is shared (not owned).
+    pub(crate) async fn list_connections(
+        &self,
+        tenant: TenantId,
+        integration: Option<&str>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<(Record, bool)>, ApiError> {
+        let mut sql = format!(
+            "SELECT {COLUMNS}, (c.tenant_id != ?1) AS shared FROM credentials c \
+             WHERE (c.tenant_id = ?1 OR c.id IN \
+               (SELECT s.credential_id FROM shares s WHERE s.tenant_id = ?1))"
+        );
+        let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
+        if let Some(integration) = integration {
+            params.push(integration.into());
+            sql.push_str(&format!(" AND c.integration_id = ?{}", params.len()));
+        }
+        if let Some(cursor) = after {
+            params.push(int(cursor.created_at));
+            params.push(cursor.id.as_str().into());
+            let (at, id) = (params.len() - 1, params.len());
+            sql.push_str(&format!(" AND (c.created_at, c.id) < (?{at}, ?{id})"));
+        }
+        params.push(int(i64::from(limit) + 1));
+        sql.push_str(&format!(
+            " ORDER BY c.created_at DESC, c.id DESC LIMIT ?{}",
+            params.len()
+        ));
+        let rows = self.rows(self.prepare(&sql, &params)?).await?;
+        Ok(Page::from_overfetch(rows, limit, |(record, _)| Cursor {
+            created_at: record.created_at,
+            id: record.id.to_string(),
+        }))
+    }
+
+    /// The tenants a record is shared with, oldest grant first.
+    pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Value>, ApiError> {
+        let result = self
+            .prepare(
+                "SELECT credential_id, tenant_id, granted_at, granted_by FROM shares \
+                 WHERE credential_id = ?1 ORDER BY granted_at, tenant_id",
+                &[id.to_string().into()],
+            )?
+            .all()
+            .await
+            .map_err(db_error)?;
+        let rows: Vec<ShareRow> = result.results().map_err(db_error)?;
+        Ok(rows.iter().map(ShareRow::to_json).collect())
+    }
+
+    /// Shares a record with `tenant` (idempotent: an existing grant keeps
+    /// its time and grantor) and audits it, in one batch. Returns the share,
+    /// or `None` when the record no longer exists.
+    pub(crate) async fn grant_share(
+        &self,
+        id: CredentialId,
+        tenant: TenantId,
+        now_ms: i64,
+        granted_by: &str,
+        event: &AuditEvent,
+    ) -> Result<Option<Value>, ApiError> {
+        let grant = self.prepare(
+            "INSERT INTO shares (credential_id, tenant_id, granted_at, granted_by) \
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?1) \
+             ON CONFLICT (credential_id, tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id \
+             RETURNING credential_id, tenant_id, granted_at, granted_by",
+            &[
+                id.to_string().into(),
+                tenant.to_string().into(),
+                int(now_ms),
+                granted_by.into(),
+            ],
+        )?;
+        let audit = self.audit_statement(event, true)?;
+        let results = self.db.batch(vec![grant, audit]).await.map_err(db_error)?;
+        let rows: Vec<ShareRow> = match results.first() {
+            Some(result) => result.results().map_err(db_error)?,
+            None => Vec::new(),
+        };
+        Ok(rows.first().map(ShareRow::to_json))
+    }
+
+    /// Removes a share (if any) and audits the revocation, in one batch.
+    pub(crate) async fn revoke_share(
+        &self,
+        id: CredentialId,
+        tenant: TenantId,
+        event: &AuditEvent,
+    ) -> Result<(), ApiError> {
+        let revoke = self.prepare(
+            "DELETE FROM shares WHERE credential_id = ?1 AND tenant_id = ?2",
+            &[id.to_string().into(), tenant.to_string().into()],
+        )?;
+        let audit = self.audit_statement(event, false)?;
+        self.db.batch(vec![revoke, audit]).await.map_err(db_error)?;
+        Ok(())
+    }
+}
