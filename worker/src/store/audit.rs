@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{db_error, int, opt, Cursor, Page, Store};
+use super::{db_error, int, opt, sql, Cursor, Page, Store};
 use crate::error::ApiError;
 
 /// What was done.
@@ -92,13 +92,9 @@ impl Store {
         if_changed: bool,
     ) -> Result<D1PreparedStatement, ApiError> {
         let sql = if if_changed {
-            "INSERT INTO audit_events (id, tenant_id, at, action, outcome, credential_id, actor_id, \
-               actor_name, actor_email, actor_tenant_id, request_id) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE changes() = 1"
+            sql::AUDIT_INSERT_IF_CHANGED
         } else {
-            "INSERT INTO audit_events (id, tenant_id, at, action, outcome, credential_id, actor_id, \
-               actor_name, actor_email, actor_tenant_id, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            sql::AUDIT_INSERT
         };
         let credential = event.credential.map(|id| id.to_string());
         self.prepare(
@@ -128,21 +124,15 @@ impl Store {
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Page<Value>, ApiError> {
-        let mut sql = String::from(
-            "SELECT seq, id, at, action, outcome, credential_id, actor_id, actor_name, \
-               actor_email, actor_tenant_id, request_id FROM audit_events WHERE tenant_id = ?1",
-        );
+        let sql = sql::list_audit(credential.is_some(), after.is_some());
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(credential) = credential {
             params.push(credential.to_string().into());
-            sql.push_str(&format!(" AND credential_id = ?{}", params.len()));
         }
         if let Some(cursor) = after {
             params.push(int(cursor.created_at));
-            sql.push_str(&format!(" AND seq < ?{}", params.len()));
         }
         params.push(int(i64::from(limit) + 1));
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
         let result = self.prepare(&sql, &params)?.all().await.map_err(db_error)?;
         let rows: Vec<AuditRow> = result.results().map_err(db_error)?;
         let page = Page::from_overfetch(rows, limit, |row| Cursor {

@@ -19,6 +19,7 @@ use crate::{env, error::ApiError};
 mod audit;
 mod page;
 mod shares;
+mod sql;
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
@@ -150,11 +151,6 @@ pub(crate) fn blob_key(owner: TenantId, id: CredentialId, secret_version: i64) -
     format!("secret/v1/{owner}/{id}/{secret_version}")
 }
 
-const COLUMNS: &str = "c.id, c.tenant_id, c.integration_id, c.name, c.description, c.auth_type, \
-    c.scopes, c.token_endpoint, c.authorization_endpoint, c.metadata, c.status, c.expires_at, \
-    c.created_at, c.created_by, c.updated_at, c.updated_by, c.tenant_name, c.last_accessed_at, \
-    c.access_count, c.version, c.secret_version, c.kid, c.wrapped_dek";
-
 /// Handles on D1 and the secrets KV namespace.
 pub(crate) struct Store {
     db: D1Database,
@@ -196,12 +192,10 @@ impl Store {
         id: CredentialId,
         acting: TenantId,
     ) -> Result<Option<(Record, bool)>, ApiError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM shares s \
-               WHERE s.credential_id = c.id AND s.tenant_id = ?2) AS shared \
-             FROM credentials c WHERE c.id = ?1"
-        );
-        let statement = self.prepare(&sql, &[id.to_string().into(), acting.to_string().into()])?;
+        let statement = self.prepare(
+            sql::FIND,
+            &[id.to_string().into(), acting.to_string().into()],
+        )?;
         Ok(self.rows(statement).await?.into_iter().next())
     }
 
@@ -213,15 +207,8 @@ impl Store {
         integration: &str,
         now_ms: i64,
     ) -> Result<Option<Record>, ApiError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM credentials c \
-             WHERE c.tenant_id = ?1 AND c.integration_id = ?2 \
-             ORDER BY (c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ?3)) DESC, \
-                      c.created_at DESC, c.id DESC \
-             LIMIT 1"
-        );
         let statement = self.prepare(
-            &sql,
+            sql::SELECT_FOR_INTEGRATION,
             &[tenant.to_string().into(), integration.into(), int(now_ms)],
         )?;
         Ok(self
@@ -241,28 +228,23 @@ impl Store {
         limit: u32,
         now_ms: i64,
     ) -> Result<Page<Record>, ApiError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM credentials c WHERE c.tenant_id = ?1");
+        let sql = sql::list(
+            filters.integration.is_some(),
+            filters.status,
+            after.is_some(),
+        );
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(integration) = &filters.integration {
             params.push(integration.as_str().into());
-            sql.push_str(&format!(" AND c.integration_id = ?{}", params.len()));
         }
-        if let Some(status) = filters.status {
+        if filters.status.is_some() {
             params.push(int(now_ms));
-            let now = params.len();
-            sql.push_str(&status_filter(status, now));
         }
         if let Some(cursor) = after {
             params.push(int(cursor.created_at));
             params.push(cursor.id.as_str().into());
-            let (at, id) = (params.len() - 1, params.len());
-            sql.push_str(&format!(" AND (c.created_at, c.id) < (?{at}, ?{id})"));
         }
         params.push(int(i64::from(limit) + 1));
-        sql.push_str(&format!(
-            " ORDER BY c.created_at DESC, c.id DESC LIMIT ?{}",
-            params.len()
-        ));
         let records = self
             .rows(self.prepare(&sql, &params)?)
             .await?
@@ -285,12 +267,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         self.put_blob(record, blob).await?;
         let insert = self.prepare(
-            "INSERT INTO credentials (id, tenant_id, integration_id, name, description, auth_type, \
-               scopes, token_endpoint, authorization_endpoint, metadata, status, expires_at, \
-               created_at, created_by, updated_at, updated_by, tenant_name, last_accessed_at, \
-               access_count, version, secret_version, kid, wrapped_dek) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-               NULL, 0, ?18, ?19, ?20, ?21)",
+            sql::INSERT,
             &[
                 record.id.to_string().into(),
                 record.owner.to_string().into(),
@@ -335,11 +312,7 @@ impl Store {
             self.put_blob(record, blob).await?;
         }
         let update = self.prepare(
-            "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
-               authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
-               updated_at = ?11, updated_by = ?12, version = ?13, secret_version = ?14, kid = ?15, \
-               wrapped_dek = ?16 \
-             WHERE id = ?1 AND version = ?2",
+            sql::UPDATE,
             &[
                 record.id.to_string().into(),
                 int(expected),
@@ -381,16 +354,9 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<bool, ApiError> {
         let id: JsValue = record.id.to_string().into();
-        let delete = self.prepare(
-            "DELETE FROM credentials WHERE id = ?1 AND version = ?2",
-            &[id.clone(), int(expected)],
-        )?;
+        let delete = self.prepare(sql::DELETE, &[id.clone(), int(expected)])?;
         let audit = self.audit_statement(event, true)?;
-        let shares = self.prepare(
-            "DELETE FROM shares WHERE credential_id = ?1 \
-               AND NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?1)",
-            &[id],
-        )?;
+        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id])?;
         let results = self
             .db
             .batch(vec![delete, audit, shares])
@@ -415,9 +381,7 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<Option<(i64, i64)>, ApiError> {
         let update = self.prepare(
-            "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2 \
-             WHERE id = ?1 AND secret_version = ?3 \
-             RETURNING access_count, last_accessed_at",
+            sql::RECORD_READ,
             &[
                 record.id.to_string().into(),
                 int(now_ms),
@@ -497,17 +461,4 @@ fn changes(result: Option<&worker::D1Result>) -> usize {
 
 fn json_text(value: &Value) -> String {
     value.to_string()
-}
-
-/// The SQL condition for an effective status, `now` being parameter `?n`.
-fn status_filter(status: Status, now: usize) -> String {
-    let past = format!("(c.expires_at IS NOT NULL AND c.expires_at <= ?{now})");
-    match status {
-        Status::Active => format!(" AND c.status = 'active' AND NOT {past}"),
-        Status::Expired => {
-            format!(" AND (c.status = 'expired' OR (c.status = 'active' AND {past}))")
-        }
-        Status::Inactive => " AND c.status = 'inactive'".into(),
-        Status::Revoked => " AND c.status = 'revoked'".into(),
-    }
 }

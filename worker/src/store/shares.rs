@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 
-use super::{db_error, int, AuditEvent, Cursor, Page, Record, Store, COLUMNS};
+use super::{db_error, int, sql, AuditEvent, Cursor, Page, Record, Store};
 use crate::{error::ApiError, http::rfc3339};
 
 #[derive(Deserialize)]
@@ -36,27 +36,16 @@ impl Store {
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Page<(Record, bool)>, ApiError> {
-        let mut sql = format!(
-            "SELECT {COLUMNS}, (c.tenant_id != ?1) AS shared FROM credentials c \
-             WHERE (c.tenant_id = ?1 OR c.id IN \
-               (SELECT s.credential_id FROM shares s WHERE s.tenant_id = ?1))"
-        );
+        let sql = sql::list_connections(integration.is_some(), after.is_some());
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(integration) = integration {
             params.push(integration.into());
-            sql.push_str(&format!(" AND c.integration_id = ?{}", params.len()));
         }
         if let Some(cursor) = after {
             params.push(int(cursor.created_at));
             params.push(cursor.id.as_str().into());
-            let (at, id) = (params.len() - 1, params.len());
-            sql.push_str(&format!(" AND (c.created_at, c.id) < (?{at}, ?{id})"));
         }
         params.push(int(i64::from(limit) + 1));
-        sql.push_str(&format!(
-            " ORDER BY c.created_at DESC, c.id DESC LIMIT ?{}",
-            params.len()
-        ));
         let rows = self.rows(self.prepare(&sql, &params)?).await?;
         Ok(Page::from_overfetch(rows, limit, |(record, _)| Cursor {
             created_at: record.created_at,
@@ -67,11 +56,7 @@ impl Store {
     /// The tenants a record is shared with, oldest grant first.
     pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Value>, ApiError> {
         let result = self
-            .prepare(
-                "SELECT credential_id, tenant_id, granted_at, granted_by FROM shares \
-                 WHERE credential_id = ?1 ORDER BY granted_at, tenant_id",
-                &[id.to_string().into()],
-            )?
+            .prepare(sql::LIST_SHARES, &[id.to_string().into()])?
             .all()
             .await
             .map_err(db_error)?;
@@ -91,10 +76,7 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<Option<Value>, ApiError> {
         let grant = self.prepare(
-            "INSERT INTO shares (credential_id, tenant_id, granted_at, granted_by) \
-             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?1) \
-             ON CONFLICT (credential_id, tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id \
-             RETURNING credential_id, tenant_id, granted_at, granted_by",
+            sql::GRANT_SHARE,
             &[
                 id.to_string().into(),
                 tenant.to_string().into(),
@@ -119,7 +101,7 @@ impl Store {
         event: &AuditEvent,
     ) -> Result<(), ApiError> {
         let revoke = self.prepare(
-            "DELETE FROM shares WHERE credential_id = ?1 AND tenant_id = ?2",
+            sql::REVOKE_SHARE,
             &[id.to_string().into(), tenant.to_string().into()],
         )?;
         let audit = self.audit_statement(event, false)?;
