@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build migrate test lint unit browser-test token bench
+.PHONY: setup dev build build-unlocked migrate test lint unit browser-test token bench
 
 setup:
 	scripts/setup.sh dev
@@ -22,6 +22,9 @@ migrate:
 	$(WRANGLER) d1 migrations apply DB --local --persist-to $(STATE)
 
 build:
+	mkdir -p target && flock target/.coffer-build.lock $(MAKE) --no-print-directory build-unlocked
+
+build-unlocked:
 	cd worker && WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
 	  WASM_OPT_BIN=../node_modules/.bin/wasm-opt ESBUILD_BIN=../node_modules/.bin/esbuild \
 	  worker-build --release
@@ -46,6 +49,12 @@ browser-test:
 	  cargo test -p coffer-core --target wasm32-unknown-unknown
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner GECKODRIVER=$$(command -v geckodriver) \
 	  cargo test -p coffer-core --target wasm32-unknown-unknown
+
+## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10).
+bench: build
+	scripts/setup.sh bench
+	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin bench
+	@printf 'gzip: '; gzip -9 -c worker/build/index_bg.wasm | wc -c
 
 ## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
 token:

@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh dev    toolchain for building and serving the Worker
 #   scripts/setup.sh test   the above, plus browsers and drivers for the tests
+#   scripts/setup.sh bench  the dev toolchain plus wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,16 +44,24 @@ if ! cargo_installed worker-build "$WORKER_BUILD_VERSION"; then
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi
 
+apt_install() {
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  say "apt-get install $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ "$mode" = bench ] && ! command -v wrk >/dev/null; then
+  apt_install wrk
+fi
+
 if [ "$mode" = test ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   command -v firefox-esr >/dev/null || missing+=(firefox-esr)
   if [ ${#missing[@]} -gt 0 ]; then
-    say "apt-get install ${missing[*]}"
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
   fi
   if ! cargo_installed geckodriver "$GECKODRIVER_VERSION"; then
     say "installing geckodriver $GECKODRIVER_VERSION"

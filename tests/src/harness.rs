@@ -115,6 +115,7 @@ impl Server {
             .arg("--config")
             .arg(&self.config)
             .args(["--show-interactive-dev-session=false", "--test-scheduled"])
+            .args(log_level_args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
@@ -307,8 +308,8 @@ fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
     path
 }
 
-/// Builds the worker once per test binary, serialized across binaries with
-/// `flock`, unless the caller (the Makefile) already built it.
+/// Builds the worker once per test binary (`make build` serializes
+/// concurrent builds), unless the caller (the Makefile) already built it.
 fn build_once() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -316,14 +317,23 @@ fn build_once() {
             return;
         }
         let root = root();
-        let status = Command::new("flock")
-            .arg(root.join("target").join(".coffer-build.lock"))
-            .args(["make", "-s", "build"])
+        // `make build` serializes concurrent builds with `flock` itself.
+        let status = Command::new("make")
+            .args(["-s", "build"])
             .current_dir(&root)
             .status()
             .expect("run make build");
         assert!(status.success(), "make build failed");
     });
+}
+
+/// `COFFER_WRANGLER_LOG_LEVEL=warn` quiets wrangler for benchmarks: at the
+/// default level every request sends a log line to Node.
+fn log_level_args() -> Vec<String> {
+    match std::env::var("COFFER_WRANGLER_LOG_LEVEL") {
+        Ok(level) if !level.is_empty() => vec!["--log-level".into(), level],
+        _ => Vec::new(),
+    }
 }
 
 fn free_port() -> u16 {

@@ -18,6 +18,7 @@ use error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Healthz,
+    OpenApi,
     ConnectionCredentials,
     ConnectionGet,
     ConnectionList,
@@ -37,6 +38,7 @@ pub(crate) enum Op {
 /// and operation. The OpenAPI document is checked against this list.
 pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
     (Method::Get, "/healthz", Op::Healthz),
+    (Method::Get, "/openapi.json", Op::OpenApi),
     (
         Method::Get,
         "/connection/{connection_id}/credentials",

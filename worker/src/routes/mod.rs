@@ -26,6 +26,7 @@ pub(crate) const API_VERSION: &str = "2024-03-27";
 pub(crate) async fn dispatch(op: Op, mut ctx: Ctx) -> Result<Reply, ApiError> {
     match op {
         Op::Healthz => healthz(&ctx).await,
+        Op::OpenApi => openapi(),
         Op::ConnectionCredentials => connection::credentials(&ctx).await,
         Op::ConnectionGet => connection::get(&ctx).await,
         Op::ConnectionList => connection::list(&ctx).await,
@@ -62,6 +63,17 @@ async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::ok(
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
     ))
+}
+
+/// The OpenAPI 3.1 document of every route, checked against [`crate::ROUTES`]
+/// by a test.
+pub(crate) const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /openapi.json`.
+fn openapi() -> Result<Reply, ApiError> {
+    serde_json::from_str(OPENAPI)
+        .map(Reply::ok)
+        .map_err(|error| ApiError::internal(format!("openapi.json: {error}")))
 }
 
 /// The master keys. A malformed `COFFER_KEYS` fails the request with a
