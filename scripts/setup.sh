@@ -67,6 +67,15 @@ if [ "$mode" = test ]; then
     say "installing geckodriver $GECKODRIVER_VERSION"
     cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked
   fi
+  # openapi-spec-validator and schemathesis for the contract test, pinned in
+  # requirements-test.txt; pip runs only when that file changed.
+  req_sum=$(sha256sum requirements-test.txt | cut -d' ' -f1)
+  if [ "$(cat .venv/.coffer-requirements 2>/dev/null)" != "$req_sum" ]; then
+    say "pip install -r requirements-test.txt into .venv"
+    [ -x .venv/bin/python ] || python3 -m venv .venv || { apt_install python3-venv; python3 -m venv .venv; }
+    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+    echo "$req_sum" > .venv/.coffer-requirements
+  fi
 fi
 
 if [ ! -f .dev.vars ]; then

@@ -14,7 +14,7 @@ fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(core::time::Duration::from_secs(60))
             .build()
             .expect("build HTTP client")
     })

@@ -286,11 +286,11 @@ pub fn bare_id(rendered: &Value) -> String {
 }
 
 /// An `Api` for `tenant` with `role`, sending `x-tenantid: tenant`.
-pub fn api_for(
-    server: &crate::harness::Server,
+pub fn api_for<'s>(
+    server: &'s crate::harness::Server,
     tenant: Uuid,
     role: &str,
-) -> crate::client::Api<'_> {
+) -> crate::client::Api<'s> {
     crate::client::Api::new(server, token(tenant, role)).header("x-tenantid", tenant.to_string())
 }
 
@@ -299,4 +299,117 @@ pub fn create_credential(api: &crate::client::Api<'_>, body: &Value) -> String {
     let reply = api.post("/api/v1/credentials", body);
     assert_eq!(reply.status, 201, "create: {}", reply.text);
     bare_id(&reply.body["data"]["id"])
+}
+
+// Helpers for the connection surface's tests (`tests/tests/connection*.rs`).
+
+/// The connection surface's default (and only) API version.
+pub const CONNECTION_API_VERSION: &str = "2024-03-27";
+
+/// The contract's "Connection metadata" fields (`GET /connection/{id}` and
+/// list items), in the contract's order.
+pub const CONNECTION_METADATA_FIELDS: [&str; 21] = [
+    "connection_id",
+    "integration_id",
+    "name",
+    "description",
+    "auth_type",
+    "scopes",
+    "token_endpoint",
+    "authorization_endpoint",
+    "metadata",
+    "status",
+    "expires_at",
+    "is_expired",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "updated_by",
+    "last_accessed_at",
+    "access_count",
+    "version",
+    "owner_tenant_id",
+    "shared",
+];
+
+/// Asserts a connection-surface reply carries `x-api-version: 2024-03-27`.
+pub fn assert_api_version(reply: &crate::client::Reply) {
+    assert_eq!(
+        reply.header("x-api-version"),
+        Some(CONNECTION_API_VERSION),
+        "x-api-version of a {} reply: {}",
+        reply.status,
+        reply.text
+    );
+}
+
+/// Asserts a connection-surface error exactly: `status`, the body
+/// `{"error": {"code": status, "message": message}}` and nothing else, a
+/// JSON content type and the served `x-api-version`.
+pub fn assert_connection_error(reply: &crate::client::Reply, status: u16, message: &str) {
+    assert_eq!(reply.status, status, "status of {}", reply.text);
+    assert_eq!(
+        reply.body,
+        json!({"error": {"code": status, "message": message}}),
+        "body of a {status}"
+    );
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type:?}"
+    );
+    assert_api_version(reply);
+}
+
+/// Asserts a connection-surface 422 exactly: `{"error": {"code": 422,
+/// "message", "loc", "msg", "type"}}` with `loc` as given and non-empty
+/// strings for the rest, plus the served `x-api-version`.
+pub fn assert_unprocessable(reply: &crate::client::Reply, loc: [&str; 2]) {
+    assert_eq!(reply.status, 422, "status of {}", reply.text);
+    let object = reply.body.as_object().unwrap_or_else(|| {
+        panic!("422 body is not a JSON object: {}", reply.text);
+    });
+    assert_eq!(
+        object.keys().collect::<Vec<_>>(),
+        ["error"],
+        "{}",
+        reply.text
+    );
+    let error = reply.body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("error is not an object: {}", reply.text));
+    let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["code", "loc", "message", "msg", "type"],
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["error"]["code"], 422, "{}", reply.text);
+    assert_eq!(reply.body["error"]["loc"], json!(loc), "{}", reply.text);
+    for field in ["message", "msg", "type"] {
+        let text = reply.body["error"][field].as_str().unwrap_or_default();
+        assert!(!text.is_empty(), "error.{field} is empty: {}", reply.text);
+    }
+    assert_api_version(reply);
+}
+
+/// A second server of this test binary, for tests that read or write its
+/// D1 or KV out of band (`Server::d1`, `Server::wrangler_cli`), held by one
+/// test at a time.
+///
+/// Why not the shared server: the wrangler CLI opens the same SQLite files
+/// as the running workerd, and while it does, the worker's own D1 calls
+/// fail with `SQLITE_BUSY` (a 500 for whichever test's request was in
+/// flight). Holding this lock keeps every request to the server in the
+/// holder's own, sequential hands.
+pub fn storage_server() -> std::sync::MutexGuard<'static, crate::harness::Server> {
+    static SERVER: std::sync::OnceLock<std::sync::Mutex<crate::harness::Server>> =
+        std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| std::sync::Mutex::new(crate::harness::Server::start(&[])))
+        .lock()
+        // A test that failed while holding the lock leaves a usable server.
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

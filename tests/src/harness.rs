@@ -7,6 +7,7 @@
 //! per-binary shared server (statics are never dropped), and a watchdog
 //! shell that kills the group once the test process is gone, whatever way
 //! it went (a panic during start, SIGKILL, an abort).
+use core::time::Duration;
 use std::{
     fs,
     io::Write as _,
@@ -15,7 +16,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{Mutex, OnceLock},
     thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use crate::fixtures;
@@ -68,12 +69,7 @@ impl Server {
             .join(uuid::Uuid::new_v4().simple().to_string());
         fs::create_dir_all(dir.join("state")).expect("create state dir");
 
-        let mut all = default_vars();
-        for (key, value) in vars {
-            all.retain(|(k, _)| k != key);
-            all.push(((*key).into(), (*value).into()));
-        }
-        let config = write_config(&dir, &all);
+        let config = write_config(&dir, &merge_vars(vars));
         let status = wrangler(&dir)
             .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
             .arg(dir.join("state"))
@@ -240,6 +236,14 @@ impl Server {
         self.stop_with(false);
     }
 
+    /// Replaces the overridden variables (defaults still apply) and
+    /// restarts on the same state, as an operator changing secrets would.
+    pub fn restart_with(&mut self, vars: &[(&str, &str)]) {
+        self.stop();
+        self.config = write_config(&self.dir, &merge_vars(vars));
+        self.spawn();
+    }
+
     /// Starts the server again on the same state (and a new port).
     pub fn restart(&mut self) {
         self.stop();
@@ -252,6 +256,15 @@ impl Drop for Server {
         self.stop();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+fn merge_vars(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all = default_vars();
+    for (key, value) in vars {
+        all.retain(|(k, _)| k != key);
+        all.push(((*key).into(), (*value).into()));
+    }
+    all
 }
 
 fn wrangler(dir: &Path) -> Command {

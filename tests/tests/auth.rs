@@ -476,7 +476,28 @@ fn attacks_are_refused() {
         "control",
     );
 
+    // Each refusal was for its own reason (the reasons go to the log only).
     let log = server.log();
+    for reason in [
+        "token expired",
+        "token not yet valid (nbf)",
+        "token issued in the future (iat)",
+        "bad signature",
+        "token alg does not match the key's algorithm",
+        "alg not accepted for realm tokens",
+        "missing exp",
+        "missing sub",
+        "missing tenant_id",
+        "tenant_id is not a UUID",
+        "tenants holds a value that is not a UUID",
+        "wrong issuer",
+        "wrong audience",
+        "unknown kid",
+        "realm token without kid",
+        "unknown realm",
+    ] {
+        assert!(log.contains(reason), "no refusal logged as {reason:?}");
+    }
     for token in tokens.iter().filter(|token| token.len() > 40) {
         let signature = token.rsplit('.').next().unwrap_or(token);
         assert!(

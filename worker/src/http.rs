@@ -2,10 +2,11 @@
 //! the one JSON log line per request.
 use coffer_core::{Principal, TenantId};
 use serde_json::{json, Value};
-use worker::{console_log, Date, Env, Headers, Request, Response};
+use worker::{console_log, Date, Env, Headers, Method, Request, Response};
 
 use crate::{
     auth::{self, AuthError},
+    cors,
     error::{json_response, ApiError, Place, Surface},
     routes, Params,
 };
@@ -19,6 +20,8 @@ pub(crate) struct Ctx {
     pub(crate) request_id: String,
     /// Milliseconds since the Unix epoch, read once per request.
     pub(crate) now_ms: i64,
+    /// The acting tenant once known, for the log line.
+    pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
 }
 
 /// A verified principal acting for one tenant.
@@ -33,6 +36,8 @@ pub(crate) struct Reply {
     pub(crate) body: Option<Value>,
     /// The record's version, sent as `ETag: "<version>"`.
     pub(crate) etag: Option<u64>,
+    /// Further response headers.
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -42,6 +47,7 @@ impl Reply {
             status: 200,
             body: Some(body),
             etag: None,
+            headers: Vec::new(),
         }
     }
 
@@ -57,12 +63,19 @@ impl Reply {
         self
     }
 
+    /// Adds a response header.
+    pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// 204 without a body.
     pub(crate) fn no_content() -> Self {
         Self {
             status: 204,
             body: None,
             etag: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -147,6 +160,7 @@ impl Ctx {
         let tenant = principal
             .acting_tenant(requested)
             .map_err(|_| ApiError::Forbidden)?;
+        self.tenant.set(Some(tenant));
         Ok(Caller { principal, tenant })
     }
 }
@@ -182,23 +196,44 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
     let path = req.path();
     let method = req.method();
+    // workers-rs reads any method it does not know (`QUERY`, `PROPFIND`, ...)
+    // as GET; such a request must get a 405, never a GET handler.
+    let known_method = req.inner().method().eq_ignore_ascii_case(method.as_ref());
     let surface = Surface::of(&path);
     let request_id = new_request_id();
     let mut op_name = None;
-    let outcome = match crate::resolve(&method, &path) {
-        Ok((op, params)) => {
-            op_name = Some(op);
-            let ctx = Ctx {
-                req,
-                env,
-                params,
-                surface,
-                request_id: request_id.clone(),
-                now_ms,
-            };
-            routes::dispatch(op, ctx).await
+    let mut tenant = None;
+    let origin = req.headers().get("origin").ok().flatten();
+    let cors = cors::Policy::from_env(&env);
+    let allowed_origin = origin.filter(|origin| cors.allows(origin));
+    let outcome = if !known_method {
+        Err(unknown_method(&path))
+    } else if method == Method::Options
+        && req
+            .headers()
+            .has("access-control-request-method")
+            .unwrap_or(false)
+    {
+        cors::preflight(&path, allowed_origin.as_deref())
+    } else {
+        match crate::resolve(&method, &path) {
+            Ok((op, params)) => {
+                op_name = Some(op);
+                let mut ctx = Ctx {
+                    req,
+                    env,
+                    params,
+                    surface,
+                    request_id: request_id.clone(),
+                    now_ms,
+                    tenant: core::cell::Cell::new(None),
+                };
+                let outcome = routes::dispatch(op, &mut ctx).await;
+                tenant = ctx.tenant.get();
+                outcome
+            }
+            Err(error) => Err(error),
         }
-        Err(error) => Err(error),
     };
     let (response, status, reason) = match outcome {
         Ok(reply) => {
@@ -217,6 +252,9 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     if surface == Surface::Connection {
         headers.set("x-api-version", routes::API_VERSION)?;
     }
+    if let Some(origin) = &allowed_origin {
+        cors::allow(&headers, origin)?;
+    }
     let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
     console_log!(
         "{}",
@@ -225,6 +263,8 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
             "request_id": request_id,
             "method": method.as_ref(),
             "route": op_name.map(|op| format!("{op:?}")),
+            "path": path,
+            "tenant": tenant.map(|t| t.to_string()),
             "status": status,
             "duration_ms": elapsed,
             "error": reason,
@@ -233,10 +273,22 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     Ok(response.with_headers(headers))
 }
 
+/// The 405 (or 404) for a method no route has: resolving `TRACE`, which no
+/// route serves, yields the path's allowed methods.
+fn unknown_method(path: &str) -> ApiError {
+    match crate::resolve(&Method::Trace, path) {
+        Err(error) => error,
+        Ok(_) => ApiError::RouteNotFound,
+    }
+}
+
 fn render_reply(reply: Reply) -> worker::Result<Response> {
     let headers = Headers::new();
     if let Some(version) = reply.etag {
         headers.set("etag", &format!("\"{version}\""))?;
+    }
+    for (name, value) in &reply.headers {
+        headers.set(name, value)?;
     }
     match reply.body {
         Some(body) => json_response(&body, reply.status, headers),

@@ -3,14 +3,20 @@
 //! A request flows router → [`http::serve`] (request id, log line, error
 //! rendering) → a handler in `routes/` → `auth` → the core's policy →
 //! `store/`.
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{
+    event, Context, Date, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 mod auth;
+mod cors;
 mod env;
 mod error;
 mod http;
+#[cfg(test)]
+mod openapi_tests;
 mod routes;
 mod store;
+mod sweep;
 
 use error::ApiError;
 
@@ -113,7 +119,9 @@ pub(crate) fn resolve(method: &Method, path: &str) -> core::result::Result<(Op, 
     let mut allowed: Vec<&str> = Vec::new();
     for (route_method, template, op) in ROUTES {
         if let Some(params) = matches(template, path) {
-            if route_method == method || (*method == Method::Head && *route_method == Method::Get) {
+            // HEAD is not mapped onto GET: a HEAD of a decrypted read would
+            // count and audit a read whose secret nobody receives.
+            if route_method == method {
                 return Ok((*op, params));
             }
             allowed.push(route_method.as_ref());
@@ -131,6 +139,14 @@ pub(crate) fn resolve(method: &Method, path: &str) -> core::result::Result<(Op, 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     http::serve(req, env).await
+}
+
+/// The cron in `wrangler.toml` (locally: `GET /__scheduled` under
+/// `wrangler dev --test-scheduled`): expiry, rewrap and orphan sweeps.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    sweep::run(&env, now_ms).await;
 }
 
 #[cfg(test)]

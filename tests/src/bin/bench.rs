@@ -13,6 +13,9 @@ use coffer_tests::{
 };
 use serde_json::json;
 
+/// Request headers as name/value pairs.
+type Headers = Vec<(String, String)>;
+
 struct Cell {
     rps: f64,
     p50: String,
@@ -77,7 +80,7 @@ fn main() {
         ("authorization".to_string(), format!("Bearer {bearer}")),
         ("x-tenantid".to_string(), owner.to_string()),
     ];
-    let routes: Vec<(&str, String, Vec<(String, String)>)> = vec![
+    let routes: Vec<(&str, String, Headers)> = vec![
         ("GET /healthz", server.url("/healthz"), Vec::new()),
         (
             "GET details",

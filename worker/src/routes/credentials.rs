@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{
     actor, allow, body, credential_id_param, credential_json, event, relation,
-    secret::{self, new_credential_id, seal_for},
+    secret::{self, new_blob_nonce, new_credential_id, seal_for},
 };
 use crate::{
     error::{ApiError, Missing, Place},
@@ -192,6 +192,7 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         secret_version: 1,
         kid: String::new(),
         wrapped_dek: Vec::new(),
+        blob_nonce: new_blob_nonce(),
     };
     let sealed = seal_for(ctx, &record, input.secret.as_bytes())?;
     record.kid = sealed.kid;
@@ -309,6 +310,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         let mut blob = None;
         if let Some(secret) = &patch.secret {
             next.secret_version = next.version;
+            next.blob_nonce = new_blob_nonce();
             let sealed = seal_for(ctx, &next, secret.as_bytes())?;
             next.kid = sealed.kid;
             next.wrapped_dek = sealed.wrapped_dek;
@@ -328,9 +330,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         {
             if blob.is_some() {
                 // The old secret version is destroyed only after the commit.
-                store
-                    .delete_blob(current.owner, current.id, current.secret_version)
-                    .await;
+                store.delete_blob(&current).await;
             }
             return Ok(Reply::ok(ctx.envelope(
                 "Credential updated successfully",

@@ -23,23 +23,23 @@ mod secret;
 pub(crate) const API_VERSION: &str = "2024-03-27";
 
 /// Runs the handler of `op`.
-pub(crate) async fn dispatch(op: Op, mut ctx: Ctx) -> Result<Reply, ApiError> {
+pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
     match op {
-        Op::Healthz => healthz(&ctx).await,
+        Op::Healthz => healthz(ctx).await,
         Op::OpenApi => openapi(),
-        Op::ConnectionCredentials => connection::credentials(&ctx).await,
-        Op::ConnectionGet => connection::get(&ctx).await,
-        Op::ConnectionList => connection::list(&ctx).await,
-        Op::SharesList => connection::shares(&ctx).await,
-        Op::ShareGrant => connection::grant(&ctx).await,
-        Op::ShareRevoke => connection::revoke(&ctx).await,
-        Op::CredentialDetails => credentials::details(&ctx).await,
-        Op::CredentialRead => credentials::read(&ctx).await,
-        Op::CredentialList => credentials::list(&ctx).await,
-        Op::CredentialCreate => credentials::create(&mut ctx).await,
-        Op::CredentialUpdate => credentials::update(&mut ctx).await,
-        Op::CredentialDelete => credentials::delete(&ctx).await,
-        Op::AuditList => credentials::audit(&ctx).await,
+        Op::ConnectionCredentials => connection::credentials(ctx).await,
+        Op::ConnectionGet => connection::get(ctx).await,
+        Op::ConnectionList => connection::list(ctx).await,
+        Op::SharesList => connection::shares(ctx).await,
+        Op::ShareGrant => connection::grant(ctx).await,
+        Op::ShareRevoke => connection::revoke(ctx).await,
+        Op::CredentialDetails => credentials::details(ctx).await,
+        Op::CredentialRead => credentials::read(ctx).await,
+        Op::CredentialList => credentials::list(ctx).await,
+        Op::CredentialCreate => credentials::create(ctx).await,
+        Op::CredentialUpdate => credentials::update(ctx).await,
+        Op::CredentialDelete => credentials::delete(ctx).await,
+        Op::AuditList => credentials::audit(ctx).await,
     }
 }
 

@@ -23,6 +23,13 @@ pub(crate) fn random_uuid() -> String {
         .to_string()
 }
 
+/// A fresh nonce for a secret write's KV key (64 random bits, hex).
+pub(crate) fn new_blob_nonce() -> String {
+    let mut bytes = [0u8; 8];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A fresh credential id.
 pub(crate) fn new_credential_id() -> CredentialId {
     let mut bytes = [0u8; 16];

@@ -20,6 +20,7 @@ mod audit;
 mod page;
 mod shares;
 mod sql;
+mod sweep;
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
@@ -50,6 +51,8 @@ pub(crate) struct Record {
     pub(crate) secret_version: i64,
     pub(crate) kid: String,
     pub(crate) wrapped_dek: Vec<u8>,
+    /// Makes this secret write's KV key unique (see migration 0004).
+    pub(crate) blob_nonce: String,
 }
 
 /// The row as D1 returns it. Nullable columns are `Option`s: D1 gives
@@ -79,6 +82,7 @@ struct Row {
     secret_version: i64,
     kid: String,
     wrapped_dek: String,
+    blob_nonce: String,
     #[serde(default)]
     shared: Option<i64>,
 }
@@ -115,6 +119,7 @@ impl Row {
             version: self.version,
             secret_version: self.secret_version,
             kid: self.kid,
+            blob_nonce: self.blob_nonce,
         };
         Ok((record, self.shared == Some(1)))
     }
@@ -145,11 +150,20 @@ fn kv_error(error: impl core::fmt::Display) -> ApiError {
     ApiError::internal(format!("kv: {error}"))
 }
 
-/// The KV key of a secret version's sealed blob. Immutable: a new secret
-/// version gets a new key, so a reader never sees a half-replaced blob.
-pub(crate) fn blob_key(owner: TenantId, id: CredentialId, secret_version: i64) -> String {
-    format!("secret/v1/{owner}/{id}/{secret_version}")
+/// The KV key of a secret write's sealed blob. Immutable: every write of a
+/// secret gets a new key (its version and a random nonce), so a reader never
+/// sees a half-replaced blob and racing writers never share one.
+pub(crate) fn blob_key(record: &Record) -> String {
+    let (owner, id, version) = (record.owner, record.id, record.secret_version);
+    if record.blob_nonce.is_empty() {
+        format!("{BLOB_PREFIX}{owner}/{id}/{version}")
+    } else {
+        format!("{BLOB_PREFIX}{owner}/{id}/{version}.{}", record.blob_nonce)
+    }
 }
+
+/// Where sealed blobs live in KV.
+const BLOB_PREFIX: &str = "secret/v1/";
 
 /// Handles on D1 and the secrets KV namespace.
 pub(crate) struct Store {
@@ -290,6 +304,7 @@ impl Store {
                 int(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
+                record.blob_nonce.as_str().into(),
             ],
         )?;
         let audit = self.audit_statement(event, false)?;
@@ -330,6 +345,7 @@ impl Store {
                 int(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
+                record.blob_nonce.as_str().into(),
             ],
         )?;
         let audit = self.audit_statement(event, true)?;
@@ -338,8 +354,7 @@ impl Store {
         if !won && new_blob.is_some() {
             // Nothing points at the blob we wrote: remove it now rather
             // than leave it to the orphan sweep.
-            self.delete_blob(record.owner, record.id, record.secret_version)
-                .await;
+            self.delete_blob(record).await;
         }
         Ok(won)
     }
@@ -364,8 +379,7 @@ impl Store {
             .map_err(db_error)?;
         let won = changes(results.first()) == 1;
         if won {
-            self.delete_blob(record.owner, record.id, record.secret_version)
-                .await;
+            self.delete_blob(record).await;
         }
         Ok(won)
     }
@@ -417,7 +431,7 @@ impl Store {
     /// The sealed blob of the record's current secret version.
     pub(crate) async fn blob(&self, record: &Record) -> Result<Option<Vec<u8>>, ApiError> {
         self.secrets
-            .get(&blob_key(record.owner, record.id, record.secret_version))
+            .get(&blob_key(record))
             .bytes()
             .await
             .map_err(kv_error)
@@ -425,10 +439,7 @@ impl Store {
 
     async fn put_blob(&self, record: &Record, blob: &[u8]) -> Result<(), ApiError> {
         self.secrets
-            .put_bytes(
-                &blob_key(record.owner, record.id, record.secret_version),
-                blob,
-            )
+            .put_bytes(&blob_key(record), blob)
             .map_err(kv_error)?
             .execute()
             .await
@@ -437,12 +448,8 @@ impl Store {
 
     /// Best effort: a blob that survives a failed delete is an orphan for
     /// the sweep, never readable (no row points at it).
-    pub(crate) async fn delete_blob(&self, owner: TenantId, id: CredentialId, secret_version: i64) {
-        if let Err(error) = self
-            .secrets
-            .delete(&blob_key(owner, id, secret_version))
-            .await
-        {
+    pub(crate) async fn delete_blob(&self, record: &Record) {
+        if let Err(error) = self.secrets.delete(&blob_key(record)).await {
             worker::console_warn!(
                 "{}",
                 serde_json::json!({"event": "blob_delete_failed", "error": error.to_string()})

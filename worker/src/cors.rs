@@ -1,0 +1,87 @@
+//! CORS for browser-based admin dashboards: only origins listed in
+//! `CORS_ALLOWED_ORIGINS` get `Access-Control-Allow-Origin`, so a browser
+//! never hands a response (let alone a secret) to any other origin. No
+//! cookies are involved (bearer tokens only), so credentials mode is off.
+use worker::{Env, Headers};
+
+use crate::{env, error::ApiError, http::Reply};
+
+/// Request headers a dashboard may send.
+const ALLOW_HEADERS: &str =
+    "authorization, content-type, x-tenantid, realmname, x-api-version, if-match";
+/// Response headers a dashboard may read.
+const EXPOSE_HEADERS: &str = "etag, x-request-id, x-api-version";
+
+/// The allowed origins, exact matches (scheme, host and port).
+pub(crate) struct Policy {
+    origins: Vec<String>,
+}
+
+impl Policy {
+    /// Reads `CORS_ALLOWED_ORIGINS`; unset or empty allows none.
+    pub(crate) fn from_env(env: &Env) -> Self {
+        let raw = env
+            .var(env::CORS_ALLOWED_ORIGINS)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        Self::parse(&raw)
+    }
+
+    fn parse(raw: &str) -> Self {
+        Self {
+            origins: raw
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                // A wildcard would expose responses to every site.
+                .filter(|o| !o.is_empty() && o != "*" && o != "null")
+                .collect(),
+        }
+    }
+
+    /// Whether `origin` may read responses.
+    pub(crate) fn allows(&self, origin: &str) -> bool {
+        let origin = origin.trim().to_ascii_lowercase();
+        self.origins.contains(&origin)
+    }
+}
+
+/// Adds the headers that let an allowed origin read the response.
+pub(crate) fn allow(headers: &Headers, origin: &str) -> worker::Result<()> {
+    headers.set("access-control-allow-origin", origin)?;
+    headers.append("vary", "Origin")?;
+    headers.set("access-control-expose-headers", EXPOSE_HEADERS)
+}
+
+/// Answers a preflight: 204 with the route's methods for an allowed
+/// origin and a known path; a refusal otherwise (and no CORS headers, so
+/// the browser blocks the real request).
+pub(crate) fn preflight(path: &str, allowed_origin: Option<&str>) -> Result<Reply, ApiError> {
+    if allowed_origin.is_none() {
+        return Err(ApiError::Forbidden);
+    }
+    let methods = match crate::resolve(&worker::Method::Options, path) {
+        Err(ApiError::MethodNotAllowed { allow }) => allow,
+        Err(error) => return Err(error),
+        Ok(_) => return Err(ApiError::RouteNotFound),
+    };
+    Ok(Reply::no_content()
+        .header("access-control-allow-methods", methods)
+        .header("access-control-allow-headers", ALLOW_HEADERS.into())
+        .header("access-control-max-age", "600".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+
+    #[test]
+    fn only_listed_origins_are_allowed_and_wildcards_are_ignored() {
+        let policy = Policy::parse("https://admin.example.com, https://ops.example.com/ ,*,null");
+        assert!(policy.allows("https://admin.example.com"));
+        assert!(policy.allows("HTTPS://OPS.EXAMPLE.COM"));
+        assert!(!policy.allows("https://evil.example.com"));
+        assert!(!policy.allows("*"));
+        assert!(!policy.allows("null"));
+        assert!(!Policy::parse("").allows("https://admin.example.com"));
+    }
+}

@@ -1,0 +1,220 @@
+//! What the scheduled sweeps read and write.
+use std::collections::HashMap;
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use coffer_core::{CredentialId, TenantId};
+use serde::Deserialize;
+use serde_json::json;
+use wasm_bindgen::JsValue;
+
+use super::{db_error, int, kv_error, sql, Store, BLOB_PREFIX};
+use crate::error::ApiError;
+
+/// A data key still wrapped under a retired master key.
+pub(crate) struct Wrap {
+    pub(crate) id: CredentialId,
+    pub(crate) owner: TenantId,
+    pub(crate) secret_version: i64,
+    pub(crate) kid: String,
+    pub(crate) wrapped_dek: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct WrapRow {
+    id: String,
+    tenant_id: String,
+    secret_version: i64,
+    kid: String,
+    wrapped_dek: String,
+}
+
+/// A sealed blob in KV, parsed from its key.
+pub(crate) struct Blob {
+    pub(crate) key: String,
+    pub(crate) id: String,
+    pub(crate) secret_version: i64,
+    pub(crate) blob_nonce: String,
+    /// When it was written (Unix ms), from its KV metadata; 0 if unknown.
+    pub(crate) written_at: i64,
+}
+
+impl Store {
+    /// Marks up to `limit` active records past expiry `expired`; returns how many.
+    pub(crate) async fn expire_due(&self, now_ms: i64, limit: u32) -> Result<usize, ApiError> {
+        let result = self
+            .prepare(sql::EXPIRE_DUE, &[int(now_ms), int(i64::from(limit))])?
+            .run()
+            .await
+            .map_err(db_error)?;
+        Ok(result
+            .meta()
+            .ok()
+            .flatten()
+            .and_then(|meta| meta.changes)
+            .unwrap_or(0))
+    }
+
+    /// Up to `limit` data keys not wrapped under `active_kid`, by id after `after`.
+    pub(crate) async fn wraps_not_under(
+        &self,
+        active_kid: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Wrap>, ApiError> {
+        let result = self
+            .prepare(
+                sql::WRAPS_NOT_UNDER,
+                &[active_kid.into(), after.into(), int(i64::from(limit))],
+            )?
+            .all()
+            .await
+            .map_err(db_error)?;
+        let rows: Vec<WrapRow> = result.results().map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let bad = || ApiError::internal(format!("stored row {} is malformed", row.id));
+                Ok(Wrap {
+                    id: CredentialId::parse(&row.id).map_err(|_| bad())?,
+                    owner: TenantId::parse(&row.tenant_id).map_err(|_| bad())?,
+                    wrapped_dek: STANDARD.decode(&row.wrapped_dek).map_err(|_| bad())?,
+                    secret_version: row.secret_version,
+                    kid: row.kid,
+                })
+            })
+            .collect()
+    }
+
+    /// How many data keys are not wrapped under `active_kid`.
+    pub(crate) async fn count_not_under(&self, active_kid: &str) -> Result<i64, ApiError> {
+        self.prepare(sql::COUNT_NOT_UNDER, &[active_kid.into()])?
+            .first::<i64>(Some("n"))
+            .await
+            .map_err(db_error)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Stores re-wrapped data keys in one batch, each only if its secret and
+    /// wrap are unchanged; returns how many were replaced.
+    pub(crate) async fn replace_wraps(
+        &self,
+        updates: &[(&Wrap, String, Vec<u8>)],
+    ) -> Result<usize, ApiError> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let statements = updates
+            .iter()
+            .map(|(old, kid, wrapped)| {
+                self.prepare(
+                    sql::REWRAP,
+                    &[
+                        old.id.to_string().into(),
+                        int(old.secret_version),
+                        kid.as_str().into(),
+                        STANDARD.encode(wrapped).into(),
+                        old.kid.as_str().into(),
+                    ],
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.db.batch(statements).await.map_err(db_error)?;
+        Ok(results
+            .iter()
+            .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+            .sum())
+    }
+
+    /// One page of sealed blobs in KV, and the cursor of the next page.
+    pub(crate) async fn list_blobs(
+        &self,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<(Vec<Blob>, Option<String>), ApiError> {
+        let mut list = self
+            .secrets
+            .list()
+            .prefix(BLOB_PREFIX.to_string())
+            .limit(limit);
+        if let Some(cursor) = cursor {
+            list = list.cursor(cursor);
+        }
+        let page = list.execute().await.map_err(kv_error)?;
+        let blobs = page
+            .keys
+            .into_iter()
+            .filter_map(|key| {
+                // secret/v1/<tenant>/<credential>/<version>
+                // secret/v1/<tenant>/<credential>/<version>[.<nonce>]
+                let mut parts = key.name.strip_prefix(BLOB_PREFIX)?.split('/');
+                let (_tenant, id, last) = (parts.next()?, parts.next()?, parts.next()?);
+                let (version, nonce) = last.split_once('.').unwrap_or((last, ""));
+                let written_at = key
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("written_at"))
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                Some(Blob {
+                    id: id.to_string(),
+                    secret_version: version.parse().ok()?,
+                    blob_nonce: nonce.to_string(),
+                    written_at,
+                    key: key.name,
+                })
+            })
+            .collect();
+        let next = if page.list_complete {
+            None
+        } else {
+            page.cursor
+        };
+        Ok((blobs, next))
+    }
+
+    /// The current `(secret version, blob nonce)` of each of `ids` that
+    /// still exists.
+    pub(crate) async fn secret_versions(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (i64, String)>, ApiError> {
+        #[derive(Deserialize)]
+        struct Version {
+            id: String,
+            secret_version: i64,
+            blob_nonce: String,
+        }
+        let result = self
+            .prepare(sql::SECRET_VERSIONS, &[json!(ids).to_string().into()])?
+            .all()
+            .await
+            .map_err(db_error)?;
+        let rows: Vec<Version> = result.results().map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|v| (v.id, (v.secret_version, v.blob_nonce)))
+            .collect())
+    }
+
+    /// Deletes a blob by key (the orphan sweep).
+    pub(crate) async fn delete_blob_key(&self, key: &str) -> Result<(), ApiError> {
+        self.secrets.delete(key).await.map_err(kv_error)
+    }
+
+    /// A value of the `coffer_meta` table (sweep cursors).
+    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>, ApiError> {
+        self.prepare(sql::META_GET, &[key.into()])?
+            .first::<String>(Some("value"))
+            .await
+            .map_err(db_error)
+    }
+
+    /// Sets (or, with `None`, removes) a `coffer_meta` value.
+    pub(crate) async fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), ApiError> {
+        let statement = match value {
+            Some(value) => self.prepare(sql::META_SET, &[key.into(), value.into()])?,
+            None => self.prepare(sql::META_DELETE, &[JsValue::from(key)])?,
+        };
+        statement.run().await.map_err(db_error)?;
+        Ok(())
+    }
+}
