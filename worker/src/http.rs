@@ -8,7 +8,9 @@ use crate::{
     auth::{self, AuthError},
     cors,
     error::{json_response, ApiError, Place, Surface},
-    routes, Params,
+    routes,
+    store::{Io, Store},
+    Params,
 };
 
 /// Everything a handler gets.
@@ -22,6 +24,8 @@ pub(crate) struct Ctx {
     pub(crate) now_ms: i64,
     /// The acting tenant once known, for the log line.
     pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
+    /// Storage round trips of this request.
+    pub(crate) io: alloc::rc::Rc<Io>,
 }
 
 /// A verified principal acting for one tenant.
@@ -88,6 +92,11 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 }
 
 impl Ctx {
+    /// The store, counting this request's round trips.
+    pub(crate) fn store(&self) -> Result<Store, ApiError> {
+        Store::open(&self.env, self.io.clone())
+    }
+
     /// A captured path parameter (the router guarantees it exists).
     pub(crate) fn param(&self, name: &str) -> &str {
         self.params
@@ -203,6 +212,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let request_id = new_request_id();
     let mut op_name = None;
     let mut tenant = None;
+    let io = alloc::rc::Rc::new(Io::default());
     let origin = req.headers().get("origin").ok().flatten();
     let cors = cors::Policy::from_env(&env);
     let allowed_origin = origin.filter(|origin| cors.allows(origin));
@@ -227,6 +237,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
                     request_id: request_id.clone(),
                     now_ms,
                     tenant: core::cell::Cell::new(None),
+                    io: io.clone(),
                 };
                 let outcome = routes::dispatch(op, &mut ctx).await;
                 tenant = ctx.tenant.get();
@@ -267,6 +278,8 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
             "tenant": tenant.map(|t| t.to_string()),
             "status": status,
             "duration_ms": elapsed,
+            "d1": io.d1(),
+            "kv": io.kv(),
             "error": reason,
         })
     );

@@ -3,6 +3,8 @@
 //! A request flows router → [`http::serve`] (request id, log line, error
 //! rendering) → a handler in `routes/` → `auth` → the core's policy →
 //! `store/`.
+extern crate alloc;
+
 use worker::{
     event, Context, Date, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
 };

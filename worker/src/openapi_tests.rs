@@ -1,6 +1,5 @@
 //! Drift test: the served OpenAPI document and the route table describe the
 //! same routes. `HEAD` is implicit wherever `GET` is and is not listed.
-extern crate alloc;
 
 use alloc::collections::BTreeSet;
 

@@ -27,7 +27,7 @@ const ORPHAN_CURSOR: &str = "sweep.orphans.cursor";
 
 /// Runs every sweep once and logs each summary.
 pub(crate) async fn run(env: &Env, now_ms: i64) {
-    let store = match Store::open(env) {
+    let store = match Store::open(env, Default::default()) {
         Ok(store) => store,
         Err(error) => {
             log_failure("all", &error);

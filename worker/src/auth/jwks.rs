@@ -10,7 +10,6 @@
 //!   triggers a refetch, at most once per [`UNKNOWN_KID_REFETCH_MS`] per realm
 //!   and isolate, so unknown `kid`s cannot be used to hammer the IdP.
 //! - Memory first, then KV (shared by isolates), then the network.
-extern crate alloc;
 
 use alloc::rc::Rc;
 use core::{cell::RefCell, future::Future, pin::pin, task::Poll, time::Duration};

@@ -5,7 +5,6 @@
 //! one, otherwise HS256 with `AUTH_HS256_SECRET`. The key fixes the
 //! algorithm ([`verify`]); the core's claim rules then build the
 //! [`Principal`]. The token itself is never logged.
-extern crate alloc;
 
 use alloc::rc::Rc;
 use core::cell::RefCell;

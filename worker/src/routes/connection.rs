@@ -63,7 +63,7 @@ async fn load(
 pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let Some((record, shared)) = store.find(id, caller.tenant).await? else {
         return Err(ApiError::NotFound(missing(id)()));
     };
@@ -87,7 +87,7 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
 pub(crate) async fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::ReadMetadata).await?;
     Ok(
         Reply::ok(json!({"data": connection_json(&record, caller.tenant, ctx.now_ms)}))
@@ -137,7 +137,8 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         })?),
         None => None,
     };
-    let page = Store::open(&ctx.env)?
+    let page = ctx
+        .store()?
         .list_connections(
             caller.tenant,
             integration.as_deref(),
@@ -175,7 +176,7 @@ fn check_if_match(ctx: &Ctx, record: &Record) -> Result<(), ApiError> {
 pub(crate) async fn shares(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
     Ok(Reply::ok(json!({"data": store.list_shares(id).await?})).etag(record.version as u64))
 }
@@ -190,7 +191,7 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let tenant = tenant_param(ctx)?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
     check_if_match(ctx, &record)?;
     if tenant == record.owner {
@@ -222,7 +223,7 @@ pub(crate) async fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let tenant = tenant_param(ctx)?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
     check_if_match(ctx, &record)?;
     let audit = event(

@@ -69,7 +69,7 @@ async fn load_for_integration(
 pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "integrationId")?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
     let rel = found
         .as_ref()
@@ -90,7 +90,7 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
 pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "id")?;
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
     let Some((record, shared)) = found else {
         allow(&caller, Action::ReadSecret, None, || missing)?;
@@ -146,7 +146,8 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         })?),
         None => None,
     };
-    let page = Store::open(&ctx.env)?
+    let page = ctx
+        .store()?
         .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now_ms)
         .await?;
     let items: Vec<Value> = page
@@ -205,9 +206,7 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Outcome::Success,
         Some(record.id),
     );
-    Store::open(&ctx.env)?
-        .insert(&record, &sealed.blob, &audit)
-        .await?;
+    ctx.store()?.insert(&record, &sealed.blob, &audit).await?;
     Ok(Reply::ok(ctx.envelope(
         "Credential stored successfully",
         credential_json(&record, ctx.now_ms),
@@ -266,7 +265,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     let patch = body::parse_patch(body::read_object(ctx).await?)?;
     let expected = if_match(ctx);
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     for _ in 0..WRITE_ATTEMPTS {
         let current = load_for_write(
             ctx,
@@ -357,7 +356,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     let expected = if_match(ctx);
-    let store = Store::open(&ctx.env)?;
+    let store = ctx.store()?;
     for _ in 0..WRITE_ATTEMPTS {
         let current = load_for_write(
             ctx,
@@ -420,7 +419,8 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         })?),
         None => None,
     };
-    let page = Store::open(&ctx.env)?
+    let page = ctx
+        .store()?
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
         .await?;
     Ok(Reply::ok(ctx.envelope(

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{db_error, int, opt, sql, Cursor, Page, Store};
+use super::{int, opt, sql, Cursor, Page, Store};
 use crate::error::ApiError;
 
 /// What was done.
@@ -133,8 +133,7 @@ impl Store {
             params.push(int(cursor.created_at));
         }
         params.push(int(i64::from(limit) + 1));
-        let result = self.prepare(&sql, &params)?.all().await.map_err(db_error)?;
-        let rows: Vec<AuditRow> = result.results().map_err(db_error)?;
+        let rows: Vec<AuditRow> = self.all(self.prepare(&sql, &params)?).await?;
         let page = Page::from_overfetch(rows, limit, |row| Cursor {
             created_at: row.seq,
             id: String::new(),

@@ -7,6 +7,9 @@
 //! points at a missing blob; a blob whose D1 write failed is an orphan a
 //! sweep may remove. Every multi-statement change is one D1 `batch`
 //! (a transaction), and updates compare-and-set on `version`.
+use alloc::rc::Rc;
+use core::cell::Cell;
+
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{CredentialId, Status, TenantId};
 use serde::Deserialize;
@@ -165,10 +168,40 @@ pub(crate) fn blob_key(record: &Record) -> String {
 /// Where sealed blobs live in KV.
 const BLOB_PREFIX: &str = "secret/v1/";
 
+/// Storage round trips of one request, for its log line and the
+/// performance budget (a decrypted read: at most 2 D1 round trips and 1 KV
+/// read; metadata: 1 D1 round trip).
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    d1: Cell<u32>,
+    kv: Cell<u32>,
+}
+
+impl Io {
+    /// D1 round trips so far (a batch counts once).
+    pub(crate) fn d1(&self) -> u32 {
+        self.d1.get()
+    }
+
+    /// KV operations so far.
+    pub(crate) fn kv(&self) -> u32 {
+        self.kv.get()
+    }
+
+    fn count_d1(&self) {
+        self.d1.set(self.d1.get() + 1);
+    }
+
+    fn count_kv(&self) {
+        self.kv.set(self.kv.get() + 1);
+    }
+}
+
 /// Handles on D1 and the secrets KV namespace.
 pub(crate) struct Store {
     db: D1Database,
     secrets: KvStore,
+    io: Rc<Io>,
 }
 
 /// What a caller may filter a list by.
@@ -179,15 +212,16 @@ pub(crate) struct Filters {
 }
 
 impl Store {
-    /// Binds D1 and KV; a missing binding is a 503.
-    pub(crate) fn open(env: &Env) -> Result<Self, ApiError> {
+    /// Binds D1 and KV, counting round trips into `io`; a missing binding
+    /// is a 503.
+    pub(crate) fn open(env: &Env, io: Rc<Io>) -> Result<Self, ApiError> {
         let db = env
             .d1(env::DB)
             .map_err(|error| ApiError::Unavailable(format!("d1 binding: {error}")))?;
         let secrets = env
             .kv(env::SECRETS)
             .map_err(|error| ApiError::Unavailable(format!("kv binding: {error}")))?;
-        Ok(Self { db, secrets })
+        Ok(Self { db, secrets, io })
     }
 
     fn prepare(&self, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, ApiError> {
@@ -195,9 +229,43 @@ impl Store {
     }
 
     async fn rows(&self, statement: D1PreparedStatement) -> Result<Vec<(Record, bool)>, ApiError> {
-        let result = statement.all().await.map_err(db_error)?;
-        let rows: Vec<Row> = result.results().map_err(db_error)?;
+        let rows: Vec<Row> = self.all(statement).await?;
         rows.into_iter().map(Row::into_record).collect()
+    }
+
+    /// One D1 round trip: all rows of a statement.
+    async fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+    ) -> Result<Vec<T>, ApiError> {
+        self.io.count_d1();
+        let result = statement.all().await.map_err(db_error)?;
+        result.results().map_err(db_error)
+    }
+
+    /// One D1 round trip: run a statement.
+    async fn run(&self, statement: D1PreparedStatement) -> Result<worker::D1Result, ApiError> {
+        self.io.count_d1();
+        statement.run().await.map_err(db_error)
+    }
+
+    /// One D1 round trip: one column of the first row.
+    async fn first<T: serde::de::DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+        column: &str,
+    ) -> Result<Option<T>, ApiError> {
+        self.io.count_d1();
+        statement.first::<T>(Some(column)).await.map_err(db_error)
+    }
+
+    /// One D1 round trip: statements in one transaction.
+    async fn batch(
+        &self,
+        statements: Vec<D1PreparedStatement>,
+    ) -> Result<Vec<worker::D1Result>, ApiError> {
+        self.io.count_d1();
+        self.db.batch(statements).await.map_err(db_error)
     }
 
     /// A record by id, with whether it is shared with `acting`.
@@ -308,7 +376,7 @@ impl Store {
             ],
         )?;
         let audit = self.audit_statement(event, false)?;
-        self.db.batch(vec![insert, audit]).await.map_err(db_error)?;
+        self.batch(vec![insert, audit]).await?;
         Ok(())
     }
 
@@ -349,7 +417,7 @@ impl Store {
             ],
         )?;
         let audit = self.audit_statement(event, true)?;
-        let results = self.db.batch(vec![update, audit]).await.map_err(db_error)?;
+        let results = self.batch(vec![update, audit]).await?;
         let won = changes(results.first()) == 1;
         if !won && new_blob.is_some() {
             // Nothing points at the blob we wrote: remove it now rather
@@ -384,35 +452,41 @@ impl Store {
         Ok(won)
     }
 
-    /// Counts a decrypted read and writes its audit event in one batch,
-    /// before the secret is returned (fail closed). Returns the new
-    /// `(access_count, last_accessed_at)`, or `None` when the record or its
-    /// secret version changed meanwhile.
+    /// Counts a decrypted read and writes its audit event in one statement
+    /// (a trigger inserts the event), before the secret is returned: if it
+    /// fails, the read fails closed. Returns the new `(access_count,
+    /// last_accessed_at)`, or `None` when the record or its secret version
+    /// changed meanwhile (then nothing was counted or audited).
     pub(crate) async fn record_read(
         &self,
         record: &Record,
         now_ms: i64,
         event: &AuditEvent,
     ) -> Result<Option<(i64, i64)>, ApiError> {
-        let update = self.prepare(
-            sql::RECORD_READ,
-            &[
-                record.id.to_string().into(),
-                int(now_ms),
-                int(record.secret_version),
-            ],
-        )?;
-        let audit = self.audit_statement(event, true)?;
-        let results = self.db.batch(vec![update, audit]).await.map_err(db_error)?;
+        let reader = serde_json::json!({
+            "id": event.id,
+            "actor_id": event.actor_id,
+            "actor_name": event.actor_name,
+            "actor_email": event.actor_email,
+            "actor_tenant_id": event.actor_tenant.to_string(),
+            "request_id": event.request_id,
+        });
         #[derive(Deserialize)]
         struct Counted {
             access_count: i64,
             last_accessed_at: i64,
         }
-        let counted: Vec<Counted> = match results.first() {
-            Some(result) => result.results().map_err(db_error)?,
-            None => Vec::new(),
-        };
+        let counted: Vec<Counted> = self
+            .all(self.prepare(
+                sql::RECORD_READ,
+                &[
+                    record.id.to_string().into(),
+                    int(now_ms),
+                    int(record.secret_version),
+                    reader.to_string().into(),
+                ],
+            )?)
+            .await?;
         Ok(counted
             .into_iter()
             .next()
@@ -421,15 +495,13 @@ impl Store {
 
     /// Writes one audit event on its own (refusals, failed decryptions).
     pub(crate) async fn audit(&self, event: &AuditEvent) -> Result<(), ApiError> {
-        self.audit_statement(event, false)?
-            .run()
-            .await
-            .map_err(db_error)?;
+        self.run(self.audit_statement(event, false)?).await?;
         Ok(())
     }
 
     /// The sealed blob of the record's current secret version.
     pub(crate) async fn blob(&self, record: &Record) -> Result<Option<Vec<u8>>, ApiError> {
+        self.io.count_kv();
         self.secrets
             .get(&blob_key(record))
             .bytes()
@@ -438,6 +510,7 @@ impl Store {
     }
 
     async fn put_blob(&self, record: &Record, blob: &[u8]) -> Result<(), ApiError> {
+        self.io.count_kv();
         self.secrets
             .put_bytes(&blob_key(record), blob)
             .map_err(kv_error)?
@@ -449,6 +522,7 @@ impl Store {
     /// Best effort: a blob that survives a failed delete is an orphan for
     /// the sweep, never readable (no row points at it).
     pub(crate) async fn delete_blob(&self, record: &Record) {
+        self.io.count_kv();
         if let Err(error) = self.secrets.delete(&blob_key(record)).await {
             worker::console_warn!(
                 "{}",

@@ -55,12 +55,9 @@ impl Store {
 
     /// The tenants a record is shared with, oldest grant first.
     pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Value>, ApiError> {
-        let result = self
-            .prepare(sql::LIST_SHARES, &[id.to_string().into()])?
-            .all()
-            .await
-            .map_err(db_error)?;
-        let rows: Vec<ShareRow> = result.results().map_err(db_error)?;
+        let rows: Vec<ShareRow> = self
+            .all(self.prepare(sql::LIST_SHARES, &[id.to_string().into()])?)
+            .await?;
         Ok(rows.iter().map(ShareRow::to_json).collect())
     }
 
@@ -85,7 +82,7 @@ impl Store {
             ],
         )?;
         let audit = self.audit_statement(event, true)?;
-        let results = self.db.batch(vec![grant, audit]).await.map_err(db_error)?;
+        let results = self.batch(vec![grant, audit]).await?;
         let rows: Vec<ShareRow> = match results.first() {
             Some(result) => result.results().map_err(db_error)?,
             None => Vec::new(),
@@ -105,7 +102,7 @@ impl Store {
             &[id.to_string().into(), tenant.to_string().into()],
         )?;
         let audit = self.audit_statement(event, false)?;
-        self.db.batch(vec![revoke, audit]).await.map_err(db_error)?;
+        self.batch(vec![revoke, audit]).await?;
         Ok(())
     }
 }

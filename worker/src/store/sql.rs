@@ -57,9 +57,12 @@ pub(super) const DELETE: &str = "DELETE FROM credentials WHERE id = ?1 AND versi
 pub(super) const DELETE_SHARES_OF_DELETED: &str = "DELETE FROM shares WHERE credential_id = ?1 \
        AND NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?1)";
 
-/// ?1 id, ?2 now, ?3 secret version.
+/// ?1 id, ?2 now, ?3 secret version, ?4 the reader's audit fields (JSON):
+/// counts the read, and the `credentials_read_audit` trigger (migration
+/// 0005) writes its audit event in the same statement.
 pub(super) const RECORD_READ: &str =
-    "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2 \
+    "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
+       last_read = ?4 \
      WHERE id = ?1 AND secret_version = ?3 RETURNING access_count, last_accessed_at";
 
 /// ?1..?11, see `Store::audit_statement`.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 
-use super::{db_error, int, kv_error, sql, Store, BLOB_PREFIX};
+use super::{int, kv_error, sql, Store, BLOB_PREFIX};
 use crate::error::ApiError;
 
 /// A data key still wrapped under a retired master key.
@@ -42,10 +42,8 @@ impl Store {
     /// Marks up to `limit` active records past expiry `expired`; returns how many.
     pub(crate) async fn expire_due(&self, now_ms: i64, limit: u32) -> Result<usize, ApiError> {
         let result = self
-            .prepare(sql::EXPIRE_DUE, &[int(now_ms), int(i64::from(limit))])?
-            .run()
-            .await
-            .map_err(db_error)?;
+            .run(self.prepare(sql::EXPIRE_DUE, &[int(now_ms), int(i64::from(limit))])?)
+            .await?;
         Ok(result
             .meta()
             .ok()
@@ -61,15 +59,12 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<Wrap>, ApiError> {
-        let result = self
-            .prepare(
+        let rows: Vec<WrapRow> = self
+            .all(self.prepare(
                 sql::WRAPS_NOT_UNDER,
                 &[active_kid.into(), after.into(), int(i64::from(limit))],
-            )?
-            .all()
-            .await
-            .map_err(db_error)?;
-        let rows: Vec<WrapRow> = result.results().map_err(db_error)?;
+            )?)
+            .await?;
         rows.into_iter()
             .map(|row| {
                 let bad = || ApiError::internal(format!("stored row {} is malformed", row.id));
@@ -86,11 +81,12 @@ impl Store {
 
     /// How many data keys are not wrapped under `active_kid`.
     pub(crate) async fn count_not_under(&self, active_kid: &str) -> Result<i64, ApiError> {
-        self.prepare(sql::COUNT_NOT_UNDER, &[active_kid.into()])?
-            .first::<i64>(Some("n"))
-            .await
-            .map_err(db_error)
-            .map(Option::unwrap_or_default)
+        self.first::<i64>(
+            self.prepare(sql::COUNT_NOT_UNDER, &[active_kid.into()])?,
+            "n",
+        )
+        .await
+        .map(Option::unwrap_or_default)
     }
 
     /// Stores re-wrapped data keys in one batch, each only if its secret and
@@ -117,7 +113,7 @@ impl Store {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let results = self.db.batch(statements).await.map_err(db_error)?;
+        let results = self.batch(statements).await?;
         Ok(results
             .iter()
             .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
@@ -138,6 +134,7 @@ impl Store {
         if let Some(cursor) = cursor {
             list = list.cursor(cursor);
         }
+        self.io.count_kv();
         let page = list.execute().await.map_err(kv_error)?;
         let blobs = page
             .keys
@@ -183,12 +180,9 @@ impl Store {
             secret_version: i64,
             blob_nonce: String,
         }
-        let result = self
-            .prepare(sql::SECRET_VERSIONS, &[json!(ids).to_string().into()])?
-            .all()
-            .await
-            .map_err(db_error)?;
-        let rows: Vec<Version> = result.results().map_err(db_error)?;
+        let rows: Vec<Version> = self
+            .all(self.prepare(sql::SECRET_VERSIONS, &[json!(ids).to_string().into()])?)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|v| (v.id, (v.secret_version, v.blob_nonce)))
@@ -197,15 +191,14 @@ impl Store {
 
     /// Deletes a blob by key (the orphan sweep).
     pub(crate) async fn delete_blob_key(&self, key: &str) -> Result<(), ApiError> {
+        self.io.count_kv();
         self.secrets.delete(key).await.map_err(kv_error)
     }
 
     /// A value of the `coffer_meta` table (sweep cursors).
     pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>, ApiError> {
-        self.prepare(sql::META_GET, &[key.into()])?
-            .first::<String>(Some("value"))
+        self.first::<String>(self.prepare(sql::META_GET, &[key.into()])?, "value")
             .await
-            .map_err(db_error)
     }
 
     /// Sets (or, with `None`, removes) a `coffer_meta` value.
@@ -214,7 +207,7 @@ impl Store {
             Some(value) => self.prepare(sql::META_SET, &[key.into(), value.into()])?,
             None => self.prepare(sql::META_DELETE, &[JsValue::from(key)])?,
         };
-        statement.run().await.map_err(db_error)?;
+        self.run(statement).await?;
         Ok(())
     }
 }
