@@ -28,6 +28,10 @@ pub struct Server {
     config: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Set by [`Server::restart_with_config`]: the altered config may make
+    /// `/healthz` fail on purpose, so any answer from the Worker itself
+    /// (it sets `x-request-id` on every response) means ready.
+    any_answer_is_ready: bool,
 }
 
 /// Process groups to stop when the test process exits.
@@ -87,6 +91,7 @@ impl Server {
             config,
             port: 0,
             child: None,
+            any_answer_is_ready: false,
         };
         server.spawn();
         server
@@ -131,7 +136,8 @@ impl Server {
         let client = reqwest::blocking::Client::new();
         loop {
             if let Ok(response) = client.get(self.url("/healthz")).send() {
-                if response.status().is_success() {
+                let from_worker = response.headers().contains_key("x-request-id");
+                if response.status().is_success() || (self.any_answer_is_ready && from_worker) {
                     return;
                 }
             }
@@ -241,12 +247,43 @@ impl Server {
     pub fn restart_with(&mut self, vars: &[(&str, &str)]) {
         self.stop();
         self.config = write_config(&self.dir, &merge_vars(vars));
+        self.any_answer_is_ready = false;
         self.spawn();
     }
 
     /// Starts the server again on the same state (and a new port).
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// Stops the server and starts it again on the same state with a config
+    /// written as [`Server::restart_with`] does and then altered by `edit`
+    /// (a `toml::Table`: bindings, vars, ...). Fault tests use it to break a
+    /// binding on purpose, e.g. rename `d1_databases[0].binding`.
+    ///
+    /// Since such a server may answer `/healthz` with an error, any answer
+    /// from the Worker itself counts as ready. [`Server::restart`] keeps the
+    /// altered config; [`Server::restart_with`] writes an unaltered one.
+    /// `d1` and `wrangler_cli` use the altered config too, so run them only
+    /// while it still has the bindings they name.
+    pub fn restart_with_config(
+        &mut self,
+        vars: &[(&str, &str)],
+        edit: impl FnOnce(&mut toml::Table),
+    ) {
+        self.stop();
+        let config = write_config(&self.dir, &merge_vars(vars));
+        let text = fs::read_to_string(&config).expect("read generated config");
+        let mut table: toml::Table = text.parse().expect("generated config parses");
+        edit(&mut table);
+        fs::write(
+            &config,
+            toml::to_string(&table).expect("serialize altered config"),
+        )
+        .expect("write altered config");
+        self.config = config;
+        self.any_answer_is_ready = true;
         self.spawn();
     }
 }

@@ -128,3 +128,43 @@ fn the_wasm_bundle_stays_within_its_gzip_budget() {
         "the worker's .wasm is {size} bytes gzipped, over its budget of {WASM_GZIP_BUDGET}"
     );
 }
+
+#[test]
+fn a_stale_blob_guess_costs_one_extra_kv_read_and_serves_the_current_secret() {
+    let server = harness::shared();
+    let owner = tenant();
+    let api =
+        Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
+    let created = api.post(
+        "/api/v1/credentials",
+        &json!({"integrationId": "guess", "credentialName": "Guess", "credentials": {"k": "guess-old-secret"}}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["data"]["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/credentials/guess?credentialId={id}");
+    // The first read teaches the isolate which blob serves this lookup.
+    assert_eq!(
+        api.get(&path).body["data"]["credentials"]["k"],
+        "guess-old-secret"
+    );
+    let warm = api.get(&path);
+    let line = log_line(server, warm.header("x-request-id").expect("request id"));
+    assert_eq!(
+        line["kv"], 1,
+        "a right guess is the read's only KV operation"
+    );
+
+    let patched = api.patch(
+        &format!("/api/v1/credentials/{id}"),
+        &json!({"credentials": {"k": "guess-new-secret"}}),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let read = api.get(&path);
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["data"]["credentials"]["k"], "guess-new-secret");
+    let line = log_line(server, read.header("x-request-id").expect("request id"));
+    assert_eq!(
+        line["kv"], 2,
+        "the stale guess (a deleted blob) plus the current blob"
+    );
+}

@@ -1,4 +1,5 @@
 //! Cost of verifying one token per algorithm (signature and claim rules),
+//! and of the decrypted read's CPU path (verify, policy, keyring, open),
 //! natively: `cargo bench -p coffer-worker --bench verify`.
 //!
 //! The verification module is included by path because the worker crate
@@ -94,6 +95,80 @@ mod native {
         c.bench_function("jwks/parse-3-keys", |b| {
             b.iter(|| KeySet::from_jwks(black_box(&jwks)).expect("jwks"));
         });
+
+        read_path(c, &cases[0].1, &cases[0].2, &rules);
+    }
+
+    /// The CPU side of one decrypted read, as the worker runs it: verify
+    /// an HS256 token and its claims, resolve the tenant, ask the policy,
+    /// parse `COFFER_KEYS` (the worker does so per request), open a 1 KiB
+    /// envelope and parse the secret's JSON.
+    fn read_path(c: &mut Criterion, token: &str, key: &VerifyingKey, rules: &ClaimRules<'_>) {
+        use coffer_core::{
+            decide, open, seal, Action, Binding, CredentialId, Keyring, Relation, TenantId,
+        };
+
+        const KEYS: &str = "k2:ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=,\
+                            k1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        let keyring = Keyring::parse(KEYS).expect("keyring");
+        let tenant = TenantId::parse("550e8400-e29b-41d4-a716-446655440001").expect("tenant");
+        let binding = Binding {
+            tenant,
+            credential: CredentialId::parse("cred-6f1c2a52-8f0e-4a39-9d55-0b8f0d4b3c21")
+                .expect("id"),
+            version: 1,
+        };
+        let secret = json!({"accessToken": "a".repeat(900), "refreshToken": "r".repeat(80)});
+        let sealed = seal(
+            &keyring,
+            &mut rand_core::OsRng,
+            &binding,
+            secret.to_string().as_bytes(),
+        )
+        .expect("seal");
+
+        let mut group = c.benchmark_group("read-path");
+        group.bench_function("verify+policy+keyring+open-1KiB", |b| {
+            b.iter(|| {
+                let parsed = verify::parse(black_box(token)).expect("parse");
+                let principal = verify::verify(&parsed, key)
+                    .expect("verify")
+                    .validate(rules, NOW_MS)
+                    .expect("claims");
+                let acting = principal.acting_tenant(Some(tenant)).expect("tenant");
+                decide(
+                    &principal,
+                    acting,
+                    Action::ReadSecret,
+                    Some(Relation::Owner),
+                )
+                .expect("allowed");
+                let keyring = Keyring::parse(black_box(KEYS)).expect("keyring");
+                let plain =
+                    open(&keyring, &binding, &sealed.wrapped_dek, &sealed.blob).expect("open");
+                serde_json::from_slice::<serde_json::Value>(&plain).expect("json")
+            });
+        });
+        group.bench_function("verify-only", |b| {
+            b.iter(|| {
+                let parsed = verify::parse(black_box(token)).expect("parse");
+                verify::verify(&parsed, key)
+                    .expect("verify")
+                    .validate(rules, NOW_MS)
+                    .expect("claims")
+            });
+        });
+        group.bench_function("keyring-parse", |b| {
+            b.iter(|| Keyring::parse(black_box(KEYS)).expect("keyring"));
+        });
+        group.bench_function("open-1KiB+json", |b| {
+            b.iter(|| {
+                let plain =
+                    open(&keyring, &binding, &sealed.wrapped_dek, &sealed.blob).expect("open");
+                serde_json::from_slice::<serde_json::Value>(&plain).expect("json")
+            });
+        });
+        group.finish();
     }
 
     fn rsa_public_of(key: &VerifyingKey) -> &jwt_compact::alg::RsaPublicKey {

@@ -4,11 +4,14 @@
 use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, CredentialId, TenantId};
 use serde_json::json;
 
-use super::{allow, connection_json, event, relation, secret::read_secret};
+use super::{
+    allow, connection_json, event, relation,
+    secret::{read_secret, Found},
+};
 use crate::{
     error::{ApiError, Missing, Place},
     http::{Caller, Ctx, Reply},
-    store::{AuditAction, Cursor, Outcome, Record, Store},
+    store::{AuditAction, Cursor, Lookup, Outcome, Record, Store},
 };
 
 /// Verifies the token and checks `x-api-version` (malformed 422,
@@ -64,19 +67,22 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
-    let Some((record, shared)) = store.find(id, caller.tenant).await? else {
+    let lookup = Lookup::Id(id);
+    // The blob fetch runs alongside the D1 read; D1 still decides.
+    let (found, prefetched) =
+        futures_util::future::join(store.find(id, caller.tenant), store.prefetch_blob(&lookup))
+            .await;
+    let Some((record, shared)) = found? else {
         return Err(ApiError::NotFound(missing(id)()));
     };
-    let (record, credentials) = read_secret(
-        ctx,
-        &caller,
-        &store,
+    let found = Found {
         record,
         shared,
-        id.to_string(),
-        missing(id),
-    )
-    .await?;
+        lookup,
+        prefetched,
+    };
+    let (record, credentials) =
+        read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)).await?;
     Ok(Reply::ok(json!({
         "data": {"connection_id": record.id.to_string(), "credentials": credentials}
     }))

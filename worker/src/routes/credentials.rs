@@ -11,7 +11,7 @@ use super::{
 use crate::{
     error::{ApiError, Missing, Place},
     http::{Caller, Ctx, Reply},
-    store::{AuditAction, Cursor, Filters, Outcome, Record, Store},
+    store::{AuditAction, Cursor, Filters, Lookup, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
@@ -91,14 +91,30 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "id")?;
     let store = ctx.store()?;
-    let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
+    let lookup = match query(ctx, "credentialId") {
+        Some(raw) => Lookup::Id(credential_id_param(&raw, Place::Query, "credentialId")?),
+        None => Lookup::Selection(caller.tenant, integration.as_str().to_string()),
+    };
+    // The blob fetch runs alongside the D1 read; D1 still decides.
+    let (loaded, prefetched) = futures_util::future::join(
+        load_for_integration(ctx, &caller, &store, &integration),
+        store.prefetch_blob(&lookup),
+    )
+    .await;
+    let (found, missing) = loaded?;
     let Some((record, shared)) = found else {
         allow(&caller, Action::ReadSecret, None, || missing)?;
         return Err(ApiError::internal("policy allowed a missing record"));
     };
     let rendered = record.id.prefixed();
+    let found = secret::Found {
+        record,
+        shared,
+        lookup,
+        prefetched,
+    };
     let (record, credentials) =
-        secret::read_secret(ctx, &caller, &store, record, shared, rendered, || missing).await?;
+        secret::read_secret(ctx, &caller, &store, found, rendered, || missing).await?;
     let mut data = credential_json(&record, ctx.now_ms);
     if let Value::Object(object) = &mut data {
         object.insert("credentials".into(), credentials);

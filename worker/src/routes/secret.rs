@@ -10,7 +10,7 @@ use super::{event, keyring, relation, timestamp};
 use crate::{
     error::{ApiError, Missing},
     http::{Caller, Ctx},
-    store::{AuditAction, Outcome, Record, Store},
+    store::{AuditAction, Lookup, Outcome, Record, Store},
 };
 
 /// A random UUID v4 from the platform's CSPRNG, lowercase hyphenated.
@@ -53,21 +53,37 @@ fn binding(record: &Record) -> Binding {
     }
 }
 
+/// A record loaded for a decrypted read, with what it was looked up by and
+/// the blob speculatively fetched alongside the D1 read (see
+/// [`Store::prefetch_blob`]).
+pub(crate) struct Found {
+    pub(crate) record: Record,
+    /// Whether the record is shared with (not owned by) the acting tenant.
+    pub(crate) shared: bool,
+    pub(crate) lookup: Lookup,
+    pub(crate) prefetched: Option<(String, Vec<u8>)>,
+}
+
 /// Serves a record's secret to `caller`, or refuses. Refusals of a record
 /// the caller can see are audited as `credential.read_secret` / `denied`;
-/// an allowed read is counted and audited in one D1 batch before the
-/// secret is returned, and fails closed if that batch fails.
+/// an allowed read is counted and audited in one D1 statement before the
+/// secret is returned, and fails closed if that statement fails.
 ///
 /// `rendered_id` is the id as the surface renders it (for the 409 message).
 pub(crate) async fn read_secret(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
-    mut record: Record,
-    shared: bool,
+    found: Found,
     rendered_id: String,
     missing: impl FnOnce() -> Missing,
 ) -> Result<(Record, Value), ApiError> {
+    let Found {
+        mut record,
+        shared,
+        lookup,
+        prefetched,
+    } = found;
     let relation = relation(&record, shared, caller.tenant);
     let audit = |outcome| {
         event(
@@ -103,7 +119,7 @@ pub(crate) async fn read_secret(
     }
 
     let keyring = keyring(&ctx.env)?;
-    let blob = store.blob(&record).await?;
+    let blob = store.blob_prefetched(&record, &lookup, prefetched).await?;
     let plaintext =
         blob.and_then(|blob| open(&keyring, &binding(&record), &record.wrapped_dek, &blob).ok());
     // Missing blob and failed open look the same to the client: opaque 500.
