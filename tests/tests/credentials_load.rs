@@ -421,3 +421,64 @@ fn a_tampered_blob_is_an_opaque_500_audited_and_contained() {
         ],
     );
 }
+
+#[test]
+fn reads_racing_secret_changes_never_fail_and_see_only_written_secrets() {
+    let server = harness::shared();
+    let owner = tenant();
+    let api = api_for(server, owner, "integration_admin");
+    let id = create_credential(
+        &api,
+        &credential_body("race", "Race", json!({"v": "race-0"})),
+    );
+    let written: Vec<String> = (0..=12).map(|n| format!("race-{n}")).collect();
+    let stop = Arc::new(core::sync::atomic::AtomicBool::new(false));
+    let path = format!("/api/v1/credentials/race?credentialId={id}");
+    let conn_path = format!("/connection/{}/credentials", id.trim_start_matches("cred-"));
+    thread::scope(|scope| {
+        let readers: Vec<_> = (0..3)
+            .map(|n| {
+                let (api, stop, path, conn_path) = (api.clone(), stop.clone(), &path, &conn_path);
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(core::sync::atomic::Ordering::Relaxed) {
+                        let (reply, secret) = if n == 2 {
+                            let reply = api.get(conn_path);
+                            let secret = reply.body["data"]["credentials"]["v"].clone();
+                            (reply, secret)
+                        } else {
+                            let reply = api.get(path);
+                            let secret = reply.body["data"]["credentials"]["v"].clone();
+                            (reply, secret)
+                        };
+                        seen.push((reply.status, secret));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for secret in &written[1..] {
+            let patched = api.patch(
+                &format!("/api/v1/credentials/{id}"),
+                &json!({"credentials": {"v": secret}}),
+            );
+            assert_eq!(patched.status, 200, "{}", patched.text);
+        }
+        stop.store(true, core::sync::atomic::Ordering::Relaxed);
+        let mut reads = 0;
+        for reader in readers {
+            for (status, secret) in reader.join().expect("reader thread") {
+                reads += 1;
+                assert_eq!(status, 200, "a read racing a secret change failed");
+                let secret = secret.as_str().unwrap_or_default().to_string();
+                assert!(
+                    written.contains(&secret),
+                    "served a secret never written: {secret}"
+                );
+            }
+        }
+        assert!(reads >= 3, "the readers ran");
+    });
+    let last = api.get(&path);
+    assert_eq!(last.body["data"]["credentials"]["v"], "race-12");
+}

@@ -82,7 +82,7 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
         prefetched,
     };
     let (record, credentials) =
-        read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)).await?;
+        read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)()).await?;
     Ok(Reply::ok(json!({
         "data": {"connection_id": record.id.to_string(), "credentials": credentials}
     }))

@@ -114,7 +114,7 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
         prefetched,
     };
     let (record, credentials) =
-        secret::read_secret(ctx, &caller, &store, found, rendered, || missing).await?;
+        secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?;
     let mut data = credential_json(&record, ctx.now_ms);
     if let Value::Object(object) = &mut data {
         object.insert("credentials".into(), credentials);

@@ -10,7 +10,7 @@ use super::{event, keyring, relation, timestamp};
 use crate::{
     error::{ApiError, Missing},
     http::{Caller, Ctx},
-    store::{AuditAction, Lookup, Outcome, Record, Store},
+    store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
 /// A random UUID v4 from the platform's CSPRNG, lowercase hyphenated.
@@ -64,37 +64,97 @@ pub(crate) struct Found {
     pub(crate) prefetched: Option<(String, Vec<u8>)>,
 }
 
+/// How many times a decrypted read starts over when the record's secret
+/// changed underneath it (a concurrent `PATCH` of `credentials`).
+const READ_ATTEMPTS: usize = 3;
+
+/// What one attempt at a decrypted read came to.
+enum Attempt {
+    Served(Box<(Record, Value)>),
+    /// The blob D1 named is not in KV: the secret changed since (its old
+    /// blob is deleted after the commit), or the blob is really gone.
+    BlobMissing,
+    /// The count found another secret version (or no record): it changed
+    /// between the D1 read and the count.
+    Changed,
+}
+
 /// Serves a record's secret to `caller`, or refuses. Refusals of a record
 /// the caller can see are audited as `credential.read_secret` / `denied`;
 /// an allowed read is counted and audited in one D1 statement before the
-/// secret is returned, and fails closed if that statement fails.
+/// secret is returned, and fails closed if that statement fails. A read
+/// that races a secret change loads the record again, and policy and
+/// status are decided anew on it, rather than failing.
 ///
-/// `rendered_id` is the id as the surface renders it (for the 409 message).
+/// `rendered_id` is the id as the surface renders it (for the 409 message)
+/// and `missing` what a 404 names.
 pub(crate) async fn read_secret(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
     found: Found,
     rendered_id: String,
-    missing: impl FnOnce() -> Missing,
+    missing: Missing,
 ) -> Result<(Record, Value), ApiError> {
     let Found {
         mut record,
-        shared,
+        mut shared,
         lookup,
-        prefetched,
+        mut prefetched,
     } = found;
-    let relation = relation(&record, shared, caller.tenant);
-    let audit = |outcome| {
-        event(
-            ctx,
-            caller,
-            record.owner,
-            AuditAction::ReadSecret,
-            outcome,
-            Some(record.id),
-        )
-    };
+    for _ in 0..READ_ATTEMPTS {
+        check(ctx, caller, store, &record, shared, &rendered_id, &missing).await?;
+        let attempt = read_once(ctx, caller, store, &record, &lookup, prefetched.take()).await?;
+        let blob_missing = match attempt {
+            Attempt::Served(served) => return Ok(*served),
+            Attempt::BlobMissing => true,
+            Attempt::Changed => false,
+        };
+        let Some((fresh, fresh_shared)) = store.find(record.id, caller.tenant).await? else {
+            return Err(ApiError::NotFound(missing));
+        };
+        let same_secret =
+            fresh.secret_version == record.secret_version && fresh.blob_nonce == record.blob_nonce;
+        if blob_missing && same_secret {
+            // D1 still names a blob that is not there: a fault, not a race.
+            store
+                .audit(&read_event(ctx, caller, &record, Outcome::Error))
+                .await?;
+            return Err(ApiError::internal(format!(
+                "secret of {} (version {}) is missing",
+                record.id, record.secret_version
+            )));
+        }
+        (record, shared) = (fresh, fresh_shared);
+    }
+    Err(ApiError::internal(format!(
+        "the secret of {} kept changing during the read",
+        record.id
+    )))
+}
+
+fn read_event(ctx: &Ctx, caller: &Caller, record: &Record, outcome: Outcome) -> AuditEvent {
+    event(
+        ctx,
+        caller,
+        record.owner,
+        AuditAction::ReadSecret,
+        outcome,
+        Some(record.id),
+    )
+}
+
+/// The policy and status checks of a decrypted read, audited when refused.
+async fn check(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    record: &Record,
+    shared: bool,
+    rendered_id: &str,
+    missing: &Missing,
+) -> Result<(), ApiError> {
+    let relation = relation(record, shared, caller.tenant);
     match decide(
         &caller.principal,
         caller.tenant,
@@ -102,9 +162,11 @@ pub(crate) async fn read_secret(
         Some(relation),
     ) {
         Ok(()) => {}
-        Err(Denial::NotVisible) => return Err(ApiError::NotFound(missing())),
+        Err(Denial::NotVisible) => return Err(ApiError::NotFound(missing.clone())),
         Err(_) => {
-            store.audit(&audit(Outcome::Denied)).await?;
+            store
+                .audit(&read_event(ctx, caller, record, Outcome::Denied))
+                .await?;
             return Err(ApiError::Forbidden);
         }
     }
@@ -114,33 +176,54 @@ pub(crate) async fn read_secret(
         timestamp(ctx.now_ms),
     );
     if check_secret_servable(status).is_err() {
-        store.audit(&audit(Outcome::Denied)).await?;
-        return Err(ApiError::NotActive(rendered_id));
+        store
+            .audit(&read_event(ctx, caller, record, Outcome::Denied))
+            .await?;
+        return Err(ApiError::NotActive(rendered_id.to_string()));
     }
+    Ok(())
+}
 
+/// Fetches, opens, counts: one attempt at serving `record`'s secret.
+async fn read_once(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    record: &Record,
+    lookup: &Lookup,
+    prefetched: Option<(String, Vec<u8>)>,
+) -> Result<Attempt, ApiError> {
     let keyring = keyring(&ctx.env)?;
-    let blob = store.blob_prefetched(&record, &lookup, prefetched).await?;
-    let plaintext =
-        blob.and_then(|blob| open(&keyring, &binding(&record), &record.wrapped_dek, &blob).ok());
-    // Missing blob and failed open look the same to the client: opaque 500.
+    let Some(blob) = store.blob_prefetched(record, lookup, prefetched).await? else {
+        return Ok(Attempt::BlobMissing);
+    };
+    let plaintext = open(&keyring, &binding(record), &record.wrapped_dek, &blob).ok();
+    // A blob that does not open and one that is not JSON look the same to
+    // the client: an opaque 500.
     let secret = plaintext.and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
     let Some(secret) = secret else {
-        store.audit(&audit(Outcome::Error)).await?;
+        store
+            .audit(&read_event(ctx, caller, record, Outcome::Error))
+            .await?;
         return Err(ApiError::internal(format!(
-            "secret of {} (version {}) is missing or does not open",
+            "secret of {} (version {}) does not open",
             record.id, record.secret_version
         )));
     };
-    match store
-        .record_read(&record, ctx.now_ms, &audit(Outcome::Success))
-        .await?
-    {
+    let counted = store
+        .record_read(
+            record,
+            ctx.now_ms,
+            &read_event(ctx, caller, record, Outcome::Success),
+        )
+        .await?;
+    Ok(match counted {
         Some((count, at)) => {
+            let mut record = record.clone();
             record.access_count = count;
             record.last_accessed_at = Some(at);
-            Ok((record, secret))
+            Attempt::Served(Box::new((record, secret)))
         }
-        // Deleted or given a new secret between our read and the count.
-        None => Err(ApiError::NotFound(missing())),
-    }
+        None => Attempt::Changed,
+    })
 }
