@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked migrate test lint unit browser-test token bench
+.PHONY: setup dev build build-unlocked migrate test lint unit browser-test token bench load fuzz fuzz-long
 
 setup:
 	scripts/setup.sh dev
@@ -32,7 +32,7 @@ build-unlocked:
 ## Install what is needed and run every test tier.
 test:
 	scripts/setup.sh test
-	$(MAKE) --no-print-directory lint build unit browser-test
+	$(MAKE) --no-print-directory lint build unit browser-test fuzz
 
 lint:
 	cargo fmt --all --check
@@ -50,11 +50,25 @@ browser-test:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner GECKODRIVER=$$(command -v geckodriver) \
 	  cargo test -p coffer-core --target wasm32-unknown-unknown
 
+# Every cargo-fuzz target in fuzz/ for 20 s each (nightly toolchain).
+fuzz:
+	scripts/fuzz.sh 20
+
+## Every fuzz target for 10 minutes each, two at a time.
+fuzz-long:
+	scripts/fuzz.sh 600
+
 ## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10).
 bench: build
 	scripts/setup.sh bench
 	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin bench
 	@printf 'gzip: '; gzip -9 -c worker/build/index_bg.wasm | wc -c
+
+## Mixed load and soak against one server, checked against a model of truth
+## (LOAD_SECONDS=180 LOAD_TENANTS=20 LOAD_CONCURRENCY=1,2,4,8,16,32 LOAD_SEED=42).
+load: build
+	scripts/setup.sh bench
+	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin load
 
 ## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
 token:

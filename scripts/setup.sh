@@ -67,6 +67,12 @@ if [ "$mode" = test ]; then
     say "installing geckodriver $GECKODRIVER_VERSION"
     cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked
   fi
+  # cargo-fuzz for scripts/fuzz.sh, which builds with the nightly toolchain.
+  CARGO_FUZZ_VERSION=0.13.2
+  if ! cargo_installed cargo-fuzz "$CARGO_FUZZ_VERSION"; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+  fi
   # openapi-spec-validator and schemathesis for the contract test, pinned in
   # requirements-test.txt; pip runs only when that file changed.
   req_sum=$(sha256sum requirements-test.txt | cut -d' ' -f1)

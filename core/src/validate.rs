@@ -519,6 +519,32 @@ mod tests {
         assert_eq!(compact_json_len(&secret), compact.len());
     }
 
+    /// Regression for a `fuzz/bodies` finding: numbers parsed from the
+    /// request body must reach the sealed JSON unchanged, and the sealed JSON
+    /// must parse back to the value that was validated.
+    #[test]
+    fn secret_numbers_survive_parsing_and_serializing_exactly() {
+        for (sent, sealed) in [
+            ("2.5e33", "2.5e+33"),
+            ("-2.5e33", "-2.5e+33"),
+            ("8.533e+68", "8.533e+68"),
+            ("9.9538452227e-280", "9.9538452227e-280"),
+            ("0.1", "0.1"),
+            ("1e23", "1e+23"),
+        ] {
+            let body = alloc::format!(r#"{{"n":{sent}}}"#);
+            let value: Value = serde_json::from_str(&body).expect("valid JSON");
+            let compact = validate_secret(&value).expect("valid secret");
+            assert_eq!(
+                compact.as_str(),
+                alloc::format!(r#"{{"n":{sealed}}}"#),
+                "{sent}"
+            );
+            let reparsed: Value = serde_json::from_str(&compact).expect("valid JSON");
+            assert_eq!(reparsed, value, "{sent}");
+        }
+    }
+
     #[test]
     fn metadata_is_an_object_of_at_most_16_kib() {
         assert_eq!(validate_metadata(&object_of_len(16 * 1024)), Ok(()));
