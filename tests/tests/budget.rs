@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 /// gzip -9 size budget of `worker/build/index_bg.wasm`: what it measured
 /// when the budget was set (see the README's "Performance budget"), plus
 /// 10% headroom. Raise it only with a reason in the commit message.
-const WASM_GZIP_BUDGET: usize = 440_000 * 110 / 100;
+const WASM_GZIP_BUDGET: usize = 453_000 * 110 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.
