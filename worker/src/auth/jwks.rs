@@ -24,7 +24,7 @@ use super::{
     config::Realm,
     verify::{KeySet, MAX_JWKS_LEN},
 };
-use crate::env;
+use crate::store::jwks_cache;
 
 /// Freshness when the JWKS response names none.
 pub(crate) const DEFAULT_TTL_S: i64 = 300;
@@ -82,12 +82,6 @@ struct Stored {
     fresh_until_ms: i64,
     stale_until_ms: i64,
     jwks: String,
-}
-
-/// KV key of a realm's JWKS record. Versioned so a format change never
-/// reads an old record.
-fn kv_key(realm: &str) -> String {
-    format!("jwks:v1:{realm}")
 }
 
 /// Freshness, in seconds, from a `Cache-Control` header (RFC 9111 §5.2.2.1).
@@ -206,15 +200,8 @@ pub(crate) async fn key_set(
 }
 
 async fn kv_load(env: &Env, name: &str, url: &str) -> Option<Cached> {
-    let kv = match env.kv(env::CACHE) {
-        Ok(kv) => kv,
-        Err(error) => {
-            console_warn!("auth: KV {} unavailable: {error}", env::CACHE);
-            return None;
-        }
-    };
-    let stored = match kv.get(&kv_key(name)).json::<Stored>().await {
-        Ok(stored) => stored?,
+    let stored = match jwks_cache::get(env, name).await {
+        Ok(text) => serde_json::from_str::<Stored>(&text?).ok()?,
         Err(error) => {
             console_warn!("auth: reading cached JWKS for realm {name} failed: {error}");
             return None;
@@ -245,17 +232,9 @@ async fn kv_store(env: &Env, name: &str, cached: &Cached, jwks: String, now_ms: 
     let ttl = u64::try_from((cached.stale_until_ms - now_ms) / 1000)
         .unwrap_or(0)
         .max(60);
-    let result = match (env.kv(env::CACHE), serde_json::to_string(&stored)) {
-        (Ok(kv), Ok(value)) => match kv.put(&kv_key(name), value) {
-            Ok(put) => put
-                .expiration_ttl(ttl)
-                .execute()
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
-        },
-        (Err(error), _) => Err(error.to_string()),
-        (_, Err(error)) => Err(error.to_string()),
+    let result = match serde_json::to_string(&stored) {
+        Ok(value) => jwks_cache::put(env, name, value, ttl).await,
+        Err(error) => Err(error.to_string()),
     };
     if let Err(error) = result {
         console_warn!("auth: caching JWKS for realm {name} failed: {error}");

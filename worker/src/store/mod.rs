@@ -21,6 +21,7 @@ use crate::{env, error::ApiError};
 
 mod audit;
 mod guesses;
+pub(crate) mod jwks_cache;
 mod page;
 mod shares;
 mod sql;

@@ -1,0 +1,42 @@
+//! The JWKS cache's KV layout: one record per realm in the `CACHE`
+//! namespace, under a versioned key so a format change never reads an old
+//! record. What a record holds is `auth::jwks`'s business.
+use worker::Env;
+
+use crate::env;
+
+fn key(realm: &str) -> String {
+    format!("jwks:v1:{realm}")
+}
+
+/// The cached record of `realm`, if any.
+///
+/// # Errors
+///
+/// The binding or the KV read failed (the reason, for the log).
+pub(crate) async fn get(env: &Env, realm: &str) -> Result<Option<String>, String> {
+    let kv = env
+        .kv(env::CACHE)
+        .map_err(|error| format!("KV {} unavailable: {error}", env::CACHE))?;
+    kv.get(&key(realm)).text().await.map_err(|e| e.to_string())
+}
+
+/// Stores `realm`'s record for `ttl_seconds` (KV refuses less than 60).
+///
+/// # Errors
+///
+/// The binding or the KV write failed (the reason, for the log).
+pub(crate) async fn put(
+    env: &Env,
+    realm: &str,
+    record: String,
+    ttl_seconds: u64,
+) -> Result<(), String> {
+    let kv = env.kv(env::CACHE).map_err(|e| e.to_string())?;
+    kv.put(&key(realm), record)
+        .map_err(|e| e.to_string())?
+        .expiration_ttl(ttl_seconds.max(60))
+        .execute()
+        .await
+        .map_err(|e| e.to_string())
+}
