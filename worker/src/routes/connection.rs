@@ -5,13 +5,13 @@ use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, Credent
 use serde_json::json;
 
 use super::{
-    allow, connection_json, event, relation,
+    allow, connection_json, cursor_param, event, relation,
     secret::{read_secret, Found},
 };
 use crate::{
     error::{ApiError, Missing, Place},
     http::{Caller, Ctx, Reply},
-    store::{AuditAction, Cursor, Lookup, Outcome, Record, Store},
+    store::{AuditAction, Lookup, Outcome, Record, Store},
 };
 
 /// Verifies the token and checks `x-api-version` (malformed 422,
@@ -132,17 +132,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         caller.tenant,
         integration.as_deref().unwrap_or("")
     );
-    let cursor = match get("cursor") {
-        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
-            ApiError::invalid(
-                Place::Query,
-                "cursor",
-                "is not a cursor issued for this tenant and these filters",
-                "value_error",
-            )
-        })?),
-        None => None,
-    };
+    let cursor = cursor_param(get("cursor"), &scope)?;
     let page = ctx
         .store()?
         .list_connections(

@@ -5,13 +5,13 @@ use coffer_core::{
 use serde_json::{json, Value};
 
 use super::{
-    actor, allow, body, credential_id_param, credential_json, event, relation,
+    actor, allow, body, credential_id_param, credential_json, cursor_param, event, relation,
     secret::{self, new_blob_nonce, new_credential_id, seal_for},
 };
 use crate::{
     error::{ApiError, Missing, Place},
     http::{Caller, Ctx, Reply},
-    store::{AuditAction, Cursor, Filters, Lookup, Outcome, Record, Store},
+    store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
@@ -151,17 +151,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         filters.integration.as_deref().unwrap_or(""),
         filters.status.map_or("", Status::as_str)
     );
-    let cursor = match query(ctx, "cursor") {
-        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
-            ApiError::invalid(
-                Place::Query,
-                "cursor",
-                "is not a cursor issued for this tenant and these filters",
-                "value_error",
-            )
-        })?),
-        None => None,
-    };
+    let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
     let page = ctx
         .store()?
         .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now_ms)
@@ -424,17 +414,7 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         caller.tenant,
         credential.map(|id| id.to_string()).unwrap_or_default()
     );
-    let cursor = match query(ctx, "cursor") {
-        Some(raw) => Some(Cursor::decode(&raw, &scope).ok_or_else(|| {
-            ApiError::invalid(
-                Place::Query,
-                "cursor",
-                "is not a cursor issued for this tenant and these filters",
-                "value_error",
-            )
-        })?),
-        None => None,
-    };
+    let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
     let page = ctx
         .store()?
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)

@@ -10,7 +10,7 @@ use crate::{
     env,
     error::{ApiError, Missing, Place},
     http::{rfc3339, Caller, Ctx, Reply},
-    store::{AuditAction, AuditEvent, Outcome, Record},
+    store::{AuditAction, AuditEvent, Cursor, Outcome, Record},
     Op,
 };
 
@@ -233,4 +233,20 @@ pub(crate) fn credential_id_param(
     field: &str,
 ) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw).map_err(|error| ApiError::invalid(place, field, error, "uuid_parsing"))
+}
+
+/// Parses an opaque `cursor` query parameter issued for `scope` (the
+/// tenant and filters of the page it came from).
+pub(crate) fn cursor_param(raw: Option<String>, scope: &str) -> Result<Option<Cursor>, ApiError> {
+    raw.map(|raw| {
+        Cursor::decode(&raw, scope).ok_or_else(|| {
+            ApiError::invalid(
+                Place::Query,
+                "cursor",
+                "is not a cursor issued for this tenant and these filters",
+                "value_error",
+            )
+        })
+    })
+    .transpose()
 }
