@@ -1100,3 +1100,37 @@ fn audit_events_carry_the_contract_fields_newest_first() {
     assert_invalid(&reused, "cursor");
     assert_not_logged(server, &["wd-pass-808"]);
 }
+
+#[test]
+fn secrets_round_trip_in_the_order_sent_and_envelopes_follow_the_seed() {
+    let server = harness::shared();
+    let owner = tenant();
+    let api =
+        Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
+    let body = r#"{"integrationId":"order","credentialName":"Order","credentials":{"zeta":"z-1","alpha":[3,1,2],"mid":{"y":1,"b":2}}}"#;
+    let created = api.send(
+        Method::POST,
+        "/api/v1/credentials",
+        Some(("application/json", body.as_bytes().to_vec())),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert!(
+        created.text.starts_with(r#"{"success":true,"message":"#),
+        "{}",
+        created.text
+    );
+    assert!(
+        created.text.contains(r#""data":{"id":"cred-"#),
+        "{}",
+        created.text
+    );
+    let read = api.get("/api/v1/credentials/order");
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert!(
+        read.text
+            .contains(r#""credentials":{"zeta":"z-1","alpha":[3,1,2],"mid":{"y":1,"b":2}}"#),
+        "the secret comes back exactly as sent: {}",
+        read.text
+    );
+    assert!(read.text.ends_with(r#""}"#) && read.text.contains(r#","timestamp":""#));
+}
