@@ -59,15 +59,17 @@ fuzz-long:
 	scripts/fuzz.sh 600
 
 ## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10).
-bench: build
+bench:
 	scripts/setup.sh bench
+	$(MAKE) --no-print-directory build
 	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin bench
 	@printf 'gzip: '; gzip -9 -c worker/build/index_bg.wasm | wc -c
 
 ## Mixed load and soak against one server, checked against a model of truth
 ## (LOAD_SECONDS=180 LOAD_TENANTS=20 LOAD_CONCURRENCY=1,2,4,8,16,32 LOAD_SEED=42).
-load: build
+load:
 	scripts/setup.sh bench
+	$(MAKE) --no-print-directory build
 	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin load
 
 ## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
