@@ -97,7 +97,29 @@ impl Server {
         server
     }
 
+    /// Starts wrangler on fresh ports. A port is picked free and released
+    /// before wrangler binds it, so a server starting at the same moment can
+    /// take it first ("Address already in use"): then it tries new ports.
     fn spawn(&mut self) {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let log_start = self.log().len();
+            self.launch();
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(tail) => {
+                    let log = self.log();
+                    let this_try = log.get(log_start..).unwrap_or(&log);
+                    if attempt < ATTEMPTS && this_try.contains("Address already in use") {
+                        continue;
+                    }
+                    panic!("wrangler dev did not become ready; last log lines:\n{tail}");
+                }
+            }
+        }
+    }
+
+    fn launch(&mut self) {
         let port = free_port();
         let inspector = free_port();
         let log = fs::OpenOptions::new()
@@ -128,17 +150,17 @@ impl Server {
         self.child = Some(child);
         self.port = port;
         self.base = format!("http://127.0.0.1:{port}");
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for the server; on failure stops it and returns the log's tail.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         let client = reqwest::blocking::Client::new();
         loop {
             if let Ok(response) = client.get(self.url("/healthz")).send() {
                 let from_worker = response.headers().contains_key("x-request-id");
                 if response.status().is_success() || (self.any_answer_is_ready && from_worker) {
-                    return;
+                    return Ok(());
                 }
             }
             let exited = self
@@ -157,7 +179,7 @@ impl Server {
                     .collect::<Vec<_>>()
                     .join("\n");
                 self.stop();
-                panic!("wrangler dev did not become ready; last log lines:\n{tail}");
+                return Err(tail);
             }
             thread::sleep(Duration::from_millis(200));
         }
