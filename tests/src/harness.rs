@@ -205,6 +205,16 @@ impl Server {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The Worker's JSON log lines so far, parsed (wrangler's own lines are
+    /// skipped). Lines arrive asynchronously: poll for one just logged.
+    pub fn log_entries(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| line.find('{').map(|at| &line[at..]))
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect()
+    }
+
     /// The local D1 and KV state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("state")

@@ -20,10 +20,8 @@ fn log_line(server: &Server, request_id: &str) -> Value {
     let deadline = std::time::Instant::now() + core::time::Duration::from_secs(20);
     loop {
         let found = server
-            .log()
-            .lines()
-            .filter_map(|line| line.find('{').map(|at| &line[at..]))
-            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .log_entries()
+            .into_iter()
             .find(|entry| entry["request_id"] == request_id && entry.get("d1").is_some());
         if let Some(entry) = found {
             return entry;

@@ -54,10 +54,8 @@ fn sweep_summaries(server: &Server, sweep: &str, runs: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + core::time::Duration::from_secs(20);
     loop {
         let summaries: Vec<Value> = server
-            .log()
-            .lines()
-            .filter_map(|line| line.find('{').map(|at| &line[at..]))
-            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .log_entries()
+            .into_iter()
             .filter(|entry| entry["sweep"] == sweep && entry["summary"].is_object())
             .map(|entry| entry["summary"].clone())
             .collect();
@@ -476,10 +474,9 @@ fn log_lines_are_structured_and_free_of_secrets_and_tokens() {
     let signature = admin_token.rsplit('.').next().unwrap_or("?");
     assert!(!log.contains(signature));
 
-    let lines: Vec<Value> = log
-        .lines()
-        .filter_map(|line| line.find('{').map(|at| &line[at..]))
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+    let lines: Vec<Value> = server
+        .log_entries()
+        .into_iter()
         .filter(|entry| entry.get("request_id").is_some() && entry.get("status").is_some())
         .collect();
     assert!(lines.len() >= 6, "one JSON line per request: {lines:?}");

@@ -5,7 +5,7 @@ use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, Credent
 use serde_json::json;
 
 use super::{
-    allow, connection_json, cursor_param, event, relation,
+    allow, check_if_match, connection_json, cursor_param, event, if_match, relation,
     secret::{read_secret, Found},
 };
 use crate::{
@@ -153,21 +153,6 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     })))
 }
 
-/// Checks `If-Match` against the record's version for share changes.
-fn check_if_match(ctx: &Ctx, record: &Record) -> Result<(), ApiError> {
-    let Some(raw) = ctx.header("if-match") else {
-        return Ok(());
-    };
-    let tag = raw.trim();
-    if tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == record.version.to_string() {
-        Ok(())
-    } else {
-        Err(ApiError::PreconditionFailed {
-            current: record.version as u64,
-        })
-    }
-}
-
 /// `GET /connection/{connection_id}/shares`: owner tenant, admin.
 pub(crate) async fn shares(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
@@ -189,7 +174,7 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(ctx, &record)?;
+    check_if_match(if_match(ctx).as_deref(), &record)?;
     if tenant == record.owner {
         return Err(ApiError::invalid(
             Place::Path,
@@ -221,7 +206,7 @@ pub(crate) async fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(ctx, &record)?;
+    check_if_match(if_match(ctx).as_deref(), &record)?;
     let audit = event(
         ctx,
         &caller,

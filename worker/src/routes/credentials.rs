@@ -5,7 +5,8 @@ use coffer_core::{
 use serde_json::{json, Value};
 
 use super::{
-    actor, allow, body, credential_id_param, credential_json, cursor_param, event, relation,
+    actor, allow, body, check_if_match, credential_id_param, credential_json, cursor_param, event,
+    if_match, relation,
     secret::{self, new_blob_nonce, new_credential_id, seal_for},
 };
 use crate::{
@@ -219,26 +220,6 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     ))
     .status(201)
     .etag(1))
-}
-
-/// Parses `If-Match` (`"<version>"`, `W/"<version>"` or `*`): `None` when
-/// absent or `*`.
-fn if_match(ctx: &Ctx) -> Option<String> {
-    let raw = ctx.header("if-match")?;
-    let raw = raw.trim();
-    if raw == "*" {
-        return None;
-    }
-    Some(raw.trim_start_matches("W/").trim_matches('"').to_string())
-}
-
-fn check_if_match(expected: Option<&str>, record: &Record) -> Result<(), ApiError> {
-    match expected {
-        Some(tag) if tag != record.version.to_string() => Err(ApiError::PreconditionFailed {
-            current: record.version as u64,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Loads a record by the `{id}` path parameter for a write, checking the

@@ -250,3 +250,24 @@ pub(crate) fn cursor_param(raw: Option<String>, scope: &str) -> Result<Option<Cu
     })
     .transpose()
 }
+
+/// Parses `If-Match` (honoured on `PATCH`, `DELETE` and share changes):
+/// `"<version>"`, `W/"<version>"` or `*`; `None` when absent or `*`.
+pub(crate) fn if_match(ctx: &Ctx) -> Option<String> {
+    let raw = ctx.header("if-match")?;
+    let raw = raw.trim();
+    if raw == "*" {
+        return None;
+    }
+    Some(raw.trim_start_matches("W/").trim_matches('"').to_string())
+}
+
+/// 412 when `If-Match` named another version than the record's.
+pub(crate) fn check_if_match(expected: Option<&str>, record: &Record) -> Result<(), ApiError> {
+    match expected {
+        Some(tag) if tag != record.version.to_string() => Err(ApiError::PreconditionFailed {
+            current: record.version as u64,
+        }),
+        _ => Ok(()),
+    }
+}
