@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked migrate test lint unit browser-test token bench load fuzz fuzz-long
+.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench load fuzz fuzz-long
 
 setup:
 	scripts/setup.sh dev
@@ -25,14 +25,16 @@ build:
 	mkdir -p target && flock target/.coffer-build.lock $(MAKE) --no-print-directory build-unlocked
 
 build-unlocked:
-	cd worker && WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
-	  WASM_OPT_BIN=../node_modules/.bin/wasm-opt ESBUILD_BIN=../node_modules/.bin/esbuild \
-	  worker-build --release
+	scripts/build-worker.sh release
+
+## The test-only build with fault switches (never deployed; see build-worker.sh).
+build-faults:
+	mkdir -p target && flock target/.coffer-build.lock scripts/build-worker.sh faults
 
 ## Install what is needed and run every test tier.
 test:
 	scripts/setup.sh test
-	$(MAKE) --no-print-directory lint build unit browser-test fuzz
+	$(MAKE) --no-print-directory lint build build-faults unit browser-test fuzz
 
 lint:
 	cargo fmt --all --check

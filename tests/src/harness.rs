@@ -32,6 +32,8 @@ pub struct Server {
     /// `/healthz` fail on purpose, so any answer from the Worker itself
     /// (it sets `x-request-id` on every response) means ready.
     any_answer_is_ready: bool,
+    /// Runs the test-only build with fault switches ([`Server::start_with_faults`]).
+    faults: bool,
 }
 
 /// Process groups to stop when the test process exits.
@@ -66,14 +68,26 @@ impl Server {
     /// fresh server whose variables are the defaults overridden by `vars`.
     /// A value of `None`-like empty string is passed through as empty.
     pub fn start(vars: &[(&str, &str)]) -> Server {
-        build_once();
+        Self::start_build(vars, false)
+    }
+
+    /// As [`Server::start`], on the test-only build whose fault switches
+    /// (request headers such as `x-coffer-fault-commit-delay-ms`, see
+    /// `worker/src/faults.rs`) widen race windows on purpose. The release
+    /// build has none of them.
+    pub fn start_with_faults(vars: &[(&str, &str)]) -> Server {
+        Self::start_build(vars, true)
+    }
+
+    fn start_build(vars: &[(&str, &str)], faults: bool) -> Server {
+        build_once(faults);
         let dir = root()
             .join("target")
             .join("wrangler-tests")
             .join(uuid::Uuid::new_v4().simple().to_string());
         fs::create_dir_all(dir.join("state")).expect("create state dir");
 
-        let config = write_config(&dir, &merge_vars(vars));
+        let config = write_config(&dir, &merge_vars(vars), faults);
         let status = wrangler(&dir)
             .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
             .arg(dir.join("state"))
@@ -92,6 +106,7 @@ impl Server {
             port: 0,
             child: None,
             any_answer_is_ready: false,
+            faults,
         };
         server.spawn();
         server
@@ -278,7 +293,7 @@ impl Server {
     /// restarts on the same state, as an operator changing secrets would.
     pub fn restart_with(&mut self, vars: &[(&str, &str)]) {
         self.stop();
-        self.config = write_config(&self.dir, &merge_vars(vars));
+        self.config = write_config(&self.dir, &merge_vars(vars), self.faults);
         self.any_answer_is_ready = false;
         self.spawn();
     }
@@ -305,7 +320,7 @@ impl Server {
         edit: impl FnOnce(&mut toml::Table),
     ) {
         self.stop();
-        let config = write_config(&self.dir, &merge_vars(vars));
+        let config = write_config(&self.dir, &merge_vars(vars), self.faults);
         let text = fs::read_to_string(&config).expect("read generated config");
         let mut table: toml::Table = text.parse().expect("generated config parses");
         edit(&mut table);
@@ -350,7 +365,8 @@ fn wrangler(dir: &Path) -> Command {
 /// Writes a copy of the root `wrangler.toml` without its `[build]` step (the
 /// worker is built once, before any server starts, so servers never race to
 /// rebuild it) and with absolute paths, plus the `.dev.vars` beside it.
-fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
+/// With `faults`, `main` is the test-only build's (`worker/build-faults`).
+fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf {
     let root = root();
     let text = fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
     let mut config: toml::Table = text.parse().expect("wrangler.toml parses");
@@ -359,6 +375,11 @@ fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
         .get("main")
         .and_then(toml::Value::as_str)
         .expect("wrangler.toml has main");
+    let main = if faults {
+        main.replacen("worker/build/", "worker/build-faults/", 1)
+    } else {
+        main.to_string()
+    };
     let main = root.join(main).display().to_string();
     config.insert("main".into(), main.into());
     if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
@@ -390,22 +411,37 @@ fn write_config(dir: &Path, vars: &[(String, String)]) -> PathBuf {
     path
 }
 
-/// Builds the worker once per test binary (`make build` serializes
-/// concurrent builds), unless the caller (the Makefile) already built it.
-fn build_once() {
+/// The directory of the built Worker (`worker/build`), or of its test-only
+/// fault build (`worker/build-faults`), building it first if needed.
+pub fn built_worker(faults: bool) -> PathBuf {
+    build_once(faults);
+    root()
+        .join("worker")
+        .join(if faults { "build-faults" } else { "build" })
+}
+
+/// Builds the worker (or its test-only fault build) once per test binary
+/// (`make build` serializes concurrent builds), unless the caller (the
+/// Makefile) already built both.
+fn build_once(faults: bool) {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
+    static BUILT_FAULTS: OnceLock<()> = OnceLock::new();
+    let (once, target) = if faults {
+        (&BUILT_FAULTS, "build-faults")
+    } else {
+        (&BUILT, "build")
+    };
+    once.get_or_init(|| {
         if std::env::var_os("COFFER_SKIP_BUILD").is_some() {
             return;
         }
-        let root = root();
-        // `make build` serializes concurrent builds with `flock` itself.
+        // `make build` and `make build-faults` serialize with `flock` themselves.
         let status = Command::new("make")
-            .args(["-s", "build"])
-            .current_dir(&root)
+            .args(["-s", target])
+            .current_dir(root())
             .status()
-            .expect("run make build");
-        assert!(status.success(), "make build failed");
+            .expect("run make");
+        assert!(status.success(), "make {target} failed");
     });
 }
 

@@ -3,13 +3,13 @@
 //! because sweeps act on the whole store.
 extern crate alloc;
 
-use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
+use core::time::Duration;
+use std::{thread, time::Instant};
 
 use coffer_tests::{
     client::{Api, Reply},
-    fixtures::{tenant, token, COFFER_KEYS, KEY_ID},
+    fixtures::{tenant, token, COFFER_KEYS},
     harness::Server,
 };
 use reqwest::Method;
@@ -69,10 +69,12 @@ fn sweep_summaries(server: &Server, sweep: &str, runs: usize) -> Vec<Value> {
 
 #[test]
 fn master_key_rotation_rewraps_every_record_without_failing_reads() {
+    const RECORDS: usize = 40;
+    const READERS: usize = 3;
     let mut server = Server::start(&[]);
     let owner = tenant();
     let bearer = token(owner, "integration_admin");
-    let secrets: Vec<String> = (0..12)
+    let secrets: Vec<String> = (0..RECORDS)
         .map(|n| format!("rotation-secret-{n}-{}", Uuid::new_v4()))
         .collect();
     let ids: Vec<String> = {
@@ -82,71 +84,83 @@ fn master_key_rotation_rewraps_every_record_without_failing_reads() {
             .map(|s| create(&api, "rotation", s, json!({})))
             .collect()
     };
-    let under_a = server.d1(&format!(
-        "SELECT count(*) AS n FROM credentials WHERE kid = '{KEY_ID}'"
-    ));
-    assert_eq!(under_a[0]["n"], 12);
 
     // Step 1: the new key goes first; new writes use it, old records still open.
     let keys_b_then_a = format!("{KEY_B},{COFFER_KEYS}");
     server.restart_with(&[("COFFER_KEYS", &keys_b_then_a)]);
     let api = Api::new(&server, bearer.clone()).header("x-tenantid", owner.to_string());
     let fresh = create(&api, "rotation", "rotation-fresh-secret", json!({}));
-    let kid = server.d1(&format!(
-        "SELECT kid FROM credentials WHERE id = '{}'",
-        bare(&fresh)
-    ));
-    assert_eq!(kid[0]["kid"], "test-k2");
 
-    // Step 2: the rewrap pass, with readers running all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let reads = Arc::new(AtomicUsize::new(0));
-    thread::scope(|scope| {
-        for worker in 0..2 {
-            let (stop, failures, reads, api) =
-                (stop.clone(), failures.clone(), reads.clone(), api.clone());
-            let (ids, secrets) = (&ids, &secrets);
+    // Step 2: the rewrap pass, with readers running before, during and
+    // after it. Each read's start and end are kept, to show reads really
+    // overlapped the pass.
+    let stop = AtomicBool::new(false);
+    let failures = AtomicUsize::new(0);
+    let spans: std::sync::Mutex<Vec<(Instant, Instant)>> = std::sync::Mutex::new(Vec::new());
+    let (sweep_started, sweep_ended) = thread::scope(|scope| {
+        for worker in 0..READERS {
+            let (stop, failures, spans, api, ids, secrets) =
+                (&stop, &failures, &spans, api.clone(), &ids, &secrets);
             scope.spawn(move || {
                 let mut n = worker;
-                while !stop.load(Ordering::Relaxed) || n < worker + 12 {
+                while !stop.load(Ordering::Relaxed) {
                     let i = n % ids.len();
+                    let started = Instant::now();
                     let reply = read(&api, "rotation", &ids[i]);
                     if reply.status != 200
                         || reply.body["data"]["credentials"]["apiKey"] != secrets[i].as_str()
                     {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
-                    reads.fetch_add(1, Ordering::Relaxed);
-                    n += 2;
+                    spans.lock().expect("lock").push((started, Instant::now()));
+                    n += READERS;
                 }
             });
         }
+        // Let the readers get going before the pass starts.
+        while spans.lock().expect("lock").len() < 2 * READERS {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let started = Instant::now();
         sweep(&server);
+        let ended = Instant::now();
+        // And keep reading for a little while after it.
+        let after = spans.lock().expect("lock").len() + 2 * READERS;
+        while spans.lock().expect("lock").len() < after {
+            thread::sleep(Duration::from_millis(5));
+        }
         stop.store(true, Ordering::Relaxed);
+        (started, ended)
     });
     assert_eq!(
         failures.load(Ordering::Relaxed),
         0,
         "reads failed during the rewrap pass"
     );
+    let spans = spans.into_inner().expect("lock");
+    let overlapping = spans
+        .iter()
+        .filter(|(start, end)| *start < sweep_ended && *end > sweep_started)
+        .count();
+    let inside = spans
+        .iter()
+        .filter(|(start, end)| *start >= sweep_started && *end <= sweep_ended)
+        .count();
     assert!(
-        reads.load(Ordering::Relaxed) >= 12,
-        "every record was read during the pass"
+        overlapping >= READERS && inside >= 1,
+        "reads overlapped the pass ({overlapping} overlapping, {inside} inside {:?})",
+        sweep_ended - sweep_started
     );
-    let left = server.d1(&format!(
-        "SELECT count(*) AS n FROM credentials WHERE kid = '{KEY_ID}'"
-    ));
-    assert_eq!(left[0]["n"], 0, "every data key moved to the active key");
     let summary = sweep_summaries(&server, "rewrap", 1);
     assert!(
         summary
             .iter()
-            .any(|s| s["rewrapped"] == 12 && s["remaining"] == 0),
+            .any(|s| s["rewrapped"] == RECORDS && s["remaining"] == 0),
         "{summary:?}"
     );
 
-    // Step 3: the old key is removed; everything still decrypts.
+    // Step 3: the old key is removed; everything still decrypts, the
+    // record written after step 1 included.
     server.restart_with(&[("COFFER_KEYS", KEY_B)]);
     let api = Api::new(&server, bearer).header("x-tenantid", owner.to_string());
     for (id, secret) in ids.iter().zip(&secrets) {
@@ -154,7 +168,12 @@ fn master_key_rotation_rewraps_every_record_without_failing_reads() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["data"]["credentials"]["apiKey"], secret.as_str());
     }
-    assert_eq!(read(&api, "rotation", &fresh).status, 200);
+    let reply = read(&api, "rotation", &fresh);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"],
+        "rotation-fresh-secret"
+    );
 
     // The sweep is idempotent: a second pass finds nothing to do.
     sweep(&server);
@@ -195,13 +214,19 @@ fn a_record_whose_key_is_gone_fails_opaquely_and_is_skipped_by_the_sweep() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let kid = server.d1(&format!(
-        "SELECT kid FROM credentials WHERE id = '{}'",
-        bare(&id)
-    ));
+    // The key comes back: the record opens, so the sweep left its wrap alone.
+    server.restart_with(&[("COFFER_KEYS", COFFER_KEYS)]);
+    let api = Api::new(&server, token(owner, "integration_admin"))
+        .header("x-tenantid", owner.to_string());
+    let reply = read(&api, "lost-key", &id);
     assert_eq!(
-        kid[0]["kid"], KEY_ID,
-        "an undecryptable key is never rewritten"
+        reply.status, 200,
+        "an undecryptable key is never rewritten: {}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"],
+        "lost-key-secret-value"
     );
 }
 
@@ -223,19 +248,16 @@ fn expiry_sweep_stores_expired_and_the_secret_stays_readable() {
         "expiry-secret-two",
         json!({"expiresAt": "2999-01-01T00:00:00.000Z"}),
     );
-    let status = |id: &str| {
-        server.d1(&format!(
-            "SELECT status FROM credentials WHERE id = '{}'",
-            bare(id)
-        ))[0]["status"]
-            .clone()
-    };
-    assert_eq!(status(&past), "active");
     sweep(&server);
-    assert_eq!(status(&past), "expired");
-    assert_eq!(status(&future), "active");
     sweep(&server);
-    assert_eq!(status(&past), "expired", "idempotent");
+    let summaries = sweep_summaries(&server, "expire", 2);
+    assert_eq!(
+        summaries[0]["expired"], 1,
+        "only the past record: {summaries:?}"
+    );
+    assert_eq!(summaries[1]["expired"], 0, "idempotent: {summaries:?}");
+    let reply = read(&api, "expiry", &future);
+    assert_eq!(reply.body["data"]["status"], "active", "{}", reply.text);
     let reply = read(&api, "expiry", &past);
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["data"]["status"], "expired");
@@ -247,10 +269,6 @@ fn expiry_sweep_stores_expired_and_the_secret_stays_readable() {
     );
     assert_eq!(patched.status, 200, "{}", patched.text);
     assert_eq!(patched.body["data"]["status"], "active");
-    eprintln!(
-        "{}",
-        server.d1("SELECT id, status, expires_at FROM credentials")
-    );
     let listed = api.get("/api/v1/credentials?integrationId=expiry&status=active");
     assert_eq!(
         listed.body["data"]["items"].as_array().map(Vec::len),
@@ -260,79 +278,123 @@ fn expiry_sweep_stores_expired_and_the_secret_stays_readable() {
     );
 }
 
+/// Restarts `server` with its D1 binding pointed at an empty database (no
+/// tables), makes `count` creates fail there after their blobs reached KV,
+/// and restarts it on the real database with `vars`. Fault injection: the
+/// orphans are written by the Worker itself, with its own write times, as
+/// a D1 outage between the KV put and the commit would leave them.
+fn orphan_blobs_by_failed_creates(
+    server: &mut Server,
+    owner: Uuid,
+    count: usize,
+    vars: &[(&str, &str)],
+) {
+    server.restart_with_config(vars, |config| {
+        if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
+            if let Some(toml::Value::Table(db)) = databases.first_mut() {
+                db.insert(
+                    "database_id".into(),
+                    "00000000-0000-0000-0000-0000000000ff".into(),
+                );
+            }
+        }
+    });
+    let api =
+        Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
+    for n in 0..count {
+        let reply = api.post(
+            "/api/v1/credentials",
+            &json!({"integrationId": "orphans", "credentialName": "Lost",
+                    "credentials": {"apiKey": format!("orphaned-secret-{n}")}}),
+        );
+        assert_eq!(reply.status, 500, "the commit fails: {}", reply.text);
+    }
+    server.restart_with(vars);
+}
+
 #[test]
 fn orphan_sweep_removes_unreferenced_blobs_past_retention_only() {
-    let server = Server::start(&[("COFFER_BLOB_RETENTION_SECONDS", "0")]);
+    let hour = [("COFFER_BLOB_RETENTION_SECONDS", "3600")];
+    let mut server = Server::start(&hour);
     let owner = tenant();
+    let live = {
+        let api = Api::new(&server, token(owner, "integration_admin"))
+            .header("x-tenantid", owner.to_string());
+        let id = create(&api, "orphans", "orphan-test-first-secret", json!({}));
+        // A secret change leaves the first blob unreferenced (the Worker
+        // deletes it itself after the commit).
+        let patched = api.patch(
+            &format!("/api/v1/credentials/{id}"),
+            &json!({"credentials": {"apiKey": "orphan-test-live-secret"}}),
+        );
+        assert_eq!(patched.status, 200, "{}", patched.text);
+        id
+    };
+    orphan_blobs_by_failed_creates(&mut server, owner, 2, &hour);
+
+    // Young orphans stay while the retention window lasts.
+    sweep(&server);
+    let first = sweep_summaries(&server, "orphans", 1);
+    assert_eq!(first[0]["removed"], 0, "{first:?}");
+    assert_eq!(first[0]["kept_young"], 2, "{first:?}");
+    assert_eq!(first[0]["scanned"], 3, "{first:?}");
+
+    // Past the window they go, and only they.
+    thread::sleep(Duration::from_millis(2100));
+    server.restart_with(&[("COFFER_BLOB_RETENTION_SECONDS", "1")]);
+    sweep(&server);
+    sweep(&server);
+    // The log holds every run since the first start.
+    let summaries = sweep_summaries(&server, "orphans", 3);
+    assert_eq!(summaries[1]["removed"], 2, "{summaries:?}");
+    assert_eq!(summaries[1]["scanned"], 3, "{summaries:?}");
+    assert_eq!(summaries[2]["removed"], 0, "idempotent: {summaries:?}");
+    assert_eq!(summaries[2]["scanned"], 1, "{summaries:?}");
     let api = Api::new(&server, token(owner, "integration_admin"))
         .header("x-tenantid", owner.to_string());
-    let id = create(&api, "orphans", "orphan-test-live-secret", json!({}));
-    let orphan = format!("secret/v1/{owner}/{}/1", Uuid::new_v4());
-    let superseded = format!("secret/v1/{owner}/{}/1.0000000000000000", bare(&id));
-    let keys = || -> Vec<String> {
-        let out = server.wrangler_cli(&[
-            "kv",
-            "key",
-            "list",
-            "--binding",
-            "SECRETS",
-            "--prefix",
-            &format!("secret/v1/{owner}/"),
-        ]);
-        let listed: Vec<Value> = serde_json::from_str(&out).expect("kv key list JSON");
-        listed
-            .iter()
-            .filter_map(|k| k["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    let live = keys();
-    assert_eq!(live.len(), 1);
-    for key in [&orphan, &superseded] {
-        server.wrangler_cli(&[
-            "kv",
-            "key",
-            "put",
-            "--binding",
-            "SECRETS",
-            key,
-            "stale-bytes",
-        ]);
-    }
-    assert_eq!(keys().len(), 3);
-    sweep(&server);
-    assert_eq!(keys(), live, "only the blob D1 points at is left");
-    assert_eq!(read(&api, "orphans", &id).status, 200);
-    sweep(&server);
-    let summaries = sweep_summaries(&server, "orphans", 2);
+    let reply = read(&api, "orphans", &live);
+    assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(
-        summaries.first().map(|s| s["removed"].clone()),
-        Some(json!(2))
-    );
-    assert_eq!(
-        summaries.last().map(|s| s["removed"].clone()),
-        Some(json!(0)),
-        "idempotent"
+        reply.body["data"]["credentials"]["apiKey"],
+        "orphan-test-live-secret"
     );
 }
 
 #[test]
-fn orphan_sweep_spares_young_blobs() {
-    let server = Server::start(&[]);
+fn orphan_sweep_spares_young_blobs_even_with_a_short_window() {
+    let vars = [("COFFER_BLOB_RETENTION_SECONDS", "30")];
+    let mut server = Server::start(&vars);
     let owner = tenant();
-    let orphan = format!("secret/v1/{owner}/{}/1", Uuid::new_v4());
-    let now_ms = coffer_tests::fixtures::now() * 1000;
+    orphan_blobs_by_failed_creates(&mut server, owner, 1, &vars);
+    sweep(&server);
+    let summaries = sweep_summaries(&server, "orphans", 1);
+    assert_eq!(summaries[0]["kept_young"], 1, "{summaries:?}");
+    assert_eq!(summaries[0]["removed"], 0, "{summaries:?}");
+}
+
+#[test]
+fn orphan_sweep_keeps_and_counts_blobs_of_unknown_age() {
+    let server = Server::start(&[("COFFER_BLOB_RETENTION_SECONDS", "0")]);
+    let owner = tenant();
+    // Fault injection: a blob with no write time, as builds before the
+    // data-safety fix wrote them. Its age cannot be told, so it stays.
+    let unknown = format!("secret/v1/{owner}/{}/1", Uuid::new_v4());
     server.wrangler_cli(&[
         "kv",
         "key",
         "put",
         "--binding",
         "SECRETS",
-        &orphan,
-        "in-flight",
-        "--metadata",
-        &json!({"written_at": now_ms}).to_string(),
+        &unknown,
+        "bytes-of-unknown-age",
     ]);
     sweep(&server);
+    sweep(&server);
+    let summaries = sweep_summaries(&server, "orphans", 2);
+    for summary in &summaries {
+        assert_eq!(summary["removed"], 0, "{summaries:?}");
+        assert_eq!(summary["unknown_age"], 1, "{summaries:?}");
+    }
     let out = server.wrangler_cli(&[
         "kv",
         "key",
@@ -340,17 +402,9 @@ fn orphan_sweep_spares_young_blobs() {
         "--binding",
         "SECRETS",
         "--prefix",
-        &orphan,
+        &unknown,
     ]);
-    assert!(
-        out.contains(&orphan),
-        "a blob younger than the retention window stays: {out}"
-    );
-    let summaries = sweep_summaries(&server, "orphans", 1);
-    assert_eq!(
-        summaries.last().map(|s| s["kept_young"].clone()),
-        Some(json!(1))
-    );
+    assert!(out.contains(&unknown), "the blob is still there: {out}");
 }
 
 #[test]

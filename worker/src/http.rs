@@ -94,7 +94,12 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 impl Ctx {
     /// The store, counting this request's round trips.
     pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        Store::open(&self.env, self.io.clone())
+        let store = Store::open(&self.env, self.io.clone())?;
+        #[cfg(feature = "fault-injection")]
+        let store = store.with_commit_delay(crate::faults::commit_delay_ms(
+            self.header(crate::faults::COMMIT_DELAY_HEADER),
+        ));
+        Ok(store)
     }
 
     /// A captured path parameter (the router guarantees it exists).

@@ -13,9 +13,13 @@ mod auth;
 mod cors;
 mod env;
 mod error;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod http;
 #[cfg(test)]
 mod openapi_tests;
+#[cfg(test)]
+mod plain_vars;
 mod routes;
 mod store;
 mod sweep;
@@ -140,6 +144,7 @@ pub(crate) fn resolve(method: &Method, path: &str) -> core::result::Result<(Op, 
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    env::warn_once_about_secrets_in_plain_vars();
     http::serve(req, env).await
 }
 
@@ -147,6 +152,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// `wrangler dev --test-scheduled`): expiry, rewrap and orphan sweeps.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    env::warn_once_about_secrets_in_plain_vars();
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
     sweep::run(&env, now_ms).await;
 }

@@ -116,7 +116,9 @@ pub(crate) async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<Value
 }
 
 /// Removes KV blobs no D1 row points at (failed writes, superseded secret
-/// versions whose delete failed) once older than the retention window.
+/// versions whose delete failed) once older than the retention window, by
+/// the write time the Worker stored with each blob; a blob without one is
+/// kept and counted (`unknown_age`), never removed.
 async fn orphans(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiError> {
     let retention_ms = env
         .var(env::BLOB_RETENTION_SECONDS)
@@ -126,7 +128,7 @@ async fn orphans(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiErro
         .max(0)
         .saturating_mul(1000);
     let mut cursor = store.meta(ORPHAN_CURSOR).await?;
-    let (mut scanned, mut removed, mut kept_young) = (0, 0, 0);
+    let (mut scanned, mut removed, mut kept_young, mut unknown_age) = (0, 0, 0, 0);
     for _ in 0..ORPHAN_PAGES {
         let (blobs, next) = store.list_blobs(cursor.take(), ORPHAN_PAGE).await?;
         scanned += blobs.len();
@@ -143,7 +145,14 @@ async fn orphans(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiErro
             if pointed_at {
                 continue;
             }
-            if now_ms.saturating_sub(blob.written_at) < retention_ms {
+            // Only a blob whose age is known and past the window may go:
+            // a younger one may belong to a write whose D1 commit is still
+            // in flight, and one of unknown age is kept and counted.
+            let Some(written_at) = blob.written_at else {
+                unknown_age += 1;
+                continue;
+            };
+            if now_ms.saturating_sub(written_at) < retention_ms {
                 kept_young += 1;
                 continue;
             }
@@ -158,6 +167,7 @@ async fn orphans(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiErro
     // Resume here next run; after a complete pass, start over.
     store.set_meta(ORPHAN_CURSOR, cursor.as_deref()).await?;
     Ok(
-        json!({"scanned": scanned, "removed": removed, "kept_young": kept_young, "complete": cursor.is_none()}),
+        json!({"scanned": scanned, "removed": removed, "kept_young": kept_young,
+               "unknown_age": unknown_age, "complete": cursor.is_none()}),
     )
 }

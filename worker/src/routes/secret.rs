@@ -213,6 +213,7 @@ async fn read_once(
     let counted = store
         .record_read(
             record,
+            caller.tenant,
             ctx.now_ms,
             &read_event(ctx, caller, record, Outcome::Success),
         )

@@ -206,6 +206,9 @@ pub(crate) struct Store {
     db: D1Database,
     secrets: KvStore,
     io: Rc<Io>,
+    /// Test builds only: wait this long before a write's D1 commit.
+    #[cfg(feature = "fault-injection")]
+    commit_delay_ms: u32,
 }
 
 /// What a caller may filter a list by.
@@ -225,7 +228,28 @@ impl Store {
         let secrets = env
             .kv(env::SECRETS)
             .map_err(|error| ApiError::Unavailable(format!("kv binding: {error}")))?;
-        Ok(Self { db, secrets, io })
+        Ok(Self {
+            db,
+            secrets,
+            io,
+            #[cfg(feature = "fault-injection")]
+            commit_delay_ms: 0,
+        })
+    }
+
+    /// Test builds only: every create and update waits `ms` before its D1
+    /// commit (see `faults.rs`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn with_commit_delay(mut self, ms: u32) -> Self {
+        self.commit_delay_ms = ms;
+        self
+    }
+
+    /// Where a write is about to commit: a no-op unless a test build was
+    /// asked to widen the window (see `faults.rs`).
+    async fn before_commit(&self) {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::pause(self.commit_delay_ms).await;
     }
 
     fn prepare(&self, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, ApiError> {
@@ -380,6 +404,7 @@ impl Store {
             ],
         )?;
         let audit = self.audit_statement(event, false)?;
+        self.before_commit().await;
         self.batch(vec![insert, audit]).await?;
         Ok(())
     }
@@ -398,31 +423,39 @@ impl Store {
         if let Some(blob) = new_blob {
             self.put_blob(record, blob).await?;
         }
-        let update = self.prepare(
-            sql::UPDATE,
-            &[
-                record.id.to_string().into(),
-                int(expected),
-                record.name.as_str().into(),
-                opt(record.description.as_deref()),
-                json_text(&Value::from(record.scopes.clone())).into(),
-                opt(record.token_endpoint.as_deref()),
-                opt(record.authorization_endpoint.as_deref()),
-                json_text(&record.metadata).into(),
-                record.status.as_str().into(),
-                opt_int(record.expires_at),
-                int(record.updated_at),
-                json_text(&record.updated_by).into(),
-                int(record.version),
+        let mut params: Vec<JsValue> = vec![
+            record.id.to_string().into(),
+            int(expected),
+            record.name.as_str().into(),
+            opt(record.description.as_deref()),
+            json_text(&Value::from(record.scopes.clone())).into(),
+            opt(record.token_endpoint.as_deref()),
+            opt(record.authorization_endpoint.as_deref()),
+            json_text(&record.metadata).into(),
+            record.status.as_str().into(),
+            opt_int(record.expires_at),
+            int(record.updated_at),
+            json_text(&record.updated_by).into(),
+            int(record.version),
+        ];
+        // Only a secret change writes the key columns (see
+        // `sql::UPDATE_METADATA`).
+        let statement = if new_blob.is_some() {
+            params.extend([
                 int(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
-            ],
-        )?;
+            ]);
+            sql::UPDATE_WITH_SECRET
+        } else {
+            sql::UPDATE_METADATA
+        };
+        let update = self.prepare(statement, &params)?;
         let audit = self.audit_statement(event, true)?;
+        self.before_commit().await;
         let results = self.batch(vec![update, audit]).await?;
-        let won = changes(results.first()) == 1;
+        let won = changes(results.first())? == 1;
         if !won && new_blob.is_some() {
             // Nothing points at the blob we wrote: remove it now rather
             // than leave it to the orphan sweep.
@@ -444,12 +477,8 @@ impl Store {
         let delete = self.prepare(sql::DELETE, &[id.clone(), int(expected)])?;
         let audit = self.audit_statement(event, true)?;
         let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id])?;
-        let results = self
-            .db
-            .batch(vec![delete, audit, shares])
-            .await
-            .map_err(db_error)?;
-        let won = changes(results.first()) == 1;
+        let results = self.batch(vec![delete, audit, shares]).await?;
+        let won = changes(results.first())? == 1;
         if won {
             self.delete_blob(record).await;
         }
@@ -461,13 +490,18 @@ impl Store {
     /// fails, the read fails closed. Returns the new `(access_count,
     /// last_accessed_at)`, or `None` when the record or its secret version
     /// changed meanwhile (then nothing was counted or audited).
+    ///
+    /// The statement re-checks that the record is still the same secret
+    /// write, owned by `reader`, with a servable status, so no read that
+    /// commits after a revoke, a deactivation or a delete serves the secret.
     pub(crate) async fn record_read(
         &self,
         record: &Record,
+        reader: TenantId,
         now_ms: i64,
         event: &AuditEvent,
     ) -> Result<Option<(i64, i64)>, ApiError> {
-        let reader = serde_json::json!({
+        let audit_fields = serde_json::json!({
             "id": event.id,
             "actor_id": event.actor_id,
             "actor_name": event.actor_name,
@@ -487,6 +521,8 @@ impl Store {
                     record.id.to_string().into(),
                     int(now_ms),
                     int(record.secret_version),
+                    audit_fields.to_string().into(),
+                    record.blob_nonce.as_str().into(),
                     reader.to_string().into(),
                 ],
             )?)
@@ -543,10 +579,18 @@ impl Store {
         Ok(blob)
     }
 
+    /// Writes a secret write's blob with its write time (`record.updated_at`,
+    /// the request's clock) as KV metadata: the orphan sweep spares a blob
+    /// younger than the retention window, whose D1 commit may still be in
+    /// flight, and keeps any blob whose age it cannot tell.
     async fn put_blob(&self, record: &Record, blob: &[u8]) -> Result<(), ApiError> {
         self.io.count_kv();
         self.secrets
             .put_bytes(&blob_key(record), blob)
+            .map_err(kv_error)?
+            .metadata(BlobMetadata {
+                written_at: record.updated_at,
+            })
             .map_err(kv_error)?
             .execute()
             .await
@@ -566,12 +610,21 @@ impl Store {
     }
 }
 
-/// Rows changed by a statement of a batch.
-fn changes(result: Option<&worker::D1Result>) -> usize {
+/// Rows changed by a statement of a batch. A result without a change
+/// count is an error, never "nothing changed": a committed write taken for
+/// a lost one would delete the blob its row now points at.
+fn changes(result: Option<&worker::D1Result>) -> Result<usize, ApiError> {
     result
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|meta| meta.changes)
-        .unwrap_or(0)
+        .ok_or_else(|| ApiError::internal("d1: a write returned no change count"))
+}
+
+/// The KV metadata of a sealed blob.
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct BlobMetadata {
+    /// When the Worker wrote the blob (Unix ms).
+    pub(crate) written_at: i64,
 }
 
 fn json_text(value: &Value) -> String {

@@ -42,8 +42,21 @@ pub(super) const INSERT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
        NULL, 0, ?18, ?19, ?20, ?21, ?22)";
 
-/// ?1 id, ?2 expected version, ?3..?17 new values (compare-and-set).
-pub(super) const UPDATE: &str =
+/// ?1 id, ?2 expected version, ?3..?13 new values (compare-and-set). A
+/// change that leaves the secret alone never writes the key columns
+/// (`secret_version`, `kid`, `wrapped_dek`, `blob_nonce`): a rewrap that
+/// landed since the record was loaded would otherwise be undone, and the
+/// rewrap does not change `version`.
+pub(super) const UPDATE_METADATA: &str =
+    "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
+       authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
+       updated_at = ?11, updated_by = ?12, version = ?13 \
+     WHERE id = ?1 AND version = ?2";
+
+/// As [`UPDATE_METADATA`], and ?14..?17 the new secret version's key
+/// columns: a secret change replaces the data key, so no earlier wrap of
+/// the old one matters.
+pub(super) const UPDATE_WITH_SECRET: &str =
     "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
        authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
        updated_at = ?11, updated_by = ?12, version = ?13, secret_version = ?14, kid = ?15, \
@@ -57,13 +70,21 @@ pub(super) const DELETE: &str = "DELETE FROM credentials WHERE id = ?1 AND versi
 pub(super) const DELETE_SHARES_OF_DELETED: &str = "DELETE FROM shares WHERE credential_id = ?1 \
        AND NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?1)";
 
-/// ?1 id, ?2 now, ?3 secret version, ?4 the reader's audit fields (JSON):
-/// counts the read, and the `credentials_read_audit` trigger (migration
-/// 0005) writes its audit event in the same statement.
+/// ?1 id, ?2 now, ?3 secret version, ?4 the reader's audit fields (JSON),
+/// ?5 blob nonce, ?6 the reader's tenant: counts the read, and the
+/// `credentials_read_audit` trigger (migration 0005) writes its audit event
+/// in the same statement. It re-checks, atomically, what made the read
+/// servable when the row was loaded: the same secret write, still owned by
+/// the reader's tenant, and a status whose secret may be served (the
+/// core's `check_secret_servable`: not `inactive`, not `revoked`). A read
+/// racing a revoke, a deactivation or a delete changes nothing here, and
+/// the caller decides again on a fresh load.
 pub(super) const RECORD_READ: &str =
     "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
        last_read = ?4 \
-     WHERE id = ?1 AND secret_version = ?3 RETURNING access_count, last_accessed_at";
+     WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
+       AND status IN ('active', 'expired') \
+     RETURNING access_count, last_accessed_at";
 
 /// ?1..?11, see `Store::audit_statement`.
 pub(super) const AUDIT_INSERT: &str =
@@ -244,7 +265,8 @@ pub(super) fn all() -> Vec<String> {
         FIND,
         SELECT_FOR_INTEGRATION,
         INSERT,
-        UPDATE,
+        UPDATE_METADATA,
+        UPDATE_WITH_SECRET,
         DELETE,
         DELETE_SHARES_OF_DELETED,
         RECORD_READ,
@@ -332,6 +354,21 @@ mod tests {
                     && detail != "SCAN CONSTANT ROW";
                 assert!(!full_scan, "full scan in plan {details:?} of {sql}");
             }
+        }
+    }
+
+    /// The statuses the read-count statement serves are exactly those the
+    /// core's `check_secret_servable` allows (stored `expired` included:
+    /// its effective status is expired or, with the expiry cleared, active).
+    #[test]
+    fn record_read_serves_exactly_the_statuses_the_core_allows() {
+        for status in coffer_core::Status::ALL {
+            let quoted = format!("'{}'", status.as_str());
+            assert_eq!(
+                super::RECORD_READ.contains(&quoted),
+                coffer_core::check_secret_servable(status).is_ok(),
+                "{quoted}"
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 
-use super::{int, kv_error, sql, Store, BLOB_PREFIX};
+use super::{int, kv_error, sql, BlobMetadata, Store, BLOB_PREFIX};
 use crate::error::ApiError;
 
 /// A data key still wrapped under a retired master key.
@@ -34,8 +34,10 @@ pub(crate) struct Blob {
     pub(crate) id: String,
     pub(crate) secret_version: i64,
     pub(crate) blob_nonce: String,
-    /// When it was written (Unix ms), from its KV metadata; 0 if unknown.
-    pub(crate) written_at: i64,
+    /// When the Worker wrote it (Unix ms), from its KV metadata; `None`
+    /// when the metadata is missing or unreadable (blobs written before
+    /// the Worker recorded write times).
+    pub(crate) written_at: Option<i64>,
 }
 
 impl Store {
@@ -147,10 +149,9 @@ impl Store {
                 let (version, nonce) = last.split_once('.').unwrap_or((last, ""));
                 let written_at = key
                     .metadata
-                    .as_ref()
-                    .and_then(|m| m.get("written_at"))
-                    .and_then(serde_json::Value::as_i64)
-                    .unwrap_or(0);
+                    .clone()
+                    .and_then(|m| serde_json::from_value::<BlobMetadata>(m).ok())
+                    .map(|m| m.written_at);
                 Some(Blob {
                     id: id.to_string(),
                     secret_version: version.parse().ok()?,

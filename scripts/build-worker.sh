@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Worker with worker-build, offline: WASM_BINDGEN_BIN,
+# WASM_OPT_BIN and ESBUILD_BIN stop it from downloading wasm-bindgen and
+# wasm-opt (scripts/setup.sh installs all three at pinned versions). The
+# one place the build command is written: the Makefile and wrangler.toml's
+# [build] both call it.
+#
+#   scripts/build-worker.sh          release build into worker/build: what
+#                                    `wrangler deploy` ships
+#   scripts/build-worker.sh faults   the same with the `fault-injection`
+#                                    feature (test-only switches that widen
+#                                    race windows) into worker/build-faults,
+#                                    with a target dir of its own so the two
+#                                    builds do not relink each other
+set -euo pipefail
+cd "$(dirname "$0")/../worker"
+export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+export WASM_OPT_BIN=../node_modules/.bin/wasm-opt
+export ESBUILD_BIN=../node_modules/.bin/esbuild
+case "${1:-release}" in
+  release) exec worker-build --release ;;
+  faults)
+    export CARGO_TARGET_DIR=../target/faults
+    exec worker-build --release --out-dir build-faults . --features fault-injection ;;
+  *) echo "usage: $0 [release|faults]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,30 @@
+//! Test-only fault switches, compiled in only with the `fault-injection`
+//! feature (`scripts/build-worker.sh faults`); the release build that
+//! `wrangler deploy` ships has none of this, and a test checks its `.wasm`.
+//!
+//! Some races are real but their windows are a few milliseconds wide under
+//! `wrangler dev`. A switch widens one on request, so a test can hit it
+//! every time instead of now and then.
+
+/// `x-coffer-fault-commit-delay-ms: N`: a create or an update waits `N` ms
+/// (at most [`MAX_DELAY_MS`]) just before its D1 commit, after any new
+/// blob's KV put. Widens the window between the put and the commit (the
+/// orphan sweep) and between loading a record and writing it (a rewrap).
+pub(crate) const COMMIT_DELAY_HEADER: &str = "x-coffer-fault-commit-delay-ms";
+
+/// The longest delay a switch accepts.
+pub(crate) const MAX_DELAY_MS: u32 = 5_000;
+
+/// The delay a request asked for, if any.
+pub(crate) fn commit_delay_ms(header: Option<String>) -> u32 {
+    header
+        .and_then(|value| value.trim().parse::<u32>().ok())
+        .map_or(0, |ms| ms.min(MAX_DELAY_MS))
+}
+
+/// Waits `ms` milliseconds (nothing for 0).
+pub(crate) async fn pause(ms: u32) {
+    if ms > 0 {
+        worker::Delay::from(core::time::Duration::from_millis(u64::from(ms))).await;
+    }
+}
