@@ -146,6 +146,14 @@ impl Key {
     }
 }
 
+/// One `AUTH_REALMS` entry with every field the Worker requires: the
+/// issuer its tokens carry in `iss`, where its JWKS is, the audience its
+/// tokens name in `aud`, and the tenants it may speak for (a list of UUID
+/// strings, or `"*"`).
+pub fn realm_entry(issuer: &str, jwks_url: &str, audience: &str, tenants: Value) -> Value {
+    json!({"issuer": issuer, "jwks_url": jwks_url, "audience": audience, "tenants": tenants})
+}
+
 /// A JWKS document built from keys.
 pub fn jwks(keys: &[&Key]) -> Value {
     json!({ "keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>() })

@@ -20,7 +20,7 @@ use coffer_tests::{
     client::{Api, Reply},
     fixtures::{self, TokenBuilder},
     harness::Server,
-    idp::{Idp, Key},
+    idp::{self, Idp, Key},
 };
 use jwt_compact::{
     alg::{Hs256, Hs256Key},
@@ -121,7 +121,7 @@ fn world() -> &'static World {
 
 /// One realm of `AUTH_REALMS`, with every field the Worker requires.
 fn realm_config(name: &str, jwks_url: &str, tenants: Value) -> Value {
-    json!({"issuer": issuer(name), "jwks_url": jwks_url, "audience": AUDIENCE, "tenants": tenants})
+    idp::realm_entry(&issuer(name), jwks_url, AUDIENCE, tenants)
 }
 
 /// Valid claims for a realm's tokens.

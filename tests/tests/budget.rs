@@ -8,7 +8,7 @@ use coffer_tests::{
     client::Api,
     fixtures::{tenant, token, TokenBuilder},
     harness::{self, Server},
-    idp::{Idp, Key},
+    idp::{self, Idp, Key},
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -32,13 +32,8 @@ fn world() -> &'static World {
         let key = Key::es256("budget-1");
         // Fresh for the whole run: warm requests never refresh.
         idp.publish("/budget", &[&key], Some("max-age=3600"));
-        let realms = json!({REALM: {
-            "issuer": ISSUER,
-            "jwks_url": idp.url("/budget"),
-            "audience": AUDIENCE,
-            "tenants": "*",
-        }})
-        .to_string();
+        let realm = idp::realm_entry(ISSUER, &idp.url("/budget"), AUDIENCE, json!("*"));
+        let realms = json!({ REALM: realm }).to_string();
         let server = Server::start(&[("AUTH_REALMS", &realms)]);
         World { idp, key, server }
     })
