@@ -89,7 +89,15 @@ if [ ! -f .dev.vars ]; then
   umask 077
   {
     echo "# Local secrets for wrangler dev; see .dev.vars.example. Never commit."
+    # 32 random bytes as 44 base64 characters: the HMAC key is the value's
+    # UTF-8 bytes, and the Worker refuses fewer than 32.
     echo "AUTH_HS256_SECRET=$(head -c 32 /dev/urandom | base64 -w0)"
     echo "COFFER_KEYS=dev-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)"
   } > .dev.vars
+else
+  # An older .dev.vars may hold a secret the Worker now refuses.
+  hs256_secret=$(sed -n "s/^AUTH_HS256_SECRET=//p" .dev.vars | tail -n 1 | tr -d "\"'")
+  if [ -n "$hs256_secret" ] && [ "$(printf %s "$hs256_secret" | wc -c)" -lt 32 ]; then
+    say "warning: AUTH_HS256_SECRET in .dev.vars is shorter than 32 bytes; every authenticated request will fail until it is replaced"
+  fi
 fi

@@ -11,7 +11,8 @@
 //! - `iss` and `aud` are checked only where the deployment configured them;
 //!   `aud` may be a string or an array (RFC 7519 §4.1.3).
 //! - `sub` and `tenant_id` (a UUID) are required; `tenants` is an optional
-//!   array of UUIDs; roles come from `roles` and from Keycloak's
+//!   array of UUIDs. Every tenant the token names must be one its issuer may
+//!   speak for ([`TenantScope`]). Roles come from `roles` and from Keycloak's
 //!   `realm_access.roles`, and names that are not the contract's roles are
 //!   ignored (a token may carry roles of other applications).
 use alloc::{string::String, vec::Vec};
@@ -21,6 +22,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::id::{Role, TenantId};
 use crate::principal::Principal;
+use crate::tenant_scope::TenantScope;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -53,6 +55,9 @@ pub enum ClaimError {
     InvalidTenant,
     /// An entry of `tenants` is not a hyphenated UUID.
     InvalidTenants,
+    /// `tenant_id` or an entry of `tenants` is a tenant the token's issuer
+    /// may not speak for.
+    TenantOutOfScope,
 }
 
 impl ClaimError {
@@ -70,6 +75,7 @@ impl ClaimError {
             Self::MissingTenant => "missing tenant_id",
             Self::InvalidTenant => "tenant_id is not a UUID",
             Self::InvalidTenants => "tenants holds a value that is not a UUID",
+            Self::TenantOutOfScope => "token names a tenant its issuer may not speak for",
         }
     }
 }
@@ -80,14 +86,17 @@ impl fmt::Display for ClaimError {
     }
 }
 
-/// What the deployment expects of `iss` and `aud`; `None` leaves the claim
-/// unchecked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the deployment expects of a token's issuer: `iss` and `aud` (where
+/// `None` leaves the claim unchecked) and the tenants it may name. There is
+/// no default: every caller states the tenants its issuer speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimRules<'a> {
     /// The required `iss`, compared exactly.
     pub issuer: Option<&'a str>,
     /// An audience `aud` must name (be, or contain).
     pub audience: Option<&'a str>,
+    /// The tenants `tenant_id` and `tenants` may name.
+    pub tenants: &'a TenantScope,
 }
 
 /// A token's claims other than the registered time claims, as sent.
@@ -179,7 +188,9 @@ impl TokenClaims {
     /// # Errors
     ///
     /// The first rule the claims break, checked in this order: time
-    /// (`exp`, `nbf`, `iat`), `iss`, `aud`, `sub`, `tenant_id`, `tenants`.
+    /// (`exp`, `nbf`, `iat`), `iss`, `aud`, `sub`, `tenant_id`, `tenants`,
+    /// then whether the issuer may speak for every tenant named
+    /// ([`ClaimError::TenantOutOfScope`]).
     pub fn validate(self, rules: &ClaimRules<'_>, now_ms: i64) -> Result<Principal, ClaimError> {
         let exp = self.exp.ok_or(ClaimError::MissingExpiry)?;
         // RFC 7519 §4.1.4: the current time must be before `exp`.
@@ -230,6 +241,14 @@ impl TokenClaims {
             if tenant != home_tenant && !tenants.contains(&tenant) {
                 tenants.push(tenant);
             }
+        }
+        // Both claims: `tenants` reaches a tenant through `x-tenantid` as
+        // surely as `tenant_id` does.
+        if !rules
+            .tenants
+            .permits_all(core::iter::once(&home_tenant).chain(&tenants))
+        {
+            return Err(ClaimError::TenantOutOfScope);
         }
 
         let realm_roles = claims.realm_access.and_then(|access| access.roles);
@@ -319,6 +338,14 @@ mod tests {
 
     use super::{ClaimError, ClaimRules, TokenClaims};
     use crate::id::{Role, TenantId};
+    use crate::tenant_scope::TenantScope;
+
+    /// No `iss` or `aud` check, any tenant.
+    const ANY: ClaimRules<'static> = ClaimRules {
+        issuer: None,
+        audience: None,
+        tenants: &TenantScope::Any,
+    };
 
     /// A fixed "now": 2024-03-27T00:00:00Z.
     const NOW: i64 = 1_711_497_600;
@@ -359,10 +386,11 @@ mod tests {
     /// the time claims, §4.1.1 and §4.1.3 for `iss` and `aud`.
     #[test]
     fn claim_rules() {
-        let none = ClaimRules::default();
+        let none = ANY;
         let configured = ClaimRules {
             issuer: Some("https://idp.example.com/realms/acme"),
             audience: Some("coffer"),
+            tenants: &TenantScope::Any,
         };
         let cases: Vec<(&str, Value, ClaimRules<'_>, Result<(), ClaimError>)> = vec![
             ("minimal token", base(), none, Ok(())),
@@ -556,6 +584,80 @@ mod tests {
         }
     }
 
+    /// A realm bound to tenants: `tenant_id` and every entry of `tenants`
+    /// must be among them, in any letter case.
+    #[test]
+    fn an_issuer_names_only_the_tenants_it_may_speak_for() {
+        const THIRD: &str = "550e8400-e29b-41d4-a716-446655440003";
+        let scope = TenantScope::Only(vec![
+            TenantId::parse(TENANT).expect("uuid"),
+            TenantId::parse(OTHER).expect("uuid"),
+        ]);
+        let scoped = ClaimRules {
+            tenants: &scope,
+            ..ANY
+        };
+        let nobody = TenantScope::Only(Vec::new());
+        let cases: Vec<(&str, Value, ClaimRules<'_>, Result<(), ClaimError>)> = vec![
+            ("home tenant in scope", base(), scoped, Ok(())),
+            (
+                "home tenant in another letter case",
+                with(json!({"tenant_id": TENANT.to_uppercase()})),
+                scoped,
+                Ok(()),
+            ),
+            (
+                "tenants in scope",
+                with(json!({"tenants": [OTHER, TENANT]})),
+                scoped,
+                Ok(()),
+            ),
+            (
+                "home tenant out of scope",
+                with(json!({"tenant_id": THIRD})),
+                scoped,
+                Err(ClaimError::TenantOutOfScope),
+            ),
+            (
+                "one of tenants out of scope",
+                with(json!({"tenants": [OTHER, THIRD]})),
+                scoped,
+                Err(ClaimError::TenantOutOfScope),
+            ),
+            (
+                "home tenant out of scope, tenants in it",
+                with(json!({"tenant_id": THIRD, "tenants": [TENANT]})),
+                scoped,
+                Err(ClaimError::TenantOutOfScope),
+            ),
+            (
+                "an empty scope speaks for nobody",
+                base(),
+                ClaimRules {
+                    tenants: &nobody,
+                    ..ANY
+                },
+                Err(ClaimError::TenantOutOfScope),
+            ),
+            (
+                "any tenant",
+                with(json!({"tenant_id": THIRD, "tenants": [OTHER]})),
+                ANY,
+                Ok(()),
+            ),
+            (
+                "malformed tenants are reported as such first",
+                with(json!({"tenants": ["junk"]})),
+                scoped,
+                Err(ClaimError::InvalidTenants),
+            ),
+        ];
+        for (name, claims, rules, expected) in cases {
+            let got = validate(&claims, &rules).map(|_| ());
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
     #[test]
     fn principal_carries_the_claims() {
         let claims = with(json!({
@@ -566,7 +668,7 @@ mod tests {
             "email": "ada@example.com",
             "tenant_name": "Acme",
         }));
-        let principal = validate(&claims, &ClaimRules::default()).expect("valid claims");
+        let principal = validate(&claims, &ANY).expect("valid claims");
         let home = TenantId::parse(TENANT).expect("uuid");
         let other = TenantId::parse(OTHER).expect("uuid");
         assert_eq!(principal.sub(), "user-1");
@@ -585,14 +687,14 @@ mod tests {
     #[test]
     fn keycloak_realm_roles_alone_are_read() {
         let claims = with(json!({"realm_access": {"roles": ["integration_user"]}}));
-        let principal = validate(&claims, &ClaimRules::default()).expect("valid claims");
+        let principal = validate(&claims, &ANY).expect("valid claims");
         assert_eq!(principal.highest_role(), Some(Role::User));
     }
 
     #[test]
     fn unknown_roles_and_optional_claims_are_ignored() {
         let claims = with(json!({"roles": ["admin", "INTEGRATION_ADMIN"], "name": null}));
-        let principal = validate(&claims, &ClaimRules::default()).expect("valid claims");
+        let principal = validate(&claims, &ANY).expect("valid claims");
         assert_eq!(principal.highest_role(), None);
         assert_eq!(principal.name(), None);
         assert_eq!(principal.tenant_name(), None);
@@ -611,6 +713,7 @@ mod tests {
             ClaimError::Malformed,
             ClaimError::Expired,
             ClaimError::InvalidTenants,
+            ClaimError::TenantOutOfScope,
         ] {
             let text = error.to_string();
             assert!(!text.ends_with('.'), "{text}");

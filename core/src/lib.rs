@@ -13,7 +13,9 @@
 //! - Its dependency tree holds no `worker`, `wasm-bindgen` or `js-sys`.
 //! - Parsing is the only way to build a validated value: [`TenantId`],
 //!   [`CredentialId`], [`IntegrationId`], [`ApiVersion`], [`Timestamp`],
-//!   [`Keyring`]. A [`Principal`] exists only after claim validation.
+//!   [`Keyring`]. A [`Principal`] exists only after claim validation, which
+//!   includes checking that its issuer may speak for every tenant it names
+//!   ([`TenantScope`]).
 //! - Each limit of the contract is stated once, in [`limits`].
 //! - Policy checks visibility before role: a stranger learns nothing
 //!   ([`Denial::NotVisible`]) whatever its role; see [`decide`].
@@ -90,6 +92,7 @@ mod keyring;
 mod lifecycle;
 mod policy;
 mod principal;
+mod tenant_scope;
 mod validate;
 
 pub use api_version::{ApiVersion, ApiVersionError};
@@ -105,6 +108,7 @@ pub use lifecycle::{
 };
 pub use policy::{decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
+pub use tenant_scope::TenantScope;
 pub use validate::{
     compact_json_len, limits, parse_page_limit, validate_body_size, validate_description,
     validate_metadata, validate_name, validate_scopes, validate_secret, AuthType, Unit,

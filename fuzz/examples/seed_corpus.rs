@@ -127,6 +127,17 @@ fn main() {
     );
     write(
         "claims",
+        "scoped",
+        claims(
+            0x04,
+            format!(
+                r#"{{"sub":"user-1","tenant_id":"{UUID}","tenants":["{OTHER_UUID}"],"exp":{}}}"#,
+                NOW + 600
+            ),
+        ),
+    );
+    write(
+        "claims",
         "expired",
         claims(
             0,

@@ -4,16 +4,18 @@
 //! Input: a flags byte, then (flag 0x80) eight big-endian bytes of `now`
 //! in milliseconds, else 2024-03-27T00:00:00Z; the rest is the JSON.
 //! Flags 0x01 and 0x02 require the issuer `https://issuer.example` and the
-//! audience `coffer`.
+//! audience `coffer`; flag 0x04 binds the issuer to the one tenant
+//! [`SCOPED_TENANT`] (else it speaks for any).
 #![no_main]
 
-use coffer_core::{ClaimRules, Role, TenantId, TokenClaims, LEEWAY_SECONDS};
+use coffer_core::{ClaimRules, Role, TenantId, TenantScope, TokenClaims, LEEWAY_SECONDS};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const NOW_MS: i64 = 1_711_497_600_000;
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "coffer";
+const SCOPED_TENANT: &str = "550e8400-e29b-41d4-a716-446655440001";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -23,9 +25,15 @@ fuzz_target!(|data: &[u8]| {
         Some((now, json)) if flags & 0x80 != 0 => (i64::from_be_bytes(*now), json),
         _ => (NOW_MS, rest),
     };
+    let scope = if flags & 0x04 != 0 {
+        TenantScope::Only(vec![TenantId::parse(SCOPED_TENANT).expect("uuid")])
+    } else {
+        TenantScope::Any
+    };
     let rules = ClaimRules {
         issuer: (flags & 0x01 != 0).then_some(ISSUER),
         audience: (flags & 0x02 != 0).then_some(AUDIENCE),
+        tenants: &scope,
     };
 
     let Ok(claims) = TokenClaims::from_json(json) else {
@@ -62,6 +70,17 @@ fuzz_target!(|data: &[u8]| {
         Ok(home)
     );
     assert!(principal.belongs_to(home));
+    // Every tenant named is one the issuer may speak for.
+    assert!(scope.permits(home));
+    for tenant in value
+        .get("tenants")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let tenant = TenantId::parse(tenant.as_str().expect("tenants are strings"));
+        assert!(scope.permits(tenant.expect("tenants are UUIDs")));
+    }
     assert_eq!(principal.acting_tenant(None), Ok(home));
     assert_eq!(principal.acting_tenant(Some(home)), Ok(home));
 

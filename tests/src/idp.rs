@@ -4,8 +4,10 @@
 //!
 //! One [`Idp`] serves any number of JWKS documents, one per path; tests use
 //! a path (a realm) per scenario and may replace a document at any time (a
-//! key rotation) or stop the server (an outage). It counts the fetches of
-//! each path, so tests can check how often the worker asked.
+//! key rotation), make it fail (an outage that still answers, `503`) or
+//! stop the server (an outage that refuses connections). It counts the
+//! fetches of each path, failed ones included, so tests can check how often
+//! the worker asked.
 extern crate alloc;
 
 use alloc::sync::Arc;
@@ -144,6 +146,14 @@ impl Key {
     }
 }
 
+/// One `AUTH_REALMS` entry with every field the Worker requires: the
+/// issuer its tokens carry in `iss`, where its JWKS is, the audience its
+/// tokens name in `aud`, and the tenants it may speak for (a list of UUID
+/// strings, or `"*"`).
+pub fn realm_entry(issuer: &str, jwks_url: &str, audience: &str, tenants: Value) -> Value {
+    json!({"issuer": issuer, "jwks_url": jwks_url, "audience": audience, "tenants": tenants})
+}
+
 /// A JWKS document built from keys.
 pub fn jwks(keys: &[&Key]) -> Value {
     json!({ "keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>() })
@@ -152,7 +162,11 @@ pub fn jwks(keys: &[&Key]) -> Value {
 #[derive(Default)]
 struct Published {
     documents: HashMap<String, (Value, Option<String>)>,
+    /// Paths answered `302 Found` with a `location` header.
+    redirects: HashMap<String, String>,
     fetches: HashMap<String, usize>,
+    /// Answer every request with `503 Service Unavailable`.
+    down: bool,
 }
 
 /// A loopback HTTP server publishing JWKS documents.
@@ -207,7 +221,23 @@ impl Idp {
             .insert(path.into(), (jwks(keys), cache_control.map(str::to_owned)));
     }
 
-    /// How many times `path` was fetched.
+    /// Answers `path` with `302 Found` to `location` (an absolute URL).
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.published
+            .lock()
+            .expect("idp lock")
+            .redirects
+            .insert(path.into(), location.into());
+    }
+
+    /// While `down`, every request is still counted but answered `503
+    /// Service Unavailable`: an identity provider in an outage, whose
+    /// failed fetches tests can count (a stopped server cannot count them).
+    pub fn set_down(&self, down: bool) {
+        self.published.lock().expect("idp lock").down = down;
+    }
+
+    /// How many times `path` was fetched, answered or not.
     pub fn fetches(&self, path: &str) -> usize {
         let published = self.published.lock().expect("idp lock");
         published.fetches.get(path).copied().unwrap_or(0)
@@ -247,13 +277,23 @@ fn serve(stream: TcpStream, published: &Mutex<Published>) {
         .nth(1)
         .unwrap_or("/")
         .to_owned();
-    let found = {
+    let (found, redirect, down) = {
         let mut published = published.lock().expect("idp lock");
         *published.fetches.entry(path.clone()).or_default() += 1;
-        published.documents.get(&path).cloned()
+        (
+            published.documents.get(&path).cloned(),
+            published.redirects.get(&path).cloned(),
+            published.down,
+        )
     };
-    let response = match found {
-        Some((document, cache_control)) => {
+    let response = match (down, redirect, found) {
+        (true, _, _) => {
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+        }
+        (false, Some(location), _) => format!(
+            "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ),
+        (false, None, Some((document, cache_control))) => {
             let body = document.to_string();
             let cache = cache_control
                 .map(|value| format!("cache-control: {value}\r\n"))
@@ -263,7 +303,9 @@ fn serve(stream: TcpStream, published: &Mutex<Published>) {
                 body.len()
             )
         }
-        None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+        (false, None, None) => {
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+        }
     };
     let mut stream = &stream;
     let _ = stream.write_all(response.as_bytes());

@@ -16,7 +16,7 @@ mod native {
     use core::hint::black_box;
 
     use chrono::Duration;
-    use coffer_core::ClaimRules;
+    use coffer_core::{ClaimRules, TenantScope};
     use criterion::{criterion_group, Criterion};
     use jwt_compact::{
         alg::{Ed25519, Es256, Hs256, Hs256Key, ModulusBits, Rsa, StrongAlg},
@@ -49,6 +49,7 @@ mod native {
         let rules = ClaimRules {
             issuer: Some("https://idp.example.com"),
             audience: Some("coffer"),
+            tenants: &TenantScope::Any,
         };
 
         let hs_key = Hs256Key::new(b"bench-secret-bench-secret-bench-secret");

@@ -139,7 +139,7 @@ impl Ctx {
 
     /// Verifies the bearer token.
     pub(crate) async fn principal(&self) -> Result<Principal, ApiError> {
-        auth::authenticate(&self.req, &self.env, self.now_ms)
+        auth::authenticate(&self.req, &self.env, &self.io, self.now_ms)
             .await
             .map_err(|error| {
                 log_auth_refusal(&self.request_id, &error);
@@ -183,7 +183,8 @@ fn log_auth_refusal(request_id: &str, error: &AuthError) {
     let reason = match error {
         AuthError::Missing => "missing bearer token",
         AuthError::NotAJwt => "not a JWT",
-        AuthError::Invalid(reason) | AuthError::Misconfigured(reason) => reason,
+        AuthError::Invalid(reason) => reason,
+        AuthError::Misconfigured(reason) => reason.as_str(),
     };
     console_log!(
         "{}",

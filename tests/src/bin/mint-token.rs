@@ -58,8 +58,20 @@ fn run() -> Result<String, String> {
     let secret = vars
         .lines()
         .find_map(|line| line.strip_prefix("AUTH_HS256_SECRET="))
-        .map(|value| value.trim().trim_matches('"').to_string())
+        .map(|value| {
+            value
+                .trim()
+                .trim_matches('"')
+                .trim_matches('\'')
+                .to_string()
+        })
+        .filter(|value| !value.is_empty())
         .ok_or("AUTH_HS256_SECRET is not set in .dev.vars")?;
+    // The Worker refuses shorter secrets (a configuration error): say so
+    // here rather than mint a token every request would answer with a 500.
+    if secret.len() < 32 {
+        return Err("AUTH_HS256_SECRET in .dev.vars is shorter than 32 bytes".into());
+    }
 
     let roles: Vec<&str> = roles
         .split(',')

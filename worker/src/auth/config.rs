@@ -5,30 +5,64 @@
 //!
 //! | `realmname` header | `AUTH_DEFAULT_REALM` | verifier                          |
 //! |--------------------|----------------------|-----------------------------------|
-//! | a configured realm | any                  | that realm's JWKS                 |
-//! | an unknown realm   | any                  | none: 401                         |
+//! | any                | an unknown realm     | none: 500 (misconfigured)         |
+//! | a configured realm | empty or a realm     | that realm's JWKS                 |
+//! | an unknown realm   | empty or a realm     | none: 401                         |
 //! | absent or empty    | a configured realm   | that realm's JWKS                 |
 //! | absent or empty    | empty                | HS256 with `AUTH_HS256_SECRET`    |
-//! | absent or empty    | an unknown realm     | none: 500 (misconfigured)         |
 //!
 //! A realm never falls back to HS256, and HS256 never falls back to a
 //! realm: the configuration, not the token, picks the key.
+//!
+//! Nothing unsafe is left to a default. Each realm states its `issuer`, its
+//! `audience` and the tenants it may speak for (`"tenants": [<uuid>, ...]`
+//! or, explicitly, `"*"`); its `jwks_url` is `https` (plain `http` only on
+//! a loopback host, for local identity providers); the HS256 secret, when
+//! set, has at least [`MIN_HS256_SECRET_BYTES`]. A configuration that
+//! breaks any of these fails every authenticated request (a logged reason,
+//! a generic 500) rather than quietly accepting more than it says.
 use std::collections::HashMap;
 
+use coffer_core::{TenantId, TenantScope};
 use serde::Deserialize;
+use serde_json::Value;
+
+/// RFC 7518 §3.2: "A key of the same size as the hash output (for instance,
+/// 256 bits for "HS256") or larger MUST be used with this algorithm." The
+/// HMAC key is the secret's UTF-8 bytes, so this counts bytes, not
+/// characters.
+pub(crate) const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Hosts whose `jwks_url` may be plain `http`: the key set never leaves the
+/// machine. Compared with the URL's normalized host.
+const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
 /// One identity provider's realm, as configured in `AUTH_REALMS`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Realm {
-    /// The `iss` its tokens must carry; unchecked when absent or empty.
-    #[serde(default)]
-    pub(crate) issuer: Option<String>,
-    /// Where its JWKS is published (`http` or `https`).
+    /// The `iss` its tokens must carry.
+    pub(crate) issuer: String,
+    /// Where its JWKS is published (`https`, or `http` on a loopback host).
     pub(crate) jwks_url: String,
-    /// An audience its tokens' `aud` must name; unchecked when absent or empty.
+    /// An audience its tokens' `aud` must name.
+    pub(crate) audience: String,
+    /// The tenants its tokens may name.
+    pub(crate) tenants: TenantScope,
+}
+
+/// A realm entry as written, before its fields are checked. Every field is
+/// optional here so that a missing one gets a reason naming it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealmEntry {
     #[serde(default)]
-    pub(crate) audience: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    jwks_url: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    tenants: Option<Value>,
 }
 
 /// `AUTH_REALMS`: realm name → realm.
@@ -37,36 +71,112 @@ pub(crate) struct Realms(HashMap<String, Realm>);
 
 impl Realms {
     /// Parses `AUTH_REALMS`; an empty value means no realms.
-    pub(crate) fn parse(json: &str) -> Result<Self, &'static str> {
+    ///
+    /// # Errors
+    ///
+    /// A reason for the log (naming the realm and field, never a value
+    /// beyond the realm's name) when the JSON is malformed or a realm
+    /// breaks a rule of the module documentation.
+    pub(crate) fn parse(json: &str) -> Result<Self, String> {
         if json.trim().is_empty() {
             return Ok(Self::default());
         }
-        let realms: HashMap<String, Realm> = serde_json::from_str(json).map_err(|_| {
-            "AUTH_REALMS is not a JSON object of realms {issuer, jwks_url, audience}"
+        let entries: HashMap<String, RealmEntry> = serde_json::from_str(json).map_err(|_| {
+            "AUTH_REALMS is not a JSON object of realms {issuer, jwks_url, audience, tenants}"
+                .to_owned()
         })?;
-        for realm in realms.values() {
-            let url = worker::Url::parse(&realm.jwks_url)
-                .map_err(|_| "AUTH_REALMS has a jwks_url that is not a URL")?;
-            if !matches!(url.scheme(), "https" | "http") {
-                return Err("AUTH_REALMS has a jwks_url that is not http(s)");
-            }
-        }
-        let realms = realms
+        let realms = entries
             .into_iter()
-            .map(|(name, realm)| {
-                let realm = Realm {
-                    issuer: realm.issuer.filter(|issuer| !issuer.is_empty()),
-                    audience: realm.audience.filter(|audience| !audience.is_empty()),
-                    ..realm
-                };
-                (name, realm)
+            .map(|(name, entry)| {
+                let realm = realm(entry)
+                    .map_err(|problem| format!("AUTH_REALMS realm {name:?}: {problem}"))?;
+                Ok((name, realm))
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         Ok(Self(realms))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Realm> {
         self.0.get(name)
+    }
+}
+
+/// Checks one realm entry; `Err` says what is wrong with it.
+fn realm(entry: RealmEntry) -> Result<Realm, &'static str> {
+    let required = |value: Option<String>, missing: &'static str| {
+        value
+            .filter(|value| !value.trim().is_empty())
+            .ok_or(missing)
+    };
+    let issuer = required(entry.issuer, "issuer is required")?;
+    let audience = required(
+        entry.audience,
+        "audience is required (tokens the IdP signs for other applications would pass)",
+    )?;
+    let jwks_url = required(entry.jwks_url, "jwks_url is required")?;
+    check_jwks_url(&jwks_url)?;
+    let tenants = tenants(entry.tenants.as_ref())?;
+    Ok(Realm {
+        issuer,
+        jwks_url,
+        audience,
+        tenants,
+    })
+}
+
+/// `https`, or `http` on a loopback host.
+fn check_jwks_url(url: &str) -> Result<(), &'static str> {
+    let url = worker::Url::parse(url).map_err(|_| "jwks_url is not a URL")?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http"
+            if url
+                .host_str()
+                .is_some_and(|host| LOOPBACK_HOSTS.contains(&host)) =>
+        {
+            Ok(())
+        }
+        "http" => Err("jwks_url must be https (plain http only on 127.0.0.1, localhost or [::1])"),
+        _ => Err("jwks_url is not an https URL"),
+    }
+}
+
+/// `"tenants": "*"` or a non-empty list of tenant UUIDs.
+fn tenants(value: Option<&Value>) -> Result<TenantScope, &'static str> {
+    const EXPECTED: &str = r#"tenants must be a non-empty list of tenant UUIDs, or "*" for all"#;
+    match value {
+        None => Err(r#"tenants is required (a list of tenant UUIDs, or "*" for all)"#),
+        Some(Value::String(all)) if all == "*" => Ok(TenantScope::Any),
+        Some(Value::Array(list)) if !list.is_empty() => {
+            let mut tenants: Vec<TenantId> = Vec::with_capacity(list.len());
+            for item in list {
+                let tenant = item
+                    .as_str()
+                    .and_then(|text| TenantId::parse(text).ok())
+                    .ok_or(EXPECTED)?;
+                if !tenants.contains(&tenant) {
+                    tenants.push(tenant);
+                }
+            }
+            Ok(TenantScope::Only(tenants))
+        }
+        Some(_) => Err(EXPECTED),
+    }
+}
+
+/// The HS256 secret, when HS256 is enabled: unset or empty disables it.
+///
+/// # Errors
+///
+/// A reason for the log when the secret is shorter than
+/// [`MIN_HS256_SECRET_BYTES`] (its UTF-8 bytes).
+pub(crate) fn hs256_secret(secret: Option<&str>) -> Result<Option<&str>, &'static str> {
+    match secret {
+        None | Some("") => Ok(None),
+        Some(secret) if secret.len() < MIN_HS256_SECRET_BYTES => {
+            Err("AUTH_HS256_SECRET is shorter than 32 bytes")
+        }
+        Some(secret) => Ok(Some(secret)),
     }
 }
 
@@ -84,7 +194,8 @@ pub(crate) enum Verifier<'a> {
 pub(crate) enum SelectError {
     /// The `realmname` header names no configured realm (a 401).
     UnknownRealm,
-    /// `AUTH_DEFAULT_REALM` names no configured realm (a 500).
+    /// `AUTH_DEFAULT_REALM` names no configured realm (a 500, whatever
+    /// the request).
     UnknownDefaultRealm,
 }
 
@@ -94,41 +205,51 @@ pub(crate) fn select<'a>(
     default_realm: &'a str,
     realms: &'a Realms,
 ) -> Result<Verifier<'a>, SelectError> {
+    let default_name = default_realm.trim();
+    if !default_name.is_empty() && realms.get(default_name).is_none() {
+        return Err(SelectError::UnknownDefaultRealm);
+    }
     match realm_header.map(str::trim).filter(|name| !name.is_empty()) {
         Some(name) => realms
             .get(name)
             .map(|realm| Verifier::Realm(name, realm))
             .ok_or(SelectError::UnknownRealm),
-        None if default_realm.trim().is_empty() => Ok(Verifier::Hs256),
-        None => {
-            let name = default_realm.trim();
-            realms
-                .get(name)
-                .map(|realm| Verifier::Realm(name, realm))
-                .ok_or(SelectError::UnknownDefaultRealm)
-        }
+        None if default_name.is_empty() => Ok(Verifier::Hs256),
+        None => realms
+            .get(default_name)
+            .map(|realm| Verifier::Realm(default_name, realm))
+            .ok_or(SelectError::UnknownDefaultRealm),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{select, Realms, SelectError, Verifier};
+    use coffer_core::{TenantId, TenantScope};
+
+    use super::{hs256_secret, select, Realms, SelectError, Verifier};
+
+    const ACME_TENANT: &str = "550e8400-e29b-41d4-a716-446655440001";
+    const BETA_TENANT: &str = "550e8400-e29b-41d4-a716-446655440002";
 
     const REALMS: &str = r#"{
-        "acme": {"issuer": "https://idp.example.com/realms/acme", "jwks_url": "https://idp.example.com/realms/acme/protocol/openid-connect/certs", "audience": "coffer"},
-        "beta": {"jwks_url": "http://127.0.0.1:9/jwks", "issuer": ""}
+        "acme": {"issuer": "https://idp.example.com/realms/acme", "jwks_url": "https://idp.example.com/realms/acme/protocol/openid-connect/certs", "audience": "coffer", "tenants": ["550e8400-e29b-41d4-a716-446655440001", "550E8400-E29B-41D4-A716-446655440001"]},
+        "beta": {"jwks_url": "http://127.0.0.1:9/jwks", "issuer": "https://beta.example.com", "audience": "coffer", "tenants": "*"}
     }"#;
 
+    fn tenant(text: &str) -> TenantId {
+        TenantId::parse(text).expect("uuid")
+    }
+
     #[test]
-    fn realms_parse_and_empty_strings_mean_unchecked() {
+    fn realms_parse() {
         let realms = Realms::parse(REALMS).expect("valid realms");
+        let acme = realms.get("acme").expect("acme");
+        assert_eq!(acme.audience, "coffer");
+        assert_eq!(acme.tenants, TenantScope::Only(vec![tenant(ACME_TENANT)]));
+        assert!(!acme.tenants.permits(tenant(BETA_TENANT)));
         let beta = realms.get("beta").expect("beta");
-        assert_eq!(beta.issuer, None);
-        assert_eq!(beta.audience, None);
-        assert_eq!(
-            realms.get("acme").and_then(|r| r.audience.as_deref()),
-            Some("coffer")
-        );
+        assert_eq!(beta.issuer, "https://beta.example.com");
+        assert_eq!(beta.tenants, TenantScope::Any);
         assert_eq!(Realms::parse("").expect("empty"), Realms::default());
         assert_eq!(
             Realms::parse("{}").expect("empty object"),
@@ -136,17 +257,197 @@ mod tests {
         );
     }
 
+    /// One realm `{"r": <entry>}` per row: the field a rule is about, and
+    /// whether the entry is accepted.
     #[test]
-    fn broken_realm_configs_are_refused() {
-        for broken in [
-            "not json",
-            "[]",
-            r#"{"a": {"issuer": "x"}}"#,
-            r#"{"a": {"jwks_url": "not a url"}}"#,
-            r#"{"a": {"jwks_url": "file:///etc/passwd"}}"#,
-            r#"{"a": {"jwks_url": "https://x.example.com", "jwks_uri": "typo"}}"#,
-        ] {
-            assert!(Realms::parse(broken).is_err(), "{broken}");
+    fn realm_rules() {
+        const URL: &str = r#""jwks_url": "https://idp.example.com/jwks""#;
+        const REST: &str = r#""issuer": "https://idp.example.com", "audience": "coffer""#;
+        const ALL: &str = r#""tenants": "*""#;
+        let entry = |fields: &[&str]| format!(r#"{{"r": {{{}}}}}"#, fields.join(", "));
+        let with_url = |url: &str| entry(&[&format!(r#""jwks_url": "{url}""#), REST, ALL]);
+        let with_tenants = |tenants: &str| entry(&[URL, REST, &format!(r#""tenants": {tenants}"#)]);
+        let cases: Vec<(&str, String, Result<(), &str>)> = vec![
+            ("complete", entry(&[URL, REST, ALL]), Ok(())),
+            (
+                "no tenants",
+                entry(&[URL, REST]),
+                Err("tenants is required"),
+            ),
+            (
+                "null tenants",
+                with_tenants("null"),
+                Err("tenants is required"),
+            ),
+            ("empty tenants", with_tenants("[]"), Err("tenants must be")),
+            (
+                "tenants not UUIDs",
+                with_tenants(r#"["acme"]"#),
+                Err("tenants must be"),
+            ),
+            (
+                "tenants mixed",
+                with_tenants(&format!(r#"["{ACME_TENANT}", 7]"#)),
+                Err("tenants must be"),
+            ),
+            (
+                "tenants a UUID, not a list",
+                with_tenants(&format!(r#""{ACME_TENANT}""#)),
+                Err("tenants must be"),
+            ),
+            (
+                "tenants some other word",
+                with_tenants(r#""all""#),
+                Err("tenants must be"),
+            ),
+            (
+                "tenants a list holding *",
+                with_tenants(r#"["*"]"#),
+                Err("tenants must be"),
+            ),
+            (
+                "tenants listed",
+                with_tenants(&format!(r#"["{ACME_TENANT}", "{BETA_TENANT}"]"#)),
+                Ok(()),
+            ),
+            (
+                "no audience",
+                entry(&[URL, r#""issuer": "https://idp.example.com""#, ALL]),
+                Err("audience is required"),
+            ),
+            (
+                "empty audience",
+                entry(&[
+                    URL,
+                    r#""issuer": "https://idp.example.com", "audience": """#,
+                    ALL,
+                ]),
+                Err("audience is required"),
+            ),
+            (
+                "no issuer",
+                entry(&[URL, r#""audience": "coffer""#, ALL]),
+                Err("issuer is required"),
+            ),
+            (
+                "blank issuer",
+                entry(&[URL, r#""issuer": " ", "audience": "coffer""#, ALL]),
+                Err("issuer is required"),
+            ),
+            (
+                "no jwks_url",
+                entry(&[REST, ALL]),
+                Err("jwks_url is required"),
+            ),
+            (
+                "http on 127.0.0.1",
+                with_url("http://127.0.0.1:8080/jwks"),
+                Ok(()),
+            ),
+            (
+                "http on localhost",
+                with_url("http://localhost/jwks"),
+                Ok(()),
+            ),
+            (
+                "http on LOCALHOST",
+                with_url("http://LOCALHOST:9/jwks"),
+                Ok(()),
+            ),
+            ("http on [::1]", with_url("http://[::1]:9/jwks"), Ok(())),
+            (
+                "http elsewhere",
+                with_url("http://idp.example.com/jwks"),
+                Err("jwks_url must be https"),
+            ),
+            (
+                "http on 127.0.0.2",
+                with_url("http://127.0.0.2/jwks"),
+                Err("jwks_url must be https"),
+            ),
+            (
+                "http on localhost.example.com",
+                with_url("http://localhost.example.com/jwks"),
+                Err("jwks_url must be https"),
+            ),
+            (
+                "http on 0.0.0.0",
+                with_url("http://0.0.0.0/jwks"),
+                Err("jwks_url must be https"),
+            ),
+            (
+                "not a URL",
+                with_url("not a url"),
+                Err("jwks_url is not a URL"),
+            ),
+            (
+                "file URL",
+                with_url("file:///etc/passwd"),
+                Err("jwks_url is not an https URL"),
+            ),
+            (
+                "ftp URL",
+                with_url("ftp://idp.example.com/jwks"),
+                Err("jwks_url is not an https URL"),
+            ),
+            (
+                "unknown field",
+                entry(&[URL, REST, ALL, r#""jwks_uri": "typo""#]),
+                Err("not a JSON object"),
+            ),
+            (
+                "an issuer alone",
+                r#"{"a": {"issuer": "x"}}"#.to_owned(),
+                Err("is required"),
+            ),
+            ("not json", "not json".to_owned(), Err("not a JSON object")),
+            ("an array", "[]".to_owned(), Err("not a JSON object")),
+        ];
+        for (case, json, expected) in cases {
+            match (Realms::parse(&json), expected) {
+                (Ok(_), Ok(())) => {}
+                (Err(reason), Err(wanted)) => {
+                    assert!(
+                        reason.contains(wanted),
+                        "{case}: {reason:?} should say {wanted:?}"
+                    );
+                }
+                (got, _) => panic!("{case}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_realm_is_named_in_the_reason() {
+        let reason = Realms::parse(r#"{"partner-idp": {"jwks_url": "https://idp.example.com/jwks", "issuer": "i", "audience": "a"}}"#)
+            .expect_err("no tenants");
+        assert_eq!(
+            reason,
+            r#"AUTH_REALMS realm "partner-idp": tenants is required (a list of tenant UUIDs, or "*" for all)"#
+        );
+    }
+
+    /// RFC 7518 §3.2: at least 32 bytes, counted as the UTF-8 bytes of the
+    /// value (the HMAC key).
+    #[test]
+    fn hs256_secrets_shorter_than_32_bytes_are_refused() {
+        let thirty_one = "a".repeat(31);
+        let thirty_two = "a".repeat(32);
+        // 16 characters, 32 bytes; 15 characters, 30 bytes.
+        let wide = "é".repeat(16);
+        let narrow = "é".repeat(15);
+        type Expected<'a> = Result<Option<&'a str>, ()>;
+        let cases: Vec<(Option<&str>, Expected<'_>)> = vec![
+            (None, Ok(None)),
+            (Some(""), Ok(None)),
+            (Some("short"), Err(())),
+            (Some(&thirty_one), Err(())),
+            (Some(&thirty_two), Ok(Some(&thirty_two))),
+            (Some(&wide), Ok(Some(&wide))),
+            (Some(&narrow), Err(())),
+        ];
+        for (secret, expected) in cases {
+            assert_eq!(hs256_secret(secret).map_err(|_| ()), expected, "{secret:?}");
         }
     }
 
@@ -164,6 +465,10 @@ mod tests {
             (Some("nope"), "", Err(SelectError::UnknownRealm)),
             (Some("nope"), "beta", Err(SelectError::UnknownRealm)),
             (None, "nope", Err(SelectError::UnknownDefaultRealm)),
+            // A broken default fails every request, not only those without
+            // a realm header.
+            (Some("acme"), "nope", Err(SelectError::UnknownDefaultRealm)),
+            (Some("nope"), "nope", Err(SelectError::UnknownDefaultRealm)),
         ];
         for (header, default, expected) in cases {
             assert_eq!(

@@ -9,7 +9,8 @@
 //! - A token naming a `kid` the fresh set lacks (a key rotation at the IdP)
 //!   triggers a refetch, at most once per [`UNKNOWN_KID_REFETCH_MS`] per realm
 //!   and isolate, so unknown `kid`s cannot be used to hammer the IdP.
-//! - Memory first, then KV (shared by isolates), then the network.
+//! - Memory first, then KV (shared by isolates), then the network: the
+//!   configured `jwks_url` only, never a redirect from it.
 
 use alloc::rc::Rc;
 use core::{cell::RefCell, future::Future, pin::pin, task::Poll, time::Duration};
@@ -17,14 +18,15 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use worker::{
-    console_warn, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Url,
+    console_warn, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Url,
 };
 
 use super::{
     config::Realm,
     verify::{KeySet, MAX_JWKS_LEN},
 };
-use crate::store::jwks_cache;
+use crate::store::{jwks_cache, Io};
 
 /// Freshness when the JWKS response names none.
 pub(crate) const DEFAULT_TTL_S: i64 = 300;
@@ -140,9 +142,11 @@ fn with_state<T>(realm: &str, f: impl FnOnce(&mut RealmState) -> T) -> T {
 }
 
 /// The realm's key set, fetched or refreshed as the cache rules say. The
-/// caller looks the `kid` up in it; `Err` carries a reason for the log.
+/// caller looks the `kid` up in it; `Err` carries a reason for the log. KV
+/// reads and writes are counted in `io`.
 pub(crate) async fn key_set(
     env: &Env,
+    io: &Io,
     name: &str,
     realm: &Realm,
     kid: &str,
@@ -157,7 +161,7 @@ pub(crate) async fn key_set(
         .as_ref()
         .is_some_and(|cached| cached.is_fresh(now_ms))
     {
-        if let Some(stored) = kv_load(env, name, &realm.jwks_url).await {
+        if let Some(stored) = kv_load(env, io, name, &realm.jwks_url).await {
             let newer = cached
                 .as_ref()
                 .is_none_or(|cached| stored.fetched_at_ms > cached.fetched_at_ms);
@@ -182,7 +186,7 @@ pub(crate) async fn key_set(
                     state.cached = Some(fresh.clone());
                     state.last_failure_ms = None;
                 });
-                kv_store(env, name, &fresh, document, now_ms).await;
+                kv_store(env, io, name, &fresh, document, now_ms).await;
                 cached = Some(fresh);
             }
             Err(reason) => {
@@ -199,8 +203,8 @@ pub(crate) async fn key_set(
     }
 }
 
-async fn kv_load(env: &Env, name: &str, url: &str) -> Option<Cached> {
-    let stored = match jwks_cache::get(env, name).await {
+async fn kv_load(env: &Env, io: &Io, name: &str, url: &str) -> Option<Cached> {
+    let stored = match jwks_cache::get(env, io, name).await {
         Ok(text) => serde_json::from_str::<Stored>(&text?).ok()?,
         Err(error) => {
             console_warn!("auth: reading cached JWKS for realm {name} failed: {error}");
@@ -220,7 +224,7 @@ async fn kv_load(env: &Env, name: &str, url: &str) -> Option<Cached> {
     })
 }
 
-async fn kv_store(env: &Env, name: &str, cached: &Cached, jwks: String, now_ms: i64) {
+async fn kv_store(env: &Env, io: &Io, name: &str, cached: &Cached, jwks: String, now_ms: i64) {
     let stored = Stored {
         url: cached.url.clone(),
         fetched_at_ms: cached.fetched_at_ms,
@@ -233,7 +237,7 @@ async fn kv_store(env: &Env, name: &str, cached: &Cached, jwks: String, now_ms: 
         .unwrap_or(0)
         .max(60);
     let result = match serde_json::to_string(&stored) {
-        Ok(value) => jwks_cache::put(env, name, value, ttl).await,
+        Ok(value) => jwks_cache::put(env, io, name, value, ttl).await,
         Err(error) => Err(error.to_string()),
     };
     if let Err(error) = result {
@@ -249,7 +253,12 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
         .set("accept", "application/json")
         .map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
+    // Redirects are not followed: the configured URL is the one checked to
+    // be https (or loopback), and a redirect could lead anywhere, plain
+    // http included. A 3xx is a failed fetch like any other non-200.
+    init.with_method(Method::Get)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
     let request = Request::new_with_init(parsed.as_str(), &init).map_err(|e| e.to_string())?;
     let controller = AbortController::default();
     let signal = controller.signal();

@@ -4,12 +4,14 @@
 //! a realm's JWKS when the `realmname` header or `AUTH_DEFAULT_REALM` names
 //! one, otherwise HS256 with `AUTH_HS256_SECRET`. The key fixes the
 //! algorithm ([`verify`]); the core's claim rules then build the
-//! [`Principal`]. The token itself is never logged.
+//! [`Principal`], refusing a token that names a tenant its issuer may not
+//! speak for (a realm's `tenants`; HS256, the operator's own key, speaks
+//! for any). The token itself is never logged.
 
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
-use coffer_core::{ClaimRules, Principal};
+use coffer_core::{ClaimRules, Principal, TenantScope};
 use jwt_compact::alg::Hs256Key;
 use worker::{Env, Request};
 
@@ -17,6 +19,7 @@ mod config;
 mod jwks;
 mod verify;
 
+use crate::store::Io;
 use config::{Realms, SelectError, Verifier};
 use verify::{ParseFailure, VerifyingKey};
 
@@ -30,7 +33,7 @@ pub(crate) enum AuthError {
     /// A JWT that failed verification or the claim rules; the reason is for the log.
     Invalid(&'static str),
     /// The deployment's auth configuration is broken (logged, answered 500).
-    Misconfigured(&'static str),
+    Misconfigured(String),
 }
 
 /// The variables and secret this module reads.
@@ -45,10 +48,12 @@ const REALM_HEADER: &str = "realmname";
 /// Realm algorithms: the only `alg` values worth a JWKS lookup.
 const REALM_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 
-/// Verifies the request's bearer token and returns the principal.
+/// Verifies the request's bearer token and returns the principal. JWKS
+/// cache reads and writes are counted in `io`.
 pub(crate) async fn authenticate(
     req: &Request,
     env: &Env,
+    io: &Io,
     now_ms: i64,
 ) -> Result<Principal, AuthError> {
     let authorization = header(req, "authorization").ok_or(AuthError::Missing)?;
@@ -58,35 +63,41 @@ pub(crate) async fn authenticate(
         ParseFailure::Invalid(reason) => AuthError::Invalid(reason),
     })?;
 
+    // The whole configuration is checked before the token is judged, so a
+    // broken one fails every authenticated request, whichever verifier the
+    // request would get.
     let realms = realms(env)?;
+    let hs256_secret = text_var(env, HS256_SECRET);
+    let hs256_secret = config::hs256_secret(hs256_secret.as_deref())
+        .map_err(|reason| AuthError::Misconfigured(reason.to_owned()))?;
     let default_realm = text_var(env, DEFAULT_REALM).unwrap_or_default();
     let realm_header = header(req, REALM_HEADER);
     let verifier =
         config::select(realm_header.as_deref(), &default_realm, &realms).map_err(|error| {
             match error {
                 SelectError::UnknownRealm => AuthError::Invalid("unknown realm"),
-                SelectError::UnknownDefaultRealm => {
-                    AuthError::Misconfigured("AUTH_DEFAULT_REALM names no realm of AUTH_REALMS")
-                }
+                SelectError::UnknownDefaultRealm => AuthError::Misconfigured(
+                    "AUTH_DEFAULT_REALM names no realm of AUTH_REALMS".to_owned(),
+                ),
             }
         })?;
 
     match verifier {
         Verifier::Hs256 => {
-            let secret = text_var(env, HS256_SECRET)
-                .filter(|secret| !secret.is_empty())
-                .ok_or(AuthError::Invalid(
-                    "HS256 token but AUTH_HS256_SECRET is unset",
-                ))?;
+            let secret = hs256_secret.ok_or(AuthError::Invalid(
+                "HS256 token but AUTH_HS256_SECRET is unset",
+            ))?;
             // The HMAC key is the secret's UTF-8 bytes, as in most JWT libraries.
             let key = VerifyingKey::Hs256(Hs256Key::new(secret.as_bytes()));
             let claims =
                 verify::verify(&token, &key).map_err(|e| AuthError::Invalid(e.reason()))?;
             let issuer = text_var(env, ISSUER).filter(|value| !value.is_empty());
             let audience = text_var(env, AUDIENCE).filter(|value| !value.is_empty());
+            // The operator's own key speaks for every tenant.
             let rules = ClaimRules {
                 issuer: issuer.as_deref(),
                 audience: audience.as_deref(),
+                tenants: &TenantScope::Any,
             };
             claims
                 .validate(&rules, now_ms)
@@ -102,14 +113,15 @@ pub(crate) async fn authenticate(
                 .key_id
                 .as_deref()
                 .ok_or(AuthError::Invalid("realm token without kid"))?;
-            let keys = jwks::key_set(env, name, realm, kid, now_ms)
+            let keys = jwks::key_set(env, io, name, realm, kid, now_ms)
                 .await
                 .map_err(AuthError::Invalid)?;
             let key = keys.get(kid).ok_or(AuthError::Invalid("unknown kid"))?;
             let claims = verify::verify(&token, key).map_err(|e| AuthError::Invalid(e.reason()))?;
             let rules = ClaimRules {
-                issuer: realm.issuer.as_deref(),
-                audience: realm.audience.as_deref(),
+                issuer: Some(&realm.issuer),
+                audience: Some(&realm.audience),
+                tenants: &realm.tenants,
             };
             claims
                 .validate(&rules, now_ms)

@@ -60,6 +60,10 @@ async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
         .kv(env::CACHE)
         .map_err(|e| unavailable(e.to_string()))?;
     let schema = db.prepare("SELECT value FROM coffer_meta WHERE key = 'schema'");
+    // Counted like every other storage call, for the log line and budget.
+    ctx.io.count_d1();
+    ctx.io.count_kv();
+    ctx.io.count_kv();
     let (d1, kv_secrets, kv_cache) = futures_util::future::join3(
         schema.first::<Value>(None),
         secrets.get("healthz").text(),

@@ -3,36 +3,41 @@
 //! record. What a record holds is `auth::jwks`'s business.
 use worker::Env;
 
+use super::Io;
 use crate::env;
 
 fn key(realm: &str) -> String {
     format!("jwks:v1:{realm}")
 }
 
-/// The cached record of `realm`, if any.
+/// The cached record of `realm`, if any; one KV read, counted in `io`.
 ///
 /// # Errors
 ///
 /// The binding or the KV read failed (the reason, for the log).
-pub(crate) async fn get(env: &Env, realm: &str) -> Result<Option<String>, String> {
+pub(crate) async fn get(env: &Env, io: &Io, realm: &str) -> Result<Option<String>, String> {
     let kv = env
         .kv(env::CACHE)
         .map_err(|error| format!("KV {} unavailable: {error}", env::CACHE))?;
+    io.count_kv();
     kv.get(&key(realm)).text().await.map_err(|e| e.to_string())
 }
 
-/// Stores `realm`'s record for `ttl_seconds` (KV refuses less than 60).
+/// Stores `realm`'s record for `ttl_seconds` (KV refuses less than 60);
+/// one KV write, counted in `io`.
 ///
 /// # Errors
 ///
 /// The binding or the KV write failed (the reason, for the log).
 pub(crate) async fn put(
     env: &Env,
+    io: &Io,
     realm: &str,
     record: String,
     ttl_seconds: u64,
 ) -> Result<(), String> {
     let kv = env.kv(env::CACHE).map_err(|e| e.to_string())?;
+    io.count_kv();
     kv.put(&key(realm), record)
         .map_err(|e| e.to_string())?
         .expiration_ttl(ttl_seconds.max(60))

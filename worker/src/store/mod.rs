@@ -192,11 +192,13 @@ impl Io {
         self.kv.get()
     }
 
-    fn count_d1(&self) {
+    /// Counts one D1 round trip (for storage calls made outside `Store`).
+    pub(crate) fn count_d1(&self) {
         self.d1.set(self.d1.get() + 1);
     }
 
-    fn count_kv(&self) {
+    /// Counts one KV operation (for storage calls made outside `Store`).
+    pub(crate) fn count_kv(&self) {
         self.kv.set(self.kv.get() + 1);
     }
 }
