@@ -18,9 +18,19 @@ export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
 export WASM_OPT_BIN=../node_modules/.bin/wasm-opt
 export ESBUILD_BIN=../node_modules/.bin/esbuild
 case "${1:-release}" in
-  release) exec worker-build --release ;;
+  release) out=build; worker-build --release ;;
   faults)
-    export CARGO_TARGET_DIR=../target/faults
-    exec worker-build --release --out-dir build-faults . --features fault-injection ;;
+    out=build-faults
+    CARGO_TARGET_DIR=../target/faults worker-build --release --out-dir "$out" . --features fault-injection ;;
   *) echo "usage: $0 [release|faults]" >&2; exit 2 ;;
 esac
+
+# worker-build runs wasm-opt with --debuginfo, which keeps the name section
+# (about 45 KB gzipped); Cargo's `strip` would break wasm-bindgen's
+# post-processing. Drop it, and the producers section, after the fact:
+# no optimization pass, only sections removed (same features as worker-build).
+wasm="$out/index_bg.wasm"
+"$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" --strip-debug --strip-producers \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+mv "$wasm.stripped" "$wasm"
