@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{
     allow, check_if_match, connection_json, cursor_param, event, if_match, relation,
-    secret::{read_secret, Found},
+    secret::{read_remembered, read_secret, Found},
 };
 use crate::{
     error::{ApiError, Missing, Place},
@@ -68,21 +68,27 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
     let lookup = Lookup::Id(id);
-    // The blob fetch runs alongside the D1 read; D1 still decides.
-    let (found, prefetched) =
-        futures_util::future::join(store.find(id, caller.tenant), store.prefetch_blob(&lookup))
+    let (record, credentials) = match read_remembered(ctx, &caller, &store, &lookup, None).await? {
+        Some(served) => served,
+        None => {
+            // The blob fetch runs alongside the D1 read; D1 still decides.
+            let (found, prefetched) = futures_util::future::join(
+                store.find(id, caller.tenant),
+                store.prefetch_blob(&lookup),
+            )
             .await;
-    let Some((record, shared)) = found? else {
-        return Err(ApiError::NotFound(missing(id)()));
+            let Some((record, shared)) = found? else {
+                return Err(ApiError::NotFound(missing(id)()));
+            };
+            let found = Found {
+                record,
+                shared,
+                lookup,
+                prefetched,
+            };
+            read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)()).await?
+        }
     };
-    let found = Found {
-        record,
-        shared,
-        lookup,
-        prefetched,
-    };
-    let (record, credentials) =
-        read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)()).await?;
     Ok(Reply::ok(json!({
         "data": {"connection_id": record.id.to_string(), "credentials": credentials}
     }))

@@ -96,26 +96,32 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
         Some(raw) => Lookup::Id(credential_id_param(&raw, Place::Query, "credentialId")?),
         None => Lookup::Selection(caller.tenant, integration.as_str().to_string()),
     };
-    // The blob fetch runs alongside the D1 read; D1 still decides.
-    let (loaded, prefetched) = futures_util::future::join(
-        load_for_integration(ctx, &caller, &store, &integration),
-        store.prefetch_blob(&lookup),
-    )
-    .await;
-    let (found, missing) = loaded?;
-    let Some((record, shared)) = found else {
-        allow(&caller, Action::ReadSecret, None, || missing)?;
-        return Err(ApiError::internal("policy allowed a missing record"));
+    let fast =
+        secret::read_remembered(ctx, &caller, &store, &lookup, Some(integration.as_str())).await?;
+    let (record, credentials) = match fast {
+        Some(served) => served,
+        None => {
+            // The blob fetch runs alongside the D1 read; D1 still decides.
+            let (loaded, prefetched) = futures_util::future::join(
+                load_for_integration(ctx, &caller, &store, &integration),
+                store.prefetch_blob(&lookup),
+            )
+            .await;
+            let (found, missing) = loaded?;
+            let Some((record, shared)) = found else {
+                allow(&caller, Action::ReadSecret, None, || missing)?;
+                return Err(ApiError::internal("policy allowed a missing record"));
+            };
+            let rendered = record.id.prefixed();
+            let found = secret::Found {
+                record,
+                shared,
+                lookup,
+                prefetched,
+            };
+            secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?
+        }
     };
-    let rendered = record.id.prefixed();
-    let found = secret::Found {
-        record,
-        shared,
-        lookup,
-        prefetched,
-    };
-    let (record, credentials) =
-        secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?;
     let mut data = credential_json(&record, ctx.now_ms);
     if let Value::Object(object) = &mut data {
         object.insert("credentials".into(), credentials);

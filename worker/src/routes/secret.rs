@@ -1,7 +1,7 @@
 //! The one decrypted-read path both surfaces share, and sealing.
 use coffer_core::{
     check_secret_servable, decide, effective_status, open, seal, Action, Binding, CredentialId,
-    Denial, Sealed,
+    Denial, Relation, Sealed,
 };
 use rand_core::{OsRng, RngCore as _};
 use serde_json::Value;
@@ -131,6 +131,101 @@ pub(crate) async fn read_secret(
         "the secret of {} kept changing during the read",
         record.id
     )))
+}
+
+/// The fast path of a decrypted read: one KV read and one D1 statement.
+///
+/// The isolate remembers the secret write it last served for `lookup` (its
+/// blob key and wrapped data key, never the secret). The core first decides
+/// what needs no record (may this caller read its own tenant's secrets at
+/// all); the remembered blob is opened; then the one statement that counts
+/// and audits the read also checks, atomically, that the record is still
+/// that secret write, owned by the caller's tenant, servable, and what
+/// `lookup` finds (`integration`: the credentials surface's integration).
+/// The core then decides on the row D1 returned, as on the slow path.
+///
+/// `Ok(None)` means nothing was counted or audited and the slow path
+/// ([`read_secret`]) must decide: nothing remembered, a refusal to explain
+/// (and audit), a blob that is gone or does not open with the remembered
+/// wrap (a rewrap and a removed master key), or a record that changed.
+pub(crate) async fn read_remembered(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    lookup: &Lookup,
+    integration: Option<&str>,
+) -> Result<Option<(Record, Value)>, ApiError> {
+    let may_read_own = decide(
+        &caller.principal,
+        caller.tenant,
+        Action::ReadSecret,
+        Some(Relation::Owner),
+    );
+    let Some(remembered) = Store::remembered(lookup) else {
+        return Ok(None);
+    };
+    if may_read_own.is_err() || remembered.owner != caller.tenant {
+        return Ok(None);
+    }
+    let keyring = keyring(&ctx.env)?;
+    let binding = Binding {
+        tenant: remembered.owner,
+        credential: remembered.id,
+        version: u64::try_from(remembered.secret_version).unwrap_or(0),
+    };
+    let blob = store.remembered_blob(&remembered).await?;
+    let secret = blob
+        .and_then(|blob| open(&keyring, &binding, &remembered.wrapped_dek, &blob).ok())
+        .and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+    let Some(secret) = secret else {
+        Store::forget(lookup);
+        return Ok(None);
+    };
+    let event = event(
+        ctx,
+        caller,
+        remembered.owner,
+        AuditAction::ReadSecret,
+        Outcome::Success,
+        Some(remembered.id),
+    );
+    let counted = store
+        .record_remembered_read(
+            &remembered,
+            lookup,
+            integration,
+            caller.tenant,
+            ctx.now_ms,
+            &event,
+        )
+        .await?;
+    let Some(record) = counted else {
+        Store::forget(lookup);
+        return Ok(None);
+    };
+    // The statement's guards are the core's rules for an owner's read, so
+    // a refusal here is unreachable; it still fails closed.
+    let relation = relation(&record, false, caller.tenant);
+    let status = effective_status(
+        record.status,
+        record.expires_at.map(timestamp),
+        timestamp(ctx.now_ms),
+    );
+    if decide(
+        &caller.principal,
+        caller.tenant,
+        Action::ReadSecret,
+        Some(relation),
+    )
+    .is_err()
+        || check_secret_servable(status).is_err()
+    {
+        return Err(ApiError::internal(format!(
+            "fast read of {} served a record the core refuses",
+            record.id
+        )));
+    }
+    Ok(Some((record, secret)))
 }
 
 fn read_event(ctx: &Ctx, caller: &Caller, record: &Record, outcome: Outcome) -> AuditEvent {

@@ -27,7 +27,7 @@ mod shares;
 mod sql;
 mod sweep;
 
-pub(crate) use guesses::Lookup;
+pub(crate) use guesses::{Lookup, Remembered};
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
@@ -503,14 +503,6 @@ impl Store {
         now_ms: i64,
         event: &AuditEvent,
     ) -> Result<Option<(i64, i64)>, ApiError> {
-        let audit_fields = serde_json::json!({
-            "id": event.id,
-            "actor_id": event.actor_id,
-            "actor_name": event.actor_name,
-            "actor_email": event.actor_email,
-            "actor_tenant_id": event.actor_tenant.to_string(),
-            "request_id": event.request_id,
-        });
         #[derive(Deserialize)]
         struct Counted {
             access_count: i64,
@@ -523,7 +515,7 @@ impl Store {
                     record.id.to_string().into(),
                     int(now_ms),
                     int(record.secret_version),
-                    audit_fields.to_string().into(),
+                    read_audit_fields(event).into(),
                     record.blob_nonce.as_str().into(),
                     reader.to_string().into(),
                 ],
@@ -556,7 +548,7 @@ impl Store {
     /// guess: [`Store::blob_prefetched`] uses it when D1 names the same
     /// (immutable) key, and nothing is decided from it.
     pub(crate) async fn prefetch_blob(&self, lookup: &Lookup) -> Option<(String, Vec<u8>)> {
-        let key = guesses::get(lookup)?;
+        let key = guesses::get(lookup)?.key;
         self.io.count_kv();
         let blob = self.secrets.get(&key).bytes().await.ok().flatten()?;
         Some((key, blob))
@@ -576,9 +568,72 @@ impl Store {
             _ => self.blob(record).await?,
         };
         if blob.is_some() {
-            guesses::remember(lookup, key);
+            guesses::remember(lookup, Remembered::of(record));
         }
         Ok(blob)
+    }
+
+    /// What this isolate last served `lookup` from, if anything.
+    pub(crate) fn remembered(lookup: &Lookup) -> Option<Remembered> {
+        guesses::get(lookup)
+    }
+
+    /// Drops what this isolate remembers of `lookup` (it no longer holds).
+    pub(crate) fn forget(lookup: &Lookup) {
+        guesses::forget(lookup);
+    }
+
+    /// The remembered secret write's blob (one KV read).
+    pub(crate) async fn remembered_blob(
+        &self,
+        remembered: &Remembered,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        self.io.count_kv();
+        self.secrets
+            .get(&remembered.key)
+            .bytes()
+            .await
+            .map_err(kv_error)
+    }
+
+    /// The fast path's one D1 round trip: counts and audits a decrypted
+    /// read of the remembered secret write, and returns the record, only if
+    /// it is still that write (`secret_version`, `blob_nonce`), owned by
+    /// `reader`, in a servable status, and still what `lookup` finds (in
+    /// `integration`, or the selection rule's pick). `None`: nothing was
+    /// counted or audited, and the slow path decides.
+    pub(crate) async fn record_remembered_read(
+        &self,
+        remembered: &Remembered,
+        lookup: &Lookup,
+        integration: Option<&str>,
+        reader: TenantId,
+        now_ms: i64,
+        event: &AuditEvent,
+    ) -> Result<Option<Record>, ApiError> {
+        let scope = match (lookup, integration) {
+            (Lookup::Selection(..), _) => sql::ReadScope::Selection,
+            (Lookup::Id(_), Some(_)) => sql::ReadScope::IdInIntegration,
+            (Lookup::Id(_), None) => sql::ReadScope::Id,
+        };
+        let mut params: Vec<JsValue> = vec![
+            remembered.id.to_string().into(),
+            int(now_ms),
+            int(remembered.secret_version),
+            read_audit_fields(event).into(),
+            remembered.blob_nonce.as_str().into(),
+            reader.to_string().into(),
+        ];
+        if let Some(integration) = integration {
+            params.push(integration.into());
+        }
+        let statement = self.prepare(&sql::record_read_returning(scope), &params)?;
+        Ok(self
+            .rows(statement)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(record, _)| record))
     }
 
     /// Writes a secret write's blob with its write time (`record.updated_at`,
@@ -610,6 +665,20 @@ impl Store {
             );
         }
     }
+}
+
+/// The reader's audit fields, as JSON text for the `last_read` column: the
+/// `credentials_read_audit` trigger (migration 0005) writes the event.
+fn read_audit_fields(event: &AuditEvent) -> String {
+    serde_json::json!({
+        "id": event.id,
+        "actor_id": event.actor_id,
+        "actor_name": event.actor_name,
+        "actor_email": event.actor_email,
+        "actor_tenant_id": event.actor_tenant.to_string(),
+        "request_id": event.request_id,
+    })
+    .to_string()
 }
 
 /// Rows changed by a statement of a batch. A result without a change

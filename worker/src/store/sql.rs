@@ -24,13 +24,24 @@ pub(super) const FIND: &str = concat!(
        AS shared FROM credentials c WHERE c.id = ?1"
 );
 
+/// The selection rule's order: effectively active first, then newest,
+/// ties by id. `$now` is the parameter holding the current time.
+macro_rules! selection_order {
+    ($now:literal) => {
+        concat!(
+            "ORDER BY (c.status IN ('active', 'expired') AND (c.expires_at IS NULL OR c.expires_at > ",
+            $now,
+            ")) DESC, c.created_at DESC, c.id DESC LIMIT 1"
+        )
+    };
+}
+
 /// ?1 tenant, ?2 integration, ?3 now.
 pub(super) const SELECT_FOR_INTEGRATION: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM credentials c WHERE c.tenant_id = ?1 AND c.integration_id = ?2 \
-     ORDER BY (c.status IN ('active', 'expired') AND (c.expires_at IS NULL OR c.expires_at > ?3)) DESC, \
-              c.created_at DESC, c.id DESC LIMIT 1"
+    " FROM credentials c WHERE c.tenant_id = ?1 AND c.integration_id = ?2 ",
+    selection_order!("?3")
 );
 
 /// ?1..?22, see `Store::insert`.
@@ -85,6 +96,43 @@ pub(super) const RECORD_READ: &str =
      WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
        AND status IN ('active', 'expired') \
      RETURNING access_count, last_accessed_at";
+
+/// What the fast path's read statement must still find.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ReadScope {
+    /// The record by id (the connection surface).
+    Id,
+    /// The record by id, in integration ?7 (the credentials surface with
+    /// `credentialId`).
+    IdInIntegration,
+    /// The record the selection rule picks for tenant ?6 and integration ?7.
+    Selection,
+}
+
+/// As [`RECORD_READ`] (same parameters ?1..?6, same guards), returning the
+/// whole row, for a secret write remembered by the isolate: the one D1
+/// round trip of a served read. `scope` adds ?7, the integration.
+pub(super) fn record_read_returning(scope: ReadScope) -> String {
+    let mut sql = String::from(
+        "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
+           last_read = ?4 \
+         WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
+           AND status IN ('active', 'expired')",
+    );
+    match scope {
+        ReadScope::Id => {}
+        ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?7"),
+        ReadScope::Selection => sql.push_str(concat!(
+            " AND id = (SELECT c.id FROM credentials c \
+               WHERE c.tenant_id = ?6 AND c.integration_id = ?7 ",
+            selection_order!("?2"),
+            ")"
+        )),
+    }
+    sql.push_str(" RETURNING ");
+    sql.push_str(&columns!().replace("c.", ""));
+    sql
+}
 
 /// ?1..?11, see `Store::audit_statement`.
 pub(super) const AUDIT_INSERT: &str =
@@ -287,6 +335,13 @@ pub(super) fn all() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    for scope in [
+        ReadScope::Id,
+        ReadScope::IdInIntegration,
+        ReadScope::Selection,
+    ] {
+        statements.push(record_read_returning(scope));
+    }
     for integration in [false, true] {
         for cursor in [false, true] {
             for status in [
@@ -362,13 +417,163 @@ mod tests {
     /// its effective status is expired or, with the expiry cleared, active).
     #[test]
     fn record_read_serves_exactly_the_statuses_the_core_allows() {
-        for status in coffer_core::Status::ALL {
-            let quoted = format!("'{}'", status.as_str());
-            assert_eq!(
-                super::RECORD_READ.contains(&quoted),
-                coffer_core::check_secret_servable(status).is_ok(),
-                "{quoted}"
-            );
+        use super::{record_read_returning, ReadScope};
+        let statements = [
+            super::RECORD_READ.to_string(),
+            record_read_returning(ReadScope::Id),
+            record_read_returning(ReadScope::IdInIntegration),
+            record_read_returning(ReadScope::Selection),
+        ];
+        for sql in &statements {
+            let guard = sql
+                .split("AND status IN (")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .unwrap_or_else(|| panic!("no status guard in {sql}"));
+            for status in coffer_core::Status::ALL {
+                let quoted = format!("'{}'", status.as_str());
+                assert_eq!(
+                    guard.contains(&quoted),
+                    coffer_core::check_secret_servable(status).is_ok(),
+                    "{quoted} in {sql}"
+                );
+            }
         }
+    }
+
+    /// The fast path's statement finds what the slow path would: run both
+    /// against the migrations on the same rows and compare.
+    #[test]
+    fn the_fast_read_finds_what_the_slow_path_finds() {
+        use super::{record_read_returning, ReadScope};
+        use rusqlite::params;
+        let db = migrated();
+        let tenant = "11111111-1111-4111-8111-111111111111";
+        let other = "22222222-2222-4222-8222-222222222222";
+        let insert = |id: &str,
+                      owner: &str,
+                      integration: &str,
+                      status: &str,
+                      created: i64,
+                      expires: Option<i64>| {
+            db.execute(
+                "INSERT INTO credentials (id, tenant_id, integration_id, name, auth_type, scopes, \
+                   metadata, status, expires_at, created_at, created_by, updated_at, updated_by, \
+                   version, secret_version, kid, wrapped_dek, blob_nonce) \
+                 VALUES (?1, ?2, ?3, 'n', 'api_key', '[]', '{}', ?4, ?5, ?6, '{}', ?6, '{}', 1, 1, 'k', 'AA==', 'n1')",
+                params![id, owner, integration, status, expires, created],
+            )
+            .expect("insert");
+        };
+        insert(
+            "a0000000-0000-4000-8000-000000000001",
+            tenant,
+            "gh",
+            "active",
+            10,
+            None,
+        );
+        insert(
+            "a0000000-0000-4000-8000-000000000002",
+            tenant,
+            "gh",
+            "active",
+            20,
+            Some(15),
+        );
+        insert(
+            "a0000000-0000-4000-8000-000000000003",
+            tenant,
+            "gh",
+            "revoked",
+            30,
+            None,
+        );
+        insert(
+            "a0000000-0000-4000-8000-000000000004",
+            other,
+            "gh",
+            "active",
+            40,
+            None,
+        );
+        let now = 100_i64;
+        let selected: String = db
+            .query_row(
+                super::SELECT_FOR_INTEGRATION,
+                params![tenant, "gh", now],
+                |r| r.get(0),
+            )
+            .expect("selected");
+        assert_eq!(selected, "a0000000-0000-4000-8000-000000000001");
+        let events = core::cell::Cell::new(0);
+        let served =
+            |scope: ReadScope, id: &str, reader: &str, integration: Option<&str>| -> bool {
+                let sql = record_read_returning(scope);
+                let mut statement = db.prepare(&sql).expect("prepare");
+                events.set(events.get() + 1);
+                let audit = format!(
+                    r#"{{"id":"e{}","actor_id":"a","actor_tenant_id":"t","request_id":"r"}}"#,
+                    events.get()
+                );
+                let rows = match integration {
+                    Some(integration) => statement
+                        .query_map(params![id, now, 1, audit, "n1", reader, integration], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .expect("query")
+                        .collect::<Result<Vec<_>, _>>()
+                        .expect("rows")
+                        .len(),
+                    None => statement
+                        .query_map(params![id, now, 1, audit, "n1", reader], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .expect("query")
+                        .collect::<Result<Vec<_>, _>>()
+                        .expect("rows")
+                        .len(),
+                };
+                rows == 1
+            };
+        // The selection rule's pick is served; the others are not.
+        assert!(served(ReadScope::Selection, &selected, tenant, Some("gh")));
+        assert!(!served(
+            ReadScope::Selection,
+            "a0000000-0000-4000-8000-000000000002",
+            tenant,
+            Some("gh")
+        ));
+        // By id: only the owner, only servable, only in its integration.
+        assert!(served(
+            ReadScope::Id,
+            "a0000000-0000-4000-8000-000000000002",
+            tenant,
+            None
+        ));
+        assert!(!served(
+            ReadScope::Id,
+            "a0000000-0000-4000-8000-000000000003",
+            tenant,
+            None
+        ));
+        assert!(!served(
+            ReadScope::Id,
+            "a0000000-0000-4000-8000-000000000004",
+            tenant,
+            None
+        ));
+        assert!(!served(
+            ReadScope::IdInIntegration,
+            "a0000000-0000-4000-8000-000000000001",
+            tenant,
+            Some("gl")
+        ));
+        assert!(served(
+            ReadScope::IdInIntegration,
+            "a0000000-0000-4000-8000-000000000001",
+            tenant,
+            Some("gh")
+        ));
     }
 }
