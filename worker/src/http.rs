@@ -219,9 +219,13 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let mut op_name = None;
     let mut tenant = None;
     let io = alloc::rc::Rc::new(Io::default());
-    let origin = req.headers().get("origin").ok().flatten();
-    let cors = cors::Policy::from_env(&env);
-    let allowed_origin = origin.filter(|origin| cors.allows(origin));
+    // The allowlist is read only for requests that come with an origin.
+    let allowed_origin = req
+        .headers()
+        .get("origin")
+        .ok()
+        .flatten()
+        .filter(|origin| cors::Policy::from_env(&env).allows(origin));
     let outcome = if !known_method {
         Err(unknown_method(&path))
     } else if method == Method::Options
@@ -273,23 +277,52 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         cors::allow(&headers, origin)?;
     }
     let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
-    console_log!(
-        "{}",
-        json!({
-            "level": if status >= 500 { "error" } else { "info" },
-            "request_id": request_id,
-            "method": method.as_ref(),
-            "route": op_name.map(|op| format!("{op:?}")),
-            "path": path,
-            "tenant": tenant.map(|t| t.to_string()),
-            "status": status,
-            "duration_ms": elapsed,
-            "d1": io.d1(),
-            "kv": io.kv(),
-            "error": reason,
-        })
-    );
+    let route = op_name.map(|op| format!("{op:?}"));
+    let line = RequestLine {
+        level: if status >= 500 { "error" } else { "info" },
+        request_id: &request_id,
+        method: method.as_ref(),
+        route: route.as_deref(),
+        path: &path,
+        tenant,
+        status,
+        duration_ms: elapsed,
+        d1: io.d1(),
+        kv: io.kv(),
+        error: reason.as_deref(),
+    };
+    // Serialized straight to text (no intermediate `Value`), one console call.
+    if let Ok(text) = serde_json::to_string(&line) {
+        console_log!("{text}");
+    }
     Ok(response.with_headers(headers))
+}
+
+/// The one JSON log line of a request, in this field order.
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    level: &'static str,
+    request_id: &'a str,
+    method: &'a str,
+    route: Option<&'a str>,
+    path: &'a str,
+    #[serde(serialize_with = "display_option")]
+    tenant: Option<TenantId>,
+    status: u16,
+    duration_ms: i64,
+    d1: u32,
+    kv: u32,
+    error: Option<&'a str>,
+}
+
+fn display_option<T: core::fmt::Display, S: serde::Serializer>(
+    value: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serializer.collect_str(value),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The 405 (or 404) for a method no route has: resolving `TRACE`, which no

@@ -1,7 +1,9 @@
 //! Thin handlers per surface: load → decide (core) → store.
+use alloc::rc::Rc;
+
 use coffer_core::{
     decide, effective_status, is_expired, Action, CredentialId, Denial, Keyring, Relation,
-    TenantId, Timestamp,
+    TenantId, Timestamp, Zeroizing,
 };
 use serde_json::{json, Value};
 use worker::Env;
@@ -89,15 +91,37 @@ fn openapi() -> Result<Reply, ApiError> {
         .map_err(|error| ApiError::internal(format!("openapi.json: {error}")))
 }
 
+thread_local! {
+    /// `COFFER_KEYS` parsed once per isolate, keyed by its text (which only
+    /// changes with a deployment); both are wiped when replaced.
+    static PARSED_KEYRING: core::cell::RefCell<Option<(Zeroizing<String>, Rc<Keyring>)>> =
+        const { core::cell::RefCell::new(None) };
+}
+
 /// The master keys. A malformed `COFFER_KEYS` fails the request with a
 /// logged reason (never the value) and a generic 500.
-pub(crate) fn keyring(env: &Env) -> Result<Keyring, ApiError> {
-    let raw = env
-        .secret(env::COFFER_KEYS)
-        .map(|secret| secret.to_string())
-        .or_else(|_| env.var(env::COFFER_KEYS).map(|var| var.to_string()))
-        .map_err(|_| ApiError::internal("COFFER_KEYS is not set"))?;
-    Keyring::parse(&raw).map_err(|error| ApiError::internal(format!("COFFER_KEYS: {error}")))
+pub(crate) fn keyring(env: &Env) -> Result<Rc<Keyring>, ApiError> {
+    let raw = Zeroizing::new(
+        env.secret(env::COFFER_KEYS)
+            .map(|secret| secret.to_string())
+            .or_else(|_| env.var(env::COFFER_KEYS).map(|var| var.to_string()))
+            .map_err(|_| ApiError::internal("COFFER_KEYS is not set"))?,
+    );
+    let cached = PARSED_KEYRING.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .filter(|(text, _)| **text == *raw)
+            .map(|(_, keyring)| Rc::clone(keyring))
+    });
+    if let Some(keyring) = cached {
+        return Ok(keyring);
+    }
+    let keyring = Rc::new(
+        Keyring::parse(&raw)
+            .map_err(|error| ApiError::internal(format!("COFFER_KEYS: {error}")))?,
+    );
+    PARSED_KEYRING.with(|cell| *cell.borrow_mut() = Some((raw, Rc::clone(&keyring))));
+    Ok(keyring)
 }
 
 /// The acting tenant's relation to a loaded record.
