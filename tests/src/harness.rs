@@ -520,3 +520,50 @@ fn register_atexit() {
         }
     });
 }
+
+/// A process started in a group of its own that is stopped with the test
+/// process whatever way it ends (`Drop`, `atexit`, the watchdog), as
+/// `wrangler dev` is. For servers other than Coffer's (`make bench PEER=`).
+pub struct Group {
+    child: Option<Child>,
+}
+
+impl Group {
+    /// Starts `command` in a process group of its own, watched.
+    pub fn spawn(command: &mut Command) -> Group {
+        let child = spawn_in_own_group(command);
+        let pgid = i32::try_from(child.id()).expect("pid fits in i32");
+        GROUPS.lock().expect("groups lock").push(pgid);
+        register_atexit();
+        start_watchdog(pgid);
+        Group { child: Some(child) }
+    }
+
+    /// Whether the group's leader has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = i32::try_from(child.id()).expect("pid fits in i32");
+            signal_group(pgid, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(50));
+            }
+            signal_group(pgid, "-KILL");
+            let _ = child.wait();
+            GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (released before it is returned).
+pub fn unused_port() -> u16 {
+    free_port()
+}

@@ -8,3 +8,4 @@ pub mod client;
 pub mod fixtures;
 pub mod harness;
 pub mod idp;
+pub mod peer;
