@@ -92,7 +92,11 @@ impl<'s> Api<'s> {
         if let Some((content_type, bytes)) = body {
             request = request.header("content-type", content_type).body(bytes);
         }
-        read(request)
+        let reply = read(request);
+        if let Some(request_id) = reply.header("x-request-id") {
+            self.server.note_request(request_id);
+        }
+        reply
     }
 
     /// `GET path`.

@@ -239,37 +239,39 @@ pub fn assert_invalid(reply: &crate::client::Reply, field: &str) {
     );
 }
 
-/// Shares `credential` (a bare UUID) with `tenant`: through
-/// `PUT /connection/{id}/shares/{tenant}` as an admin of `owner` when the
-/// route exists, else (until it lands) with a row written straight into D1.
+/// Shares `credential` (a bare UUID) with `tenant` through
+/// `PUT /connection/{id}/shares/{tenant}` as an admin of `owner`, and fails
+/// the test unless the grant answers 200 with the grant it made. A fixture
+/// never writes storage itself: a broken or missing grant route is the
+/// test's failure, not something to work around.
 pub fn share(server: &crate::harness::Server, owner: Uuid, credential: &str, tenant: Uuid) {
     let api = crate::client::Api::new(server, token(owner, "integration_admin"))
         .header("x-tenantid", owner.to_string());
     let reply = api.put(&format!("/connection/{credential}/shares/{tenant}"));
-    if reply.status == 200 {
-        return;
-    }
-    // Only a missing route falls back; any other answer is the route's bug.
-    let route_missing = (reply.status == 404 && reply.body["error"]["message"] == "Not Found")
-        || reply.status == 405;
-    assert!(
-        route_missing,
-        "share PUT failed: {} {}",
-        reply.status, reply.text
+    assert_eq!(
+        reply.status, 200,
+        "share PUT /connection/{credential}/shares/{tenant}: {}",
+        reply.text
     );
-    server.d1(&format!(
-        "INSERT INTO shares (credential_id, tenant_id, granted_at, granted_by) \
-         VALUES ('{credential}', '{tenant}', 0, 'test')"
-    ));
+    assert_eq!(
+        reply.body["data"]["connection_id"], credential,
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body["data"]["tenant_id"],
+        tenant.to_string(),
+        "{}",
+        reply.text
+    );
 }
 
-/// Asserts that none of `secrets` appears in everything `server` logged.
+/// Asserts that none of `secrets` appears in everything `server` logged,
+/// once the log holds the line of the last request made to it (lines
+/// arrive asynchronously). Fails when that line never comes: a log without
+/// request lines (a level that hides them) would hide leaks too.
 pub fn assert_not_logged(server: &crate::harness::Server, secrets: &[&str]) {
-    let log = server.log();
-    assert!(
-        !log.is_empty(),
-        "the server log is empty: nothing was scanned"
-    );
+    let log = server.log_through_last_request();
     for secret in secrets {
         assert!(!log.contains(secret), "the server log contains {secret:?}");
     }

@@ -34,6 +34,9 @@ pub struct Server {
     any_answer_is_ready: bool,
     /// Runs the test-only build with fault switches ([`Server::start_with_faults`]).
     faults: bool,
+    /// The `x-request-id` of the last response [`crate::client::Api`] read
+    /// from this server: [`Server::log_through_last_request`] waits for it.
+    last_request_id: Mutex<Option<String>>,
 }
 
 /// Process groups to stop when the test process exits.
@@ -107,6 +110,7 @@ impl Server {
             child: None,
             any_answer_is_ready: false,
             faults,
+            last_request_id: Mutex::new(None),
         };
         server.spawn();
         server
@@ -223,11 +227,60 @@ impl Server {
     /// The Worker's JSON log lines so far, parsed (wrangler's own lines are
     /// skipped). Lines arrive asynchronously: poll for one just logged.
     pub fn log_entries(&self) -> Vec<serde_json::Value> {
-        self.log()
-            .lines()
-            .filter_map(|line| line.find('{').map(|at| &line[at..]))
-            .filter_map(|json| serde_json::from_str(json).ok())
-            .collect()
+        json_lines(&self.log()).collect()
+    }
+
+    /// Remembers `request_id` as the last request answered (the client calls
+    /// this for every response it reads).
+    pub fn note_request(&self, request_id: &str) {
+        *self
+            .last_request_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request_id.to_string());
+    }
+
+    /// The whole log once it holds the request line (the one with `status`)
+    /// of `request_id`, waiting up to 30 s: workerd's log lines reach
+    /// wrangler's output asynchronously, so a scan that does not wait can
+    /// miss the very lines it is meant to check.
+    ///
+    /// # Panics
+    ///
+    /// When the line does not arrive: requests are not being logged (a log
+    /// level that hides them, a broken log line), and a scan of the log
+    /// would prove nothing.
+    pub fn log_through(&self, request_id: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if log_has_request_line(&log, request_id) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server log has no request line for {request_id} after 30 s \
+                 ({} request lines in all): requests are not being logged, so \
+                 scanning the log proves nothing",
+                count_request_lines(&log)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// [`Server::log_through`] the last request made through
+    /// [`crate::client::Api`].
+    ///
+    /// # Panics
+    ///
+    /// When no request was made yet, or its line does not arrive.
+    pub fn log_through_last_request(&self) -> String {
+        let last = self
+            .last_request_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .expect("no request was made to this server yet: nothing to wait for in its log");
+        self.log_through(&last)
     }
 
     /// The local D1 and KV state directory.
@@ -237,6 +290,11 @@ impl Server {
 
     /// Runs a wrangler CLI command (`d1 execute`, `kv key put`, ...) against
     /// this server's config and local state, returning its stdout.
+    ///
+    /// For fault injection (tampered or missing storage, which no API can
+    /// make) and for what no API shows (blobs no record names). Tests never
+    /// set up state with it: state is made through the API, so the test
+    /// drives the real path.
     ///
     /// `--local --persist-to <state> --config <config>` are appended.
     pub fn wrangler_cli(&self, args: &[&str]) -> String {
@@ -340,6 +398,27 @@ impl Drop for Server {
         self.stop();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The Worker's JSON log lines in `log` (wrangler's own lines skipped).
+fn json_lines(log: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
+    log.lines()
+        .filter_map(|line| line.find('{').map(|at| &line[at..]))
+        .filter_map(|json| serde_json::from_str(json).ok())
+}
+
+/// A per-request line: it has a `request_id` and a `status` (the Worker's
+/// other lines, such as an auth refusal's, have no `status`).
+fn is_request_line(entry: &serde_json::Value) -> bool {
+    entry["request_id"].is_string() && entry.get("status").is_some()
+}
+
+fn log_has_request_line(log: &str, request_id: &str) -> bool {
+    json_lines(log).any(|entry| is_request_line(&entry) && entry["request_id"] == request_id)
+}
+
+fn count_request_lines(log: &str) -> usize {
+    json_lines(log).filter(is_request_line).count()
 }
 
 fn merge_vars(vars: &[(&str, &str)]) -> Vec<(String, String)> {

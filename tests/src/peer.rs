@@ -53,7 +53,15 @@ impl Peer {
         .expect("write the peer's .dev.vars");
         let wrangler = dir.join("node_modules/.bin/wrangler");
         run(wrangler_env(Command::new(&wrangler))
-            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to", "state"])
+            .args([
+                "d1",
+                "migrations",
+                "apply",
+                "DB",
+                "--local",
+                "--persist-to",
+                "state",
+            ])
             .current_dir(&dir));
         let port = harness::unused_port();
         let log = fs::File::create(dir.join("wrangler.log")).expect("peer log");

@@ -1,7 +1,6 @@
 //! `GET /connection` pages: own and shared records, newest first, opaque
 //! cursors bound to the tenant and filters, no duplicates or gaps, also
 //! while records are being added.
-use core::sync::atomic::{AtomicBool, Ordering};
 use std::collections::{HashMap, HashSet};
 
 use coffer_tests::{
@@ -284,52 +283,56 @@ fn a_cursor_is_bound_to_its_tenant_and_filters() {
 
 #[test]
 fn paging_while_records_are_added_sees_every_earlier_record_once() {
+    const LIMIT: usize = 9;
+    /// Records created between two page fetches: each shifts every later
+    /// offset by this much, so a paginator built on OFFSET repeats records.
+    const ADDED_PER_PAGE: usize = 2;
     let server = harness::shared();
     let owner = tenant();
-    let before = create_many(server, owner, 120, |_| "live");
+    let before = create_many(server, owner, 60, |_| "live");
     let earlier: HashSet<String> = before.keys().cloned().collect();
     let api = Api::new(server, token(owner, "integration_viewer"));
-    let done = AtomicBool::new(false);
-    let (seen, added) = std::thread::scope(|scope| {
-        let adder = scope.spawn(|| {
-            let editor = api_for(server, owner, "integration_editor");
-            let mut added = Vec::new();
-            while !done.load(Ordering::SeqCst) && added.len() < 200 {
-                let body = credential_body("live", "Added while paging", json!({"k": "v"}));
-                added.push(create_credential(&editor, &body));
+    let editor = api_for(server, owner, "integration_editor");
+    // The order a walk must follow: every earlier record, newest first.
+    let expected = ids(&walk(&api, 100, "&integration_id=live"));
+    assert_eq!(expected.len(), earlier.len());
+
+    let mut seen = Vec::new();
+    let mut added = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => {
+                format!("/connection?limit={LIMIT}&integration_id=live&cursor={cursor}")
             }
-            added
-        });
-        // Let the adder get going, then page a few at a time.
-        std::thread::sleep(core::time::Duration::from_millis(50));
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(cursor) => format!("/connection?limit=9&integration_id=live&cursor={cursor}"),
-                None => "/connection?limit=9&integration_id=live".to_string(),
-            };
-            let (items, next) = page(&api, &path);
-            seen.extend(items);
-            match next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+            None => format!("/connection?limit={LIMIT}&integration_id=live"),
+        };
+        let (items, next) = page(&api, &path);
+        seen.extend(items);
+        let Some(next) = next else { break };
+        cursor = Some(next);
+        // Newer records land in front of everything already paged.
+        for _ in 0..ADDED_PER_PAGE {
+            let body = credential_body("live", "Added while paging", json!({"k": "v"}));
+            added.push(create_credential(&editor, &body));
         }
-        done.store(true, Ordering::SeqCst);
-        (seen, adder.join().expect("adder thread"))
-    });
-    assert!(!added.is_empty(), "records were added while paging");
+    }
+    assert!(
+        added.len() >= ADDED_PER_PAGE * (earlier.len() / LIMIT),
+        "records were added between the pages"
+    );
     assert_newest_first(&seen);
     let seen_ids = ids(&seen);
     let unique: HashSet<&String> = seen_ids.iter().collect();
-    assert_eq!(unique.len(), seen_ids.len(), "no duplicates");
-    for id in &earlier {
-        assert!(
-            unique.contains(id),
-            "{id} existed before paging and was missed"
-        );
-    }
+    assert_eq!(unique.len(), seen_ids.len(), "no duplicates: {seen_ids:?}");
+    // Every earlier record, once, in order; records added behind the cursor
+    // are newer than everything paged, so the walk does not reach them.
+    let seen_earlier: Vec<String> = seen_ids
+        .iter()
+        .filter(|id| earlier.contains(*id))
+        .cloned()
+        .collect();
+    assert_eq!(seen_earlier, expected, "earlier records missed or repeated");
     let added: HashSet<String> = added.into_iter().collect();
     for id in &seen_ids {
         assert!(

@@ -473,6 +473,9 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
         read.body["data"]["credentials"],
         json!({"token": "ghp-new-0002"})
     );
+    // That the old version's blob is destroyed no API can tell (only the
+    // current version is ever served), so this reads KV out of band: a
+    // read-only check, done while no request is in flight (`storage_server`).
     let keys = server.wrangler_cli(&[
         "kv",
         "key",
@@ -512,16 +515,27 @@ fn delete_honours_if_match_and_leaves_nothing_behind() {
     let guard = storage_server();
     let server: &harness::Server = &guard;
     let owner = tenant();
-    let stranger = tenant();
+    let grantee = tenant();
     let admin = api_for(server, owner, "integration_admin");
     let id = create_credential(
         &admin,
         &credential_body("slack", "Slack", json!({"botToken": "xoxb-del-4242"})),
     );
-    server.d1(&format!(
-        "INSERT INTO shares (credential_id, tenant_id, granted_at, granted_by) \
-         VALUES ('{id}', '{stranger}', 0, 'test')"
+    // Shared through the API, and seen by the grantee before the delete.
+    coffer_tests::fixtures::share(server, owner, &id, grantee);
+    let grantee_admin = api_for(server, grantee, "integration_admin");
+    let grantee_connections = Api::new(server, token(grantee, "integration_admin"));
+    let before = grantee_admin.get(&format!(
+        "/api/v1/credentials/slack/details?credentialId={id}"
     ));
+    assert_eq!(
+        before.status, 200,
+        "the grantee sees the share: {}",
+        before.text
+    );
+    let before = grantee_connections.get(&format!("/connection/{id}"));
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert_eq!(before.body["data"]["shared"], true, "{}", before.text);
     let rename = admin.patch(
         &format!("/api/v1/credentials/{id}"),
         &json!({"credentialName": "Slack bot"}),
@@ -573,6 +587,51 @@ fn delete_honours_if_match_and_leaves_nothing_behind() {
         json!({"error": {"code": 404, "message": format!("Connection with ID {id} not found")}})
     );
 
+    // The former grantee sees nothing of it, on either surface.
+    for path in [
+        format!("/api/v1/credentials/slack/details?credentialId={id}"),
+        format!("/api/v1/credentials/slack?credentialId={id}"),
+    ] {
+        let gone = grantee_admin.get(&path);
+        assert_error(&gone, 404, "CREDENTIAL_NOT_FOUND");
+    }
+    let not_found =
+        json!({"error": {"code": 404, "message": format!("Connection with ID {id} not found")}});
+    for path in [
+        format!("/connection/{id}"),
+        format!("/connection/{id}/credentials"),
+    ] {
+        let gone = grantee_connections.get(&path);
+        assert_eq!(gone.status, 404, "{path}: {}", gone.text);
+        assert_eq!(gone.body, not_found, "{path}");
+    }
+    let listed = grantee_connections.get("/connection?limit=100");
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.body["data"], json!([]), "{}", listed.text);
+
+    // A record re-created under the same integration is a new record, and
+    // not shared: the grantee cannot reach it and it has no shares.
+    let again_id = create_credential(
+        &admin,
+        &credential_body("slack", "Slack again", json!({"botToken": "xoxb-del-4343"})),
+    );
+    assert_ne!(again_id, id);
+    let hidden = grantee_admin.get(&format!(
+        "/api/v1/credentials/slack/details?credentialId={again_id}"
+    ));
+    assert_error(&hidden, 404, "CREDENTIAL_NOT_FOUND");
+    let hidden = grantee_connections.get(&format!("/connection/{again_id}"));
+    assert_eq!(hidden.status, 404, "{}", hidden.text);
+    let listed = grantee_connections.get("/connection?limit=100");
+    assert_eq!(listed.body["data"], json!([]), "{}", listed.text);
+    let shares = Api::new(server, token(owner, "integration_admin"))
+        .get(&format!("/connection/{again_id}/shares"));
+    assert_eq!(shares.status, 200, "{}", shares.text);
+    assert_eq!(shares.body, json!({"data": []}), "{}", shares.text);
+
+    // The secret material is gone too. No API can tell (every read is a 404
+    // already), so this one check lists KV out of band: a read-only check,
+    // done while no request is in flight (`storage_server`).
     let keys = server.wrangler_cli(&[
         "kv",
         "key",
@@ -584,12 +643,6 @@ fn delete_honours_if_match_and_leaves_nothing_behind() {
     ]);
     let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
     assert!(keys.is_empty(), "blob left behind: {keys:?}");
-    let rows = server.d1(&format!("SELECT id FROM credentials WHERE id = '{id}'"));
-    assert_eq!(rows, json!([]));
-    let shares = server.d1(&format!(
-        "SELECT tenant_id FROM shares WHERE credential_id = '{id}'"
-    ));
-    assert_eq!(shares, json!([]));
 
     let audit = admin.get(&format!("/api/v1/audit?credentialId={id}"));
     assert_eq!(audit.status, 200, "{}", audit.text);
@@ -664,16 +717,19 @@ fn inactive_and_revoked_refuse_the_secret_and_revoked_is_final() {
         &json!({"status": "expired"}),
     );
     assert_invalid(&expired, "status");
-    // Even a new secret does not bring a revoked record back.
+    // Even a new secret does not bring a revoked record back. The contract
+    // refuses only status transitions out of `revoked`; a PATCH of the
+    // secret alone is a PATCH like any other (200 with the details, version
+    // 4 → 5), and the record stays revoked.
     let rotated = admin.patch(
         &path,
         &json!({"credentials": {"clientSecret": "okta-cs-6160"}}),
     );
-    if rotated.status == 200 {
-        assert_eq!(rotated.body["data"]["status"], "revoked");
-    } else {
-        assert_eq!(rotated.status, 400, "{}", rotated.text);
-    }
+    let data = assert_success(&rotated, 200);
+    assert_eq!(data["status"], "revoked", "{}", rotated.text);
+    assert_eq!(data["version"], 5, "{}", rotated.text);
+    assert_eq!(etag(&rotated), Some("\"5\""));
+    assert!(!rotated.text.contains("okta-cs-6160"));
     let refused = admin.get(&read_path);
     assert_error(&refused, 409, "CREDENTIAL_NOT_ACTIVE");
     assert!(!refused.text.contains("okta-cs-6160"));
@@ -693,8 +749,7 @@ fn inactive_and_revoked_refuse_the_secret_and_revoked_is_final() {
 
 #[test]
 fn expired_on_create_is_flagged_and_still_served_until_cleared() {
-    let guard = storage_server();
-    let server: &harness::Server = &guard;
+    let server = harness::shared();
     let owner = tenant();
     let admin = api_for(server, owner, "integration_admin");
     let mut body = credential_body(
@@ -746,10 +801,32 @@ fn expired_on_create_is_flagged_and_still_served_until_cleared() {
     assert_eq!(cleared.body["data"]["expiresAt"], Value::Null);
     assert_eq!(cleared.body["data"]["isExpired"], false);
     assert_eq!(cleared.body["data"]["status"], "active");
-    let row = server.d1(&format!(
-        "SELECT expires_at FROM credentials WHERE id = '{id}'"
+    // The stored expiry is gone too, not only the rendered one: the status
+    // filter, which the list evaluates on the stored values, moves it.
+    let ids_with = |status: &str| -> Vec<Value> {
+        let reply = admin.get(&format!(
+            "/api/v1/credentials?integrationId=google-workspace&status={status}"
+        ));
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["data"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids_with("active"), [json!(format!("cred-{id}"))]);
+    assert_eq!(ids_with("expired"), Vec::<Value>::new());
+    let details = admin.get(&format!(
+        "/api/v1/credentials/google-workspace/details?credentialId={id}"
     ));
-    assert_eq!(row, json!([{"expires_at": null}]));
+    assert_eq!(
+        details.body["data"]["expiresAt"],
+        Value::Null,
+        "{}",
+        details.text
+    );
+    assert_eq!(details.body["data"]["isExpired"], false, "{}", details.text);
     // An inactive record past its expiry reads inactive, not expired.
     let mut body = credential_body("google-workspace", "Old", json!({"k": "g-old"}));
     body["expiresAt"] = json!("2021-06-30T12:00:00.000Z");
@@ -765,8 +842,7 @@ fn expired_on_create_is_flagged_and_still_served_until_cleared() {
 
 #[test]
 fn absent_optional_fields_come_back_as_json_nulls() {
-    let guard = storage_server();
-    let server: &harness::Server = &guard;
+    let server = harness::shared();
     let owner = tenant();
     let admin = api_for(server, owner, "integration_admin");
     let created = admin.post(
@@ -774,18 +850,12 @@ fn absent_optional_fields_come_back_as_json_nulls() {
         &credential_body("minimal", "Minimal", json!({"k": "min-secret-1"})),
     );
     assert_eq!(created.status, 201, "{}", created.text);
-    let id = bare_id(&created.body["data"]["id"]);
-    // Before any read: D1 holds SQL NULLs, not the text "null" or "undefined".
-    let row = server.d1(&format!(
-        "SELECT description, token_endpoint, authorization_endpoint, expires_at, \
-           last_accessed_at FROM credentials WHERE id = '{id}'"
-    ));
-    assert_eq!(
-        row,
-        json!([{"description": null, "token_endpoint": null, "authorization_endpoint": null,
-                "expires_at": null, "last_accessed_at": null}])
-    );
+    // Before any read, details render what was stored: JSON nulls (a stored
+    // text "null" or "undefined" would come back as a string).
     let details = admin.get("/api/v1/credentials/minimal/details");
+    assert_eq!(details.status, 200, "{}", details.text);
+    assert_eq!(details.body["data"]["lastAccessedAt"], Value::Null);
+    assert_eq!(details.body["data"]["accessCount"], 0);
     let read = admin.get("/api/v1/credentials/minimal");
     let list = admin.get("/api/v1/credentials");
     for (what, reply, data) in [
@@ -822,8 +892,7 @@ fn absent_optional_fields_come_back_as_json_nulls() {
 
 #[test]
 fn patch_null_clears_and_absent_leaves_alone() {
-    let guard = storage_server();
-    let server: &harness::Server = &guard;
+    let server = harness::shared();
     let owner = tenant();
     let admin = api_for(server, owner, "integration_admin");
     let mut body = credential_body("asana", "Asana", json!({"pat": "asana-pat-31"}));
@@ -861,15 +930,6 @@ fn patch_null_clears_and_absent_leaves_alone() {
     ));
     assert_eq!(details.body["data"], cleared.body["data"]);
     assert!(!details.text.contains("undefined"));
-    let row = server.d1(&format!(
-        "SELECT description, expires_at, token_endpoint, authorization_endpoint \
-         FROM credentials WHERE id = '{id}'"
-    ));
-    assert_eq!(
-        row,
-        json!([{"description": null, "expires_at": null, "token_endpoint": null,
-                "authorization_endpoint": "https://app.example.com/auth"}])
-    );
     // Non-nullable fields refuse null, naming the field.
     for field in [
         "credentialName",
@@ -944,8 +1004,7 @@ fn integers_above_2_pow_53_round_trip_exactly() {
 
 #[test]
 fn audit_events_carry_the_contract_fields_newest_first() {
-    let guard = storage_server();
-    let server: &harness::Server = &guard;
+    let server = harness::shared();
     let owner = tenant();
     let shared_with = tenant();
     let admin_token = TokenBuilder::new(owner, "integration_admin")

@@ -83,15 +83,18 @@ impl<'s> World<'s> {
     }
 
     /// Runs `call` for every relation and role and checks the status (and
-    /// the error code) against `expected`.
+    /// the error code) against `expected`. The route never serves the
+    /// secret: no response may contain it.
     fn check(&self, expected: impl Fn(Rel, usize) -> u16, call: impl Fn(&Api<'s>) -> Reply) {
-        self.check_in(RELATIONS, expected, call);
+        self.check_in(RELATIONS, Serves::Nothing, expected, call);
     }
 
-    /// [`World::check`] with the relations in the given order.
+    /// [`World::check`] with the relations in the given order, for a route
+    /// that serves `serves`.
     fn check_in(
         &self,
         relations: [Rel; 3],
+        serves: Serves,
         expected: impl Fn(Rel, usize) -> u16,
         call: impl Fn(&Api<'s>) -> Reply,
     ) {
@@ -105,15 +108,31 @@ impl<'s> World<'s> {
                     404 => assert_error(&reply, 404, "CREDENTIAL_NOT_FOUND"),
                     _ => assert_eq!(reply.status, status, "{context}: {}", reply.text),
                 }
-                assert!(
-                    status == 200 && reply.body["data"].get("credentials").is_some()
-                        || !reply.text.contains(&self.secret),
-                    "{context}: secret in {}",
-                    reply.text
-                );
+                // Only the owner's successful decrypted read may carry the
+                // secret; every other response, whatever its status or shape
+                // (a shared tenant's details, an error, a list), never does.
+                let may_carry =
+                    serves == Serves::Secret && rel == Rel::Owner && reply.status == 200;
+                if !may_carry {
+                    assert!(
+                        !reply.text.contains(&self.secret),
+                        "{context}: the secret in a {} response: {}",
+                        reply.status,
+                        reply.text
+                    );
+                }
             }
         }
     }
+}
+
+/// What a route may put in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// Metadata only: the secret never appears.
+    Nothing,
+    /// The decrypted secret, to the owner tenant only.
+    Secret,
 }
 
 const USER: usize = 1;
@@ -150,6 +169,7 @@ fn details_owner_and_shared_any_role_stranger_404() {
         .get("/api/v1/credentials/matrix/details");
     assert_eq!(theirs.status, 200, "{}", theirs.text);
     assert_ne!(theirs.body["data"]["id"], format!("cred-{}", world.id));
+    assert!(!theirs.text.contains(&world.secret), "{}", theirs.text);
     assert_eq!(
         theirs.body["data"]["tenant"]["id"],
         world.shared.to_string()
@@ -162,7 +182,9 @@ fn decrypted_read_owner_user_and_up_shared_403_stranger_404() {
     let server = harness::shared();
     let world = World::new(server);
     let path = format!("/api/v1/credentials/matrix?credentialId=cred-{}", world.id);
-    world.check(
+    world.check_in(
+        RELATIONS,
+        Serves::Secret,
         |rel, rank| match rel {
             Rel::Owner if rank >= USER => 200,
             Rel::Owner | Rel::Shared => 403,
@@ -279,6 +301,7 @@ fn delete_owner_admin_only_shared_403_stranger_404() {
     // The owner last: its admin's delete is the one that succeeds.
     world.check_in(
         [Rel::Shared, Rel::Stranger, Rel::Owner],
+        Serves::Nothing,
         |rel, rank| match rel {
             Rel::Owner if rank == ADMIN => 200,
             Rel::Owner | Rel::Shared => 403,

@@ -24,7 +24,10 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// The names of the `SECRETS` keys under `prefix`, read out of band.
+/// The names of the `SECRETS` keys under `prefix`, read out of band with
+/// the wrangler CLI (only while no request is in flight): to find a blob to
+/// break on purpose, and to see blobs no API shows (orphans, destroyed
+/// versions). Every test here runs a server of its own.
 fn blob_keys(server: &Server, prefix: &str) -> BTreeSet<String> {
     let listed = server.wrangler_cli(&[
         "kv",
@@ -40,25 +43,6 @@ fn blob_keys(server: &Server, prefix: &str) -> BTreeSet<String> {
         .iter()
         .map(|key| key["name"].as_str().expect("key name").to_string())
         .collect()
-}
-
-/// The KV key a D1 row's current secret lives under, by the layout
-/// `secret/v1/<owner tenant>/<credential uuid>/<secret_version>.<blob_nonce>`
-/// (rows from before the nonce have none, and no dot).
-fn row_blob_key(row: &Value) -> String {
-    let text = |field: &str| {
-        row[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("{field} of {row}"))
-            .to_string()
-    };
-    let version = row["secret_version"].as_i64().expect("secret_version");
-    let (tenant, id, nonce) = (text("tenant_id"), text("id"), text("blob_nonce"));
-    if nonce.is_empty() {
-        format!("secret/v1/{tenant}/{id}/{version}")
-    } else {
-        format!("secret/v1/{tenant}/{id}/{version}.{nonce}")
-    }
 }
 
 /// Asserts that no string of `leaks` appears in the reply's body.
@@ -79,13 +63,11 @@ fn master_key() -> &'static str {
 }
 
 /// Asserts that the Worker never panicked (a panic in wasm is an abort of
-/// the isolate, logged by workerd as `panicked at`).
+/// the isolate, logged by workerd as `panicked at`), once the log holds the
+/// line of the last request made (lines arrive asynchronously; a log
+/// without request lines fails, since it would hide a panic too).
 fn assert_no_panic(server: &Server) {
-    let log = server.log();
-    assert!(
-        !log.is_empty(),
-        "the server log is empty: nothing was scanned"
-    );
+    let log = server.log_through_last_request();
     for marker in ["panicked at", "RuntimeError: unreachable"] {
         assert!(
             !log.contains(marker),
@@ -319,74 +301,10 @@ fn sigkill_mid_burst_loses_no_acknowledged_write_and_leaves_nothing_half_written
 
     server.restart();
 
-    // Out of band, before any request: every row's blob is in KV, and every
-    // row has exactly the audit events of the writes it went through (the
-    // row and its event are one D1 batch).
-    let rows = server.d1(&format!(
-        "SELECT id, tenant_id, name, version, secret_version, blob_nonce \
-         FROM credentials WHERE tenant_id = '{owner}'"
-    ));
-    let rows = rows.as_array().expect("rows").clone();
-    let keys = blob_keys(&server, &format!("secret/v1/{owner}/"));
-    let mut row_ids = BTreeSet::new();
-    for row in &rows {
-        let key = row_blob_key(row);
-        assert!(
-            keys.contains(&key),
-            "row {row} points at a missing blob {key}"
-        );
-        row_ids.insert(row["id"].as_str().expect("id").to_string());
-    }
-    let events = server.d1(&format!(
-        "SELECT credential_id, action, outcome, COUNT(*) AS n FROM audit_events \
-         WHERE tenant_id = '{owner}' GROUP BY credential_id, action, outcome"
-    ));
-    let mut event_counts: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for event in events.as_array().expect("event rows") {
-        let credential = event["credential_id"].as_str().expect("credential_id");
-        assert!(
-            row_ids.contains(credential),
-            "an audit event of a record that is not there: {event}"
-        );
-        assert_eq!(event["outcome"], "success", "{event}");
-        let action = event["action"].as_str().expect("action").to_string();
-        event_counts.insert(
-            (credential.to_string(), action),
-            event["n"].as_i64().expect("n"),
-        );
-    }
-    for row in &rows {
-        let id = row["id"].as_str().expect("id").to_string();
-        let version = row["version"].as_i64().expect("version");
-        let count = |action: &str| {
-            event_counts
-                .get(&(id.clone(), action.to_string()))
-                .copied()
-                .unwrap_or(0)
-        };
-        assert_eq!(count("credential.create"), 1, "create events of {row}");
-        assert_eq!(
-            count("credential.update"),
-            version - 1,
-            "update events of {row}"
-        );
-    }
-
-    // Every acknowledged record is there; any other is a create that was
-    // in flight, at most one per such create.
-    for id in acked_records.keys() {
-        assert!(row_ids.contains(id), "acknowledged record {id} was lost");
-    }
-    let extra = row_ids.len() - acked_records.len();
-    assert!(
-        extra <= creates_in_flight.len(),
-        "{extra} records nobody was told about, {} creates in flight",
-        creates_in_flight.len()
-    );
-
-    // The list shows exactly the rows.
+    // Through the API, before any decrypted read (which would add audit
+    // events): the records that survived, with their versions.
     let api = api_for(&server, owner, "integration_admin");
-    let mut listed = BTreeSet::new();
+    let mut listed: BTreeMap<String, i64> = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
@@ -396,14 +314,69 @@ fn sigkill_mid_burst_loses_no_acknowledged_write_and_leaves_nothing_half_written
         let page = api.get(&path);
         assert_eq!(page.status, 200, "{}", page.text);
         for item in page.body["data"]["items"].as_array().expect("items") {
-            listed.insert(bare_id(&item["id"]));
+            let version = item["version"].as_i64().expect("version");
+            listed.insert(bare_id(&item["id"]), version);
         }
         match page.body["data"]["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => break,
         }
     }
-    assert_eq!(listed, row_ids, "the list and D1 disagree");
+
+    // Every record has exactly the audit events of the writes it went
+    // through (the row and its event are one D1 batch), and no event names
+    // a record that is not there.
+    let mut event_counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/v1/audit?limit=100&cursor={cursor}"),
+            None => "/api/v1/audit?limit=100".to_string(),
+        };
+        let page = api.get(&path);
+        assert_eq!(page.status, 200, "{}", page.text);
+        for event in page.body["data"]["items"].as_array().expect("audit items") {
+            let credential = bare_id(&event["credentialId"]);
+            assert!(
+                listed.contains_key(&credential),
+                "an audit event of a record that is not there: {event}"
+            );
+            assert_eq!(event["outcome"], "success", "{event}");
+            let action = event["action"].as_str().expect("action").to_string();
+            *event_counts.entry((credential, action)).or_default() += 1;
+        }
+        match page.body["data"]["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    for (id, version) in &listed {
+        let count = |action: &str| {
+            event_counts
+                .get(&(id.clone(), action.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        assert_eq!(count("credential.create"), 1, "create events of {id}");
+        assert_eq!(
+            count("credential.update"),
+            version - 1,
+            "update events of {id} (version {version})"
+        );
+    }
+
+    // Every acknowledged record is there; any other is a create that was
+    // in flight, at most one per such create.
+    for id in acked_records.keys() {
+        assert!(listed.contains_key(id), "acknowledged record {id} was lost");
+    }
+    let extra = listed.len() - acked_records.len();
+    assert!(
+        extra <= creates_in_flight.len(),
+        "{extra} records nobody was told about, {} creates in flight",
+        creates_in_flight.len()
+    );
+    let listed: BTreeSet<String> = listed.into_keys().collect();
 
     // Every listed record is whole: details and both decrypted reads answer,
     // with a secret the test sent, matching its name and version.
@@ -493,6 +466,9 @@ fn a_missing_blob_is_an_opaque_500_on_both_surfaces_audited_and_contained() {
             json!({"token": "vanish-bystander-2"}),
         ),
     );
+    // Fault injection: the victim's blob is deleted out of band, as a lost
+    // KV value would be; no API can do that. Its wrapped key is read only so
+    // that the leak checks below can look for it.
     let prefix = format!("secret/v1/{owner}/{victim}/");
     let keys = blob_keys(&server, &prefix);
     assert_eq!(keys.len(), 1, "the victim's one blob: {keys:?}");
@@ -597,6 +573,9 @@ fn another_records_wrapped_dek_is_an_opaque_500_audited_and_contained() {
         &admin,
         &credential_body("swapped", "Bystander", json!({"token": "swap-bystander-2"})),
     );
+    // Fault injection: the victim's row gets another record's wrapped key,
+    // written out of band (tampered storage); no API can do that. The keys
+    // are read to make the swap and to look for them in bodies and logs.
     let dek_of = |id: &str| {
         server.d1(&format!(
             "SELECT wrapped_dek FROM credentials WHERE id = '{id}'"
@@ -837,7 +816,8 @@ fn secrets_kv_unbound_fails_reads_and_writes_503_and_writes_nothing() {
     assert_connection_error(&read, 503, "Service unavailable");
     assert_no_leak(&read, &[secret, master_key()]);
     server.restart_with(&[]);
-    // Out of band, before any request: no blob was added or removed.
+    // Out of band, before any request: no blob was added or removed. No API
+    // shows a blob that no record names, so this reads KV (read only).
     assert_eq!(blob_keys(&server, "secret/v1/"), keys_before);
     assert_untouched_and_readable(&server, owner, &id, secret);
     assert_not_logged(&server, &[secret, "outage-new-2", "outage-new-3"]);

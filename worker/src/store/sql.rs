@@ -383,31 +383,146 @@ mod tests {
         db
     }
 
-    /// No statement on a request path scans a whole table: every lookup
-    /// goes through an index (D1 bills and slows by rows read).
+    /// Statements that legitimately walk an index or a key range rather than
+    /// look up one tenant's rows or one record: the scheduled sweeps, which
+    /// read across every tenant in bounded batches. They still must not scan
+    /// a whole table without an index.
+    const SWEEPS: [&str; 3] = [
+        super::EXPIRE_DUE,
+        super::WRAPS_NOT_UNDER,
+        super::COUNT_NOT_UNDER,
+    ];
+
+    /// The plan's detail lines (column 3 of `EXPLAIN QUERY PLAN`).
+    fn plan(db: &Connection, sql: &str) -> Vec<String> {
+        let mut statement = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap_or_else(|error| panic!("{error}: {sql}"));
+        // Parameters stay unbound (NULL): the plan does not depend on them.
+        let mut rows = statement.raw_query();
+        let mut details: Vec<String> = Vec::new();
+        while let Some(row) = rows.next().expect("query plan") {
+            details.push(row.get(3).expect("plan detail"));
+        }
+        details
+    }
+
+    /// `(leading column, is the primary key)` of the index `name`.
+    fn index_facts(db: &Connection, name: &str) -> (String, bool) {
+        let table: String = db
+            .query_row(
+                "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .unwrap_or_else(|error| panic!("index {name}: {error}"));
+        let leading: String = db
+            .query_row(
+                "SELECT name FROM pragma_index_info(?1) WHERE seqno = 0",
+                [name],
+                |row| row.get(0),
+            )
+            .unwrap_or_else(|error| panic!("columns of {name}: {error}"));
+        let origin: String = db
+            .query_row(
+                "SELECT origin FROM pragma_index_list(?1) WHERE name = ?2",
+                [table.as_str(), name],
+                |row| row.get(0),
+            )
+            .unwrap_or_else(|error| panic!("origin of {name}: {error}"));
+        (leading, origin == "pk")
+    }
+
+    /// Why a request statement's plan line is not a tenant-scoped or
+    /// primary-key lookup, or `None` when it is (or is no table access).
+    ///
+    /// A `SEARCH` must use the primary key, or an index led by `tenant_id`,
+    /// with an equality on that leading column: `SEARCH c USING INDEX
+    /// credentials_by_tenant (tenant_id=?)`. Any `SCAN` of a table, with an
+    /// index or not, walks all of it (or all of the index) and is refused.
+    fn request_plan_fault(db: &Connection, detail: &str) -> Option<String> {
+        if detail == "SCAN CONSTANT ROW" || detail.contains("VIRTUAL TABLE") {
+            // A bare `SELECT` without a table; json_each of a bound parameter.
+            return None;
+        }
+        if detail.starts_with("SCAN ") {
+            return Some("scans instead of searching".into());
+        }
+        let Some(rest) = detail.strip_prefix("SEARCH ") else {
+            // MULTI-INDEX OR, subquery headers, temp B-trees for ORDER BY.
+            return None;
+        };
+        let Some((_, using)) = rest.split_once(" USING ") else {
+            return Some("searches without naming how".into());
+        };
+        let (access, constraint) = using
+            .split_once(" (")
+            .map_or((using, ""), |(access, constraint)| (access, constraint));
+        let leading = if access == "PRIMARY KEY" || access == "INTEGER PRIMARY KEY" {
+            // A WITHOUT ROWID table's key, or the rowid: SQLite names the
+            // constrained key columns, the first being the key's first.
+            None
+        } else {
+            let name = access
+                .strip_prefix("COVERING INDEX ")
+                .or_else(|| access.strip_prefix("INDEX "))
+                .unwrap_or_else(|| panic!("unknown access {access:?} in {detail:?}"));
+            let (leading, primary) = index_facts(db, name);
+            if !primary && leading != "tenant_id" {
+                return Some(format!(
+                    "uses {name}, led by {leading}, neither tenant_id nor the primary key"
+                ));
+            }
+            Some(leading)
+        };
+        let constraint = constraint.strip_suffix(')').unwrap_or(constraint);
+        let first = constraint.split(" AND ").next().unwrap_or_default();
+        let equality = match &leading {
+            Some(column) => first == format!("{column}=?"),
+            None => first.ends_with("=?") && !first.ends_with("<=?") && !first.ends_with(">=?"),
+        };
+        if equality {
+            None
+        } else {
+            Some(format!(
+                "walks a range of the index, not one tenant or one key ({first:?})"
+            ))
+        }
+    }
+
+    /// Every statement on a request path looks up one tenant's rows or one
+    /// record by key: each table access SEARCHes the primary key or an index
+    /// led by `tenant_id`, with an equality on that column. A `SCAN … USING
+    /// INDEX` walks the whole index, which D1 bills and waits for row by row
+    /// as it would a table scan. The sweeps (`SWEEPS`) read across tenants
+    /// and only must not scan a table without an index.
     #[test]
     fn request_path_statements_use_indexes() {
         let db = migrated();
-        for sql in super::all() {
-            let mut statement = db
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap_or_else(|error| panic!("{error}: {sql}"));
-            // Parameters stay unbound (NULL): the plan does not depend on them.
-            let mut rows = statement.raw_query();
-            let mut details: Vec<String> = Vec::new();
-            while let Some(row) = rows.next().expect("query plan") {
-                details.push(row.get(3).expect("plan detail"));
+        let all = super::all();
+        for sweep in SWEEPS {
+            assert!(
+                all.iter().any(|sql| sql == sweep),
+                "a sweep statement missing from all(): {sweep}"
+            );
+        }
+        for sql in &all {
+            let details = plan(&db, sql);
+            if SWEEPS.contains(&sql.as_str()) {
+                for detail in &details {
+                    // "SCAN <table>" without an index is a full scan.
+                    let full_scan = detail.starts_with("SCAN ")
+                        && !detail.contains("USING")
+                        && !detail.contains("VIRTUAL TABLE")
+                        && detail != "SCAN CONSTANT ROW";
+                    assert!(!full_scan, "full scan in plan {details:?} of {sql}");
+                }
+                continue;
             }
             for detail in &details {
-                // "SCAN <table>" without an index is a full scan; a covering
-                // index scan names the index ("SCAN c USING INDEX ...").
-                // "SCAN CONSTANT ROW" is a bare `SELECT` without a table, and
-                // a virtual table (json_each) scans the bound parameter.
-                let full_scan = detail.starts_with("SCAN ")
-                    && !detail.contains("USING")
-                    && !detail.contains("VIRTUAL TABLE")
-                    && detail != "SCAN CONSTANT ROW";
-                assert!(!full_scan, "full scan in plan {details:?} of {sql}");
+                if let Some(fault) = request_plan_fault(&db, detail) {
+                    panic!("{detail:?} {fault}, in plan {details:?} of {sql}");
+                }
             }
         }
     }
@@ -575,5 +690,39 @@ mod tests {
             tenant,
             Some("gh")
         ));
+    }
+
+    /// The plan check itself, on statements it must refuse and accept.
+    #[test]
+    fn request_plan_check_refuses_index_scans_and_foreign_leads() {
+        let db = migrated();
+        let faults = |sql: &str| -> Vec<String> {
+            plan(&db, sql)
+                .iter()
+                .filter_map(|detail| request_plan_fault(&db, detail))
+                .collect()
+        };
+        // The tenant condition hidden from the planner: a walk of the whole
+        // index (`SCAN c USING COVERING INDEX credentials_by_tenant`).
+        let walk = "SELECT c.id FROM credentials c WHERE c.tenant_id || '' = ?1 \
+                    ORDER BY c.created_at DESC, c.id DESC LIMIT ?2";
+        assert!(!faults(walk).is_empty(), "{:?}", plan(&db, walk));
+        // An index led by another column than tenant_id.
+        let by_status = "SELECT id FROM credentials WHERE status = ?1";
+        assert!(!faults(by_status).is_empty(), "{:?}", plan(&db, by_status));
+        // A range of the primary key.
+        let range = "SELECT id FROM credentials WHERE id > ?1 LIMIT 10";
+        assert!(!faults(range).is_empty(), "{:?}", plan(&db, range));
+        // A plain table scan.
+        let scan = "SELECT id FROM credentials WHERE name = ?1";
+        assert!(!faults(scan).is_empty(), "{:?}", plan(&db, scan));
+        // Tenant-led and primary-key lookups pass.
+        for good in [
+            super::FIND,
+            super::SELECT_FOR_INTEGRATION,
+            super::LIST_SHARES,
+        ] {
+            assert_eq!(faults(good), Vec::<String>::new(), "{:?}", plan(&db, good));
+        }
     }
 }
