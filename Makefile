@@ -60,11 +60,13 @@ fuzz:
 fuzz-long:
 	scripts/fuzz.sh 600
 
-## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10).
+## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10);
+## with PEER=<dir of a wrangler project>, Coffer against that Worker side by
+## side, alternating, as ratios per route (BENCH_ROUNDS=3).
 bench:
 	scripts/setup.sh bench
 	$(MAKE) --no-print-directory build
-	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin bench
+	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn PEER="$(PEER)" cargo run -q --release -p coffer-tests --bin bench
 	@printf 'gzip: '; gzip -9 -c worker/build/index_bg.wasm | wc -c
 
 ## Mixed load and soak against one server, checked against a model of truth

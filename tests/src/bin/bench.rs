@@ -4,12 +4,20 @@
 //!
 //! Uses `wrk` (Debian's package) at 1 and 8 connections, `BENCH_SECONDS`
 //! per cell (default 10).
-use std::process::Command;
+//!
+//! `PEER=<dir of a wrangler project>` (`make bench PEER=../shared/peers/ts-worker`)
+//! instead measures Coffer against that Worker side by side: both served by
+//! `wrangler dev --local --log-level warn` on this machine, each route run
+//! on the two servers alternately, `BENCH_ROUNDS` times (default 3; the
+//! first server of each round alternates too), and the ratio of the summed
+//! requests per second printed per route and connection count.
+use std::{path::Path, process::Command};
 
 use coffer_tests::{
     client::Api,
-    fixtures::{tenant, token},
+    fixtures::{now, tenant, token, TokenBuilder},
     harness::Server,
+    peer::Peer,
 };
 use serde_json::json;
 
@@ -33,7 +41,11 @@ struct Cell {
 /// A message naming what went wrong: no requests completed, socket errors
 /// (connect, read, write, timeout), non-2xx/3xx answers, or a report
 /// without the expected figures.
-fn parse_wrk(report: &str) -> Result<Cell, String> {
+///
+/// With `error_status`, the route is measured for its error answer (a 404,
+/// a 401: routes that touch no storage), so non-2xx answers are expected
+/// and only socket errors and the rest refuse the run.
+fn parse_wrk_expecting(report: &str, error_status: bool) -> Result<Cell, String> {
     let field = |prefix: &str| {
         report.lines().find_map(|line| {
             line.trim()
@@ -69,7 +81,7 @@ fn parse_wrk(report: &str) -> Result<Cell, String> {
         }
     }
     // "  Non-2xx or 3xx responses: 12"
-    if let Some(count) = field("Non-2xx or 3xx responses:") {
+    if let Some(count) = field("Non-2xx or 3xx responses:").filter(|_| !error_status) {
         return Err(format!(
             "{count} of {completed} answers were not 2xx or 3xx"
         ));
@@ -90,12 +102,41 @@ fn parse_wrk(report: &str) -> Result<Cell, String> {
 
 /// Runs wrk against `url`; a run that fails or is not clean ends the bench.
 fn wrk(url: &str, connections: u32, seconds: u32, headers: &[(String, String)]) -> Cell {
+    wrk_run(&Load::get(url, headers), connections, seconds)
+}
+
+/// One route's request as wrk sends it.
+struct Load<'a> {
+    url: String,
+    headers: &'a [(String, String)],
+    /// A wrk Lua script (a POST and its body).
+    script: Option<&'a Path>,
+    /// Measured for an error answer (see [`parse_wrk_expecting`]).
+    error_status: bool,
+}
+
+impl<'a> Load<'a> {
+    fn get(url: &str, headers: &'a [(String, String)]) -> Self {
+        Self {
+            url: url.to_string(),
+            headers,
+            script: None,
+            error_status: false,
+        }
+    }
+}
+
+fn wrk_run(load: &Load<'_>, connections: u32, seconds: u32) -> Cell {
+    let (url, headers) = (load.url.as_str(), load.headers);
     let mut command = Command::new("wrk");
     command
         .arg(format!("-c{connections}"))
         .arg(format!("-t{}", connections.min(2)))
         .arg(format!("-d{seconds}s"))
         .arg("--latency");
+    if let Some(script) = load.script {
+        command.arg("-s").arg(script);
+    }
     for (name, value) in headers {
         command.arg("-H").arg(format!("{name}: {value}"));
     }
@@ -115,7 +156,7 @@ fn wrk(url: &str, connections: u32, seconds: u32, headers: &[(String, String)]) 
     if !output.status.success() {
         refuse(&format!("wrk exited with {}", output.status));
     }
-    parse_wrk(&report).unwrap_or_else(|why| refuse(&why))
+    parse_wrk_expecting(&report, load.error_status).unwrap_or_else(|why| refuse(&why))
 }
 
 /// Fails the bench unless `path` answers 2xx once with `headers`, before
@@ -141,6 +182,14 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    if let Some(peer) = std::env::var_os("PEER").filter(|p| !p.is_empty()) {
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3);
+        compare(Path::new(&peer), seconds, rounds);
+        return;
+    }
     let server = Server::start(&[]);
     let owner = tenant();
     let bearer = token(owner, "integration_admin");
@@ -196,9 +245,238 @@ fn main() {
     }
 }
 
+/// A server under comparison: its base URL.
+struct Side {
+    base: String,
+}
+
+impl Side {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends one request and returns its status and body, ending the bench
+    /// unless the status is `expected`.
+    fn check(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&str>,
+        expected: u16,
+    ) -> serde_json::Value {
+        let client = reqwest::blocking::Client::new();
+        let mut request = match method {
+            "POST" => client.post(self.url(path)),
+            _ => client.get(self.url(path)),
+        };
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().unwrap_or_else(|error| {
+            eprintln!("bench: {method} {} failed: {error}", self.url(path));
+            std::process::exit(1)
+        });
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        if status != expected {
+            eprintln!(
+                "bench: {method} {} answered {status}, expected {expected}: {text}",
+                self.url(path)
+            );
+            std::process::exit(1);
+        }
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One compared route: what Coffer serves and what the peer serves for it.
+struct Compared {
+    name: &'static str,
+    coffer: (String, u16),
+    peer: (String, u16),
+    post: bool,
+}
+
+/// `make bench PEER=<dir>`: each route on Coffer and on the peer, alternating.
+fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
+    let server = Server::start(&[]);
+    eprintln!("bench: starting the peer from {}", peer_dir.display());
+    let peer = Peer::start(peer_dir);
+    let coffer = Side {
+        base: server.url(""),
+    };
+    let other = Side { base: peer.url("") };
+    let owner = tenant();
+    // Both verify HS256 under the test servers' secret; two hours to live.
+    let bearer = TokenBuilder::new(owner, "integration_admin")
+        .claim("exp", json!(now() + 7200))
+        .sign();
+    let headers = vec![
+        ("authorization".to_string(), format!("Bearer {bearer}")),
+        ("x-tenantid".to_string(), owner.to_string()),
+    ];
+    let body = json!({
+        "integrationId": "bench-integration",
+        "credentialName": "Bench",
+        "authType": "oauth2_bearer",
+        "scopes": ["read", "write"],
+        "metadata": {"environment": "production"},
+        "credentials": {"accessToken": "at-0123456789abcdef0123456789abcdef",
+                        "refreshToken": "rt-0123456789abcdef0123456789abcdef"},
+    })
+    .to_string();
+    let created = |side: &Side| -> String {
+        let reply = side.check("POST", "/api/v1/credentials", &headers, Some(&body), 201);
+        reply["data"]["id"]
+            .as_str()
+            .map(|id| id.trim_start_matches("cred-").to_string())
+            .unwrap_or_else(|| {
+                eprintln!("bench: no id in the create answer {reply}");
+                std::process::exit(1)
+            })
+    };
+    let (coffer_id, peer_id) = (created(&coffer), created(&other));
+    let script =
+        std::env::temp_dir().join(format!("coffer-bench-create-{}.lua", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{}'\nwrk.headers[\"content-type\"] = \"application/json\"\n",
+            body.replace('\'', "\\'")
+        ),
+    )
+    .expect("write the wrk script");
+    let details = "/api/v1/credentials/bench-integration/details".to_string();
+    let routes = vec![
+        Compared {
+            name: "no storage: 404 (peer: healthz)",
+            coffer: ("/no/such/route".into(), 404),
+            peer: ("/healthz".into(), 200),
+            post: false,
+        },
+        Compared {
+            name: "no storage: 401 (peer: healthz)",
+            coffer: (details.clone(), 401),
+            peer: ("/healthz".into(), 200),
+            post: false,
+        },
+        Compared {
+            name: "healthz",
+            coffer: ("/healthz".into(), 200),
+            peer: ("/healthz".into(), 200),
+            post: false,
+        },
+        Compared {
+            name: "details",
+            coffer: (details.clone(), 200),
+            peer: (details.clone(), 200),
+            post: false,
+        },
+        Compared {
+            name: "decrypted read, connection surface",
+            coffer: (format!("/connection/{coffer_id}/credentials"), 200),
+            peer: (format!("/connection/{peer_id}/credentials"), 200),
+            post: false,
+        },
+        Compared {
+            name: "decrypted read, credentials surface (peer: connection)",
+            coffer: (
+                format!("/api/v1/credentials/bench-integration?credentialId=cred-{coffer_id}"),
+                200,
+            ),
+            peer: (format!("/connection/{peer_id}/credentials"), 200),
+            post: false,
+        },
+        Compared {
+            name: "create",
+            coffer: ("/api/v1/credentials".into(), 201),
+            peer: ("/api/v1/credentials".into(), 201),
+            post: true,
+        },
+    ];
+    let none: Vec<(String, String)> = Vec::new();
+    for route in &routes {
+        for (side, (path, status)) in [(&coffer, &route.coffer), (&other, &route.peer)] {
+            let with = if *status == 200 || *status == 201 {
+                &headers
+            } else {
+                &none
+            };
+            let (method, payload) = if route.post {
+                ("POST", Some(body.as_str()))
+            } else {
+                ("GET", None)
+            };
+            side.check(method, path, with, payload, *status);
+        }
+    }
+    println!("Coffer against {} under wrangler dev --local (log level warn), {rounds} rounds of {seconds} s, alternating", peer_dir.display());
+    println!(
+        "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for connections in [1, 8] {
+        for route in &routes {
+            let load = |side: &Side, (path, status): &(String, u16)| Load {
+                url: side.url(path),
+                headers: if *status == 200 || *status == 201 {
+                    &headers
+                } else {
+                    &none
+                },
+                script: route.post.then_some(script.as_path()),
+                error_status: *status >= 400,
+            };
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let (a, b) = (load(&coffer, &route.coffer), load(&other, &route.peer));
+                if round % 2 == 0 {
+                    ours.push(wrk_run(&a, connections, seconds));
+                    theirs.push(wrk_run(&b, connections, seconds));
+                } else {
+                    theirs.push(wrk_run(&b, connections, seconds));
+                    ours.push(wrk_run(&a, connections, seconds));
+                }
+            }
+            let total = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>();
+            let median_p50 = |cells: &[Cell]| {
+                cells
+                    .get(cells.len() / 2)
+                    .map(|c| c.p50.clone())
+                    .unwrap_or_default()
+            };
+            let (mine, peers) = (total(&ours), total(&theirs));
+            println!(
+                "| {} | {connections} | {:.0} | {:.0} | {:.2} | {} | {} |",
+                route.name,
+                mine / rounds as f64,
+                peers / rounds as f64,
+                if peers > 0.0 { mine / peers } else { 0.0 },
+                median_p50(&ours),
+                median_p50(&theirs),
+            );
+        }
+    }
+    let size = std::fs::metadata(coffer_tests::harness::root().join("worker/build/index_bg.wasm"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("Coffer .wasm: {size} bytes raw");
+    let _ = std::fs::remove_file(&script);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{parse_wrk, Cell};
+    use super::{parse_wrk_expecting, Cell};
+
+    fn parse_wrk(report: &str) -> Result<Cell, String> {
+        parse_wrk_expecting(report, false)
+    }
 
     /// A clean `wrk --latency` report, as wrk 4.2 prints it.
     const CLEAN: &str = "Running 10s test @ http://127.0.0.1:8787/healthz
@@ -248,6 +526,15 @@ Transfer/sec:     30.00KB
             &with("  Socket errors: connect 0, read 0, write 0, timeout 0"),
             Ok(()),
         );
+    }
+
+    #[test]
+    fn error_routes_expect_their_error_answers_but_not_socket_errors() {
+        let all_404 = with("  Non-2xx or 3xx responses: 2000");
+        assert!(parse_wrk_expecting(&all_404, true).is_ok());
+        assert!(parse_wrk_expecting(&all_404, false).is_err());
+        let timeouts = with("  Socket errors: connect 0, read 0, write 0, timeout 5");
+        assert!(parse_wrk_expecting(&timeouts, true).is_err());
     }
 
     #[test]
