@@ -515,7 +515,9 @@ fn log_lines_are_structured_and_free_of_secrets_and_tokens() {
         200
     );
 
-    let log = server.log();
+    // Waits until the last request's line is in the log (lines arrive
+    // asynchronously), so the scan covers every request made above.
+    let log = server.log_through_last_request();
     for needle in [
         secret.as_str(),
         patched_secret.as_str(),
@@ -550,4 +552,23 @@ fn log_lines_are_structured_and_free_of_secrets_and_tokens() {
     assert!(failed["request_id"]
         .as_str()
         .is_some_and(|id| id.len() == 36));
+}
+
+/// `COFFER_REQUEST_LOG=errors` keeps the log line of error answers only
+/// (a production setting that cuts log volume); the default logs all.
+#[test]
+fn request_log_errors_logs_only_error_answers() {
+    let server = Server::start(&[("COFFER_REQUEST_LOG", "errors")]);
+    let fine = Api::anonymous(&server).get("/healthz");
+    assert_eq!(fine.status, 200, "{}", fine.text);
+    let missing = Api::anonymous(&server).get("/no/such/route");
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    // Lines arrive in order: once the 404's is there, the 200's would be too.
+    let log = server.log_through(missing.header("x-request-id").expect("request id"));
+    let fine_id = fine.header("x-request-id").expect("request id");
+    assert!(
+        !log.lines()
+            .any(|line| line.contains(fine_id) && line.contains("\"status\":200")),
+        "a 200 was logged at COFFER_REQUEST_LOG=errors"
+    );
 }

@@ -13,6 +13,38 @@ pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";
 pub(crate) const BLOB_RETENTION_SECONDS: &str = "COFFER_BLOB_RETENTION_SECONDS";
 /// Var: comma-separated origins allowed to call the API from a browser.
 pub(crate) const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+/// Var: which requests get a log line (`all`, the default; `errors`: status
+/// 400 and up; `failures`: 500 and up).
+pub(crate) const REQUEST_LOG: &str = "COFFER_REQUEST_LOG";
+
+/// Which requests get their JSON log line (`COFFER_REQUEST_LOG`). Errors
+/// of the Worker itself (sweeps, refused tokens, config) are logged always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestLog {
+    All,
+    Errors,
+    Failures,
+}
+
+impl RequestLog {
+    /// The configured level; unset or unknown: every request.
+    pub(crate) fn from_env(env: &worker::Env) -> Self {
+        match env.var(REQUEST_LOG).map(|v| v.to_string()).as_deref() {
+            Ok("errors") => Self::Errors,
+            Ok("failures") => Self::Failures,
+            _ => Self::All,
+        }
+    }
+
+    /// Whether a request answered with `status` is logged.
+    pub(crate) fn logs(self, status: u16) -> bool {
+        match self {
+            Self::All => true,
+            Self::Errors => status >= 400,
+            Self::Failures => status >= 500,
+        }
+    }
+}
 
 /// Secrets that the `wrangler.toml` this Worker was built with puts in
 /// plain `[vars]`, comma-separated (see `plain_vars.rs` and `build.rs`).

@@ -219,6 +219,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let mut op_name = None;
     let mut tenant = None;
     let io = alloc::rc::Rc::new(Io::default());
+    let request_log = crate::env::RequestLog::from_env(&env);
     // The allowlist is read only for requests that come with an origin.
     let allowed_origin = req
         .headers()
@@ -277,25 +278,29 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         cors::allow(&headers, origin)?;
     }
     let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
-    let route = op_name.map(|op| format!("{op:?}"));
-    let line = RequestLine {
-        level: if status >= 500 { "error" } else { "info" },
-        request_id: &request_id,
-        method: method.as_ref(),
-        route: route.as_deref(),
-        path: &path,
-        tenant,
-        status,
-        duration_ms: elapsed,
-        d1: io.d1(),
-        kv: io.kv(),
-        error: reason.as_deref(),
-    };
-    // Serialized straight to text (no intermediate `Value`), one console call.
-    if let Ok(text) = serde_json::to_string(&line) {
-        console_log!("{text}");
+    if request_log.logs(status) {
+        log_request(&RequestLine {
+            level: if status >= 500 { "error" } else { "info" },
+            request_id: &request_id,
+            method: method.as_ref(),
+            route: op_name.map(|op| format!("{op:?}")).as_deref(),
+            path: &path,
+            tenant,
+            status,
+            duration_ms: elapsed,
+            d1: io.d1(),
+            kv: io.kv(),
+            error: reason.as_deref(),
+        });
     }
     Ok(response.with_headers(headers))
+}
+
+/// Serialized straight to text (no intermediate `Value`), one console call.
+fn log_request(line: &RequestLine<'_>) {
+    if let Ok(text) = serde_json::to_string(line) {
+        console_log!("{text}");
+    }
 }
 
 /// The one JSON log line of a request, in this field order.
