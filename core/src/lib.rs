@@ -167,8 +167,8 @@ mod tests {
             Some((core, pre_release)) => (core, Some(pre_release)),
             None => (version, None),
         };
-        if !pre_release.map_or(true, |text| identifiers(text, true))
-            || !build.map_or(true, |text| identifiers(text, false))
+        if !pre_release.is_none_or(|text| identifiers(text, true))
+            || !build.is_none_or(|text| identifiers(text, false))
         {
             return None;
         }
