@@ -77,7 +77,7 @@ for set in $sets; do
   unlisted=$(comm -23 <(printf '%s\n' "$missed" | sed '/^$/d') <(listed | sort -u))
   if [ -n "$unlisted" ]; then
     say "$set: missed mutants: add a test that catches each (or, only if it is equivalent, list it in $exclusions with a reason):"
-    printf '  %s\n' "$unlisted" >&2
+    sed 's/^/  /' <<<"$unlisted" >&2
     status=1
   fi
   # Listed mutants of the files this set mutated must still be missed.
@@ -89,7 +89,7 @@ for set in $sets; do
     done || true)
   if [ -n "$stale" ]; then
     say "$set: listed in $exclusions but caught now (remove them):"
-    printf '  %s\n' "$stale" >&2
+    sed 's/^/  /' <<<"$stale" >&2
     status=1
   fi
 done
