@@ -32,7 +32,7 @@ build-unlocked:
 ## Install what is needed and run every test tier.
 test:
 	scripts/setup.sh test
-	$(MAKE) --no-print-directory lint build unit browser-test fuzz
+	$(MAKE) --no-print-directory lint build unit browser-test fuzz mutants-security
 
 lint:
 	cargo fmt --all --check
