@@ -11,6 +11,9 @@
 #
 # MUTANTS_JOBS (default 2) build directories run in parallel; each is a copy
 # of the tree. Results land in target/mutants/<set>/mutants.out/.
+# MUTANTS_ITERATE=1 re-tests only what the previous run of the set did not
+# catch, and mutants new since (cargo mutants --iterate): for the loop of
+# writing tests, not for CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,8 +63,10 @@ for set in $sets; do
   code=0
   # --gitignore: leave node_modules, .venv, fuzz/target and the like out of
   # the build directories. The baseline run checks that the tests pass first.
+  iterate=()
+  [ -n "${MUTANTS_ITERATE:-}" ] && iterate=(--iterate)
   cargo mutants --package "$package" "${files[@]}" --jobs "$jobs" --gitignore=true \
-    --no-shuffle --output "$out" --colors=never || code=$?
+    --no-shuffle --output "$out" --colors=never "${iterate[@]}" || code=$?
   # 0: all caught; 2: some missed; 3: some timed out. Anything else (a
   # failing baseline, a usage error) is a failure of its own.
   case $code in 0 | 2 | 3) ;; *) say "$set: cargo mutants exited with $code"; exit "$code" ;; esac
