@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench load fuzz fuzz-long
+.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench load fuzz fuzz-long mutants mutants-security
 
 setup:
 	scripts/setup.sh dev
@@ -34,7 +34,7 @@ build-faults:
 ## Install what is needed and run every test tier.
 test:
 	scripts/setup.sh test
-	$(MAKE) --no-print-directory lint build build-faults unit browser-test fuzz
+	$(MAKE) --no-print-directory lint build build-faults unit browser-test fuzz mutants-security
 
 lint:
 	cargo fmt --all --check
@@ -59,6 +59,16 @@ fuzz:
 ## Every fuzz target for 10 minutes each, two at a time.
 fuzz-long:
 	scripts/fuzz.sh 600
+
+## Mutation testing of all of the core and the Worker's pure modules: fails
+## on any missed mutant not listed in mutants-exclusions.txt.
+mutants:
+	scripts/setup.sh test
+	scripts/mutants.sh all
+
+# The six security files of the core (part of `make test`).
+mutants-security:
+	scripts/mutants.sh security
 
 ## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10);
 ## with PEER=<dir of a wrangler project>, Coffer against that Worker side by

@@ -73,6 +73,13 @@ if [ "$mode" = test ]; then
     say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
   fi
+  # cargo-mutants for scripts/mutants.sh (make mutants, and the security
+  # core's mutants in make test).
+  CARGO_MUTANTS_VERSION=27.1.0
+  if ! cargo_installed cargo-mutants "$CARGO_MUTANTS_VERSION"; then
+    say "installing cargo-mutants $CARGO_MUTANTS_VERSION"
+    cargo install cargo-mutants --version "$CARGO_MUTANTS_VERSION" --locked
+  fi
   # openapi-spec-validator and schemathesis for the contract test, pinned in
   # requirements-test.txt; pip runs only when that file changed.
   req_sum=$(sha256sum requirements-test.txt | cut -d' ' -f1)

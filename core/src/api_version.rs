@@ -33,11 +33,11 @@ impl fmt::Display for ApiVersionError {
             }
             Self::Unsupported => {
                 f.write_str("is not a supported version; supported versions: ")?;
-                for (i, version) in ApiVersion::SUPPORTED.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
+                let mut separator = "";
+                for version in ApiVersion::SUPPORTED {
+                    f.write_str(separator)?;
                     f.write_str(version.as_str())?;
+                    separator = ", ";
                 }
                 Ok(())
             }

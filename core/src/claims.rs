@@ -707,15 +707,169 @@ mod tests {
         assert_eq!(claims.nbf, Some(2));
     }
 
+    /// `exp`, `nbf` and `iat` as RFC 7519 §2 NumericDates: a JSON number of
+    /// seconds, negative or fractional (floored), or `null` for "absent".
+    /// `None` as the expectation means the claims are refused as malformed.
+    fn check_date(number: &str, expected: Option<Option<i64>>) {
+        for claim in ["exp", "nbf", "iat"] {
+            let json = alloc::format!(r#"{{"{claim}": {number}}}"#);
+            let got = TokenClaims::from_json(json.as_bytes()).map(|claims| match claim {
+                "exp" => claims.exp,
+                "nbf" => claims.nbf,
+                _ => claims.iat,
+            });
+            match expected {
+                Some(date) => assert_eq!(got, Ok(date), "{claim}: {number}"),
+                None => assert_eq!(got, Err(ClaimError::Malformed), "{claim}: {number}"),
+            }
+        }
+    }
+
     #[test]
-    fn reasons_start_lowercase_without_a_period() {
-        for error in [
-            ClaimError::Malformed,
-            ClaimError::Expired,
-            ClaimError::InvalidTenants,
-            ClaimError::TenantOutOfScope,
-        ] {
-            let text = error.to_string();
+    fn numeric_dates_of_every_json_shape() {
+        // Integers: serde_json hands non-negative ones to `visit_u64` and
+        // negative ones to `visit_i64`.
+        check_date("0", Some(Some(0)));
+        check_date("1711497600", Some(Some(NOW)));
+        check_date("-1", Some(Some(-1)));
+        check_date("-5", Some(Some(-5)));
+        check_date("-1711497600", Some(Some(-NOW)));
+        check_date("-9223372036854775808", Some(Some(i64::MIN)));
+        check_date("9223372036854775807", Some(Some(i64::MAX)));
+        check_date("9223372036854775808", None);
+        check_date("18446744073709551615", None);
+        // `null` is an absent claim, not the epoch.
+        check_date("null", Some(None));
+        // Fractions are floored: toward minus infinity, also below zero.
+        check_date("0.5", Some(Some(0)));
+        check_date("0.999", Some(Some(0)));
+        check_date("1.5", Some(Some(1)));
+        check_date("-0.5", Some(Some(-1)));
+        check_date("-1.5", Some(Some(-2)));
+        check_date("-1e-300", Some(Some(-1)));
+        check_date("1e-300", Some(Some(0)));
+        // A whole number written as a float is that number, not one less.
+        check_date("1.0", Some(Some(1)));
+        check_date("-1.0", Some(Some(-1)));
+        check_date("-0.0", Some(Some(0)));
+        check_date("1711497600.0", Some(Some(NOW)));
+        check_date("-1711497600.0", Some(Some(-NOW)));
+        // The float range is [-2^62, 2^62): beyond any real date, and every
+        // float inside it converts to an i64 exactly. 2^62 = 4611686018427387904;
+        // the neighbouring doubles are 512 below and 1024 beyond.
+        check_date(
+            "4611686018427387392.0",
+            Some(Some(4_611_686_018_427_387_392)),
+        );
+        check_date("4611686018427387904.0", None);
+        check_date(
+            "-4611686018427387904.0",
+            Some(Some(-4_611_686_018_427_387_904)),
+        );
+        check_date("-4611686018427388928.0", None);
+        check_date("1e300", None);
+        check_date("-1e300", None);
+        // Not numbers at all.
+        check_date(r#""1711497600""#, None);
+        check_date("true", None);
+        check_date("[1711497600]", None);
+    }
+
+    #[test]
+    fn negative_and_fractional_dates_meet_the_rules_at_their_edges() {
+        let cases: Vec<(&str, Value, Result<(), ClaimError>)> = vec![
+            (
+                "negative exp",
+                with(json!({"exp": -1})),
+                Err(ClaimError::Expired),
+            ),
+            ("negative nbf", with(json!({"nbf": -1})), Ok(())),
+            ("negative iat", with(json!({"iat": -NOW})), Ok(())),
+            // exp floors to NOW - 60, the leeway's edge: expired.
+            (
+                "fractional exp at the leeway edge",
+                with(json!({"exp": (NOW - 60) as f64 + 0.5})),
+                Err(ClaimError::Expired),
+            ),
+            (
+                "fractional exp within the leeway",
+                with(json!({"exp": (NOW - 59) as f64 + 0.5})),
+                Ok(()),
+            ),
+            (
+                "whole exp written as a float, within the leeway",
+                with(json!({"exp": (NOW - 59) as f64})),
+                Ok(()),
+            ),
+            // nbf floors to NOW + 60: still within the leeway.
+            (
+                "fractional nbf at the leeway edge",
+                with(json!({"nbf": (NOW + 60) as f64 + 0.5})),
+                Ok(()),
+            ),
+            (
+                "fractional nbf beyond the leeway",
+                with(json!({"nbf": (NOW + 61) as f64 + 0.5})),
+                Err(ClaimError::NotYetValid),
+            ),
+            (
+                "fractional iat beyond the leeway",
+                with(json!({"iat": (NOW + 61) as f64 + 0.25})),
+                Err(ClaimError::IssuedInFuture),
+            ),
+            ("null nbf", with(json!({"nbf": null})), Ok(())),
+            ("null iat", with(json!({"iat": null})), Ok(())),
+        ];
+        for (name, claims, expected) in cases {
+            let got = validate(&claims, &ClaimRules::default()).map(|_| ());
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    /// `TokenClaims` is a public `Deserialize` type: read by other means
+    /// than `from_json`, a wrong-typed date says what a NumericDate is.
+    #[test]
+    fn a_wrong_typed_date_says_what_was_expected() {
+        let error = serde_json::from_slice::<TokenClaims>(br#"{"exp": "soon"}"#)
+            .expect_err("a string is no date");
+        assert!(
+            error
+                .to_string()
+                .contains("expected seconds since the Unix epoch"),
+            "{error}"
+        );
+    }
+
+    /// The worker logs `reason()` for every refused token: a stable text,
+    /// lowercase, without a trailing period and without any claim value.
+    #[test]
+    fn every_reason_is_a_stable_log_text() {
+        let cases = [
+            (ClaimError::Malformed, "malformed claims"),
+            (ClaimError::MissingExpiry, "missing exp"),
+            (ClaimError::Expired, "token expired"),
+            (ClaimError::NotYetValid, "token not yet valid (nbf)"),
+            (
+                ClaimError::IssuedInFuture,
+                "token issued in the future (iat)",
+            ),
+            (ClaimError::IssuerMismatch, "wrong issuer"),
+            (ClaimError::AudienceMismatch, "wrong audience"),
+            (ClaimError::MissingSubject, "missing sub"),
+            (ClaimError::MissingTenant, "missing tenant_id"),
+            (ClaimError::InvalidTenant, "tenant_id is not a UUID"),
+            (
+                ClaimError::InvalidTenants,
+                "tenants holds a value that is not a UUID",
+            ),
+            (
+                ClaimError::TenantOutOfScope,
+                "token names a tenant its issuer may not speak for",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.reason(), text);
+            assert_eq!(error.to_string(), text);
             assert!(!text.ends_with('.'), "{text}");
             assert!(text.starts_with(|c: char| c.is_ascii_lowercase()), "{text}");
         }

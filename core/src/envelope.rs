@@ -506,6 +506,87 @@ mod tests {
         ));
     }
 
+    /// The nonce of a sealed blob (`format ‖ nonce ‖ …`).
+    fn blob_nonce(blob: &[u8]) -> [u8; NONCE_LEN] {
+        blob[1..1 + NONCE_LEN].try_into().expect("12 bytes")
+    }
+
+    /// The nonce of a wrapped DEK (`format ‖ k ‖ kid ‖ nonce ‖ …`).
+    fn wrap_nonce(wrapped: &[u8]) -> [u8; NONCE_LEN] {
+        let start = 2 + usize::from(wrapped[1]);
+        wrapped[start..start + NONCE_LEN]
+            .try_into()
+            .expect("12 bytes")
+    }
+
+    /// NIST SP 800-38D §8: a (key, nonce) pair must never encrypt twice.
+    /// Every wrap under one KEK, from a seal or a rewrap, spends a nonce of
+    /// that KEK, so no two may be equal; and sealing the same secret for the
+    /// same record twice must not repeat a blob nonce either (a constant
+    /// nonce would leave only the DEK's randomness between two identical
+    /// ciphertexts).
+    #[test]
+    fn no_nonce_repeats_across_seals_and_rewraps_of_the_same_input() {
+        let b = binding(1, 2, 3);
+        let keys = keyring(&[("k1", 1), ("k0", 0)]);
+        let retired = keyring(&[("k0", 0)]);
+        let mut rng = rng();
+        let mut blob_nonces = alloc::collections::BTreeSet::new();
+        let mut k1_wrap_nonces = alloc::collections::BTreeSet::new();
+        const SEALS: usize = 200;
+        for _ in 0..SEALS {
+            let sealed = seal(&keys, &mut rng, &b, SECRET).expect("sealed");
+            assert!(blob_nonces.insert(blob_nonce(&sealed.blob)));
+            assert!(k1_wrap_nonces.insert(wrap_nonce(&sealed.wrapped_dek)));
+            // The same secret, sealed under the old key and moved to k1 by
+            // the rotation sweep, spends a k1 nonce of its own too.
+            let old = seal(&retired, &mut rng, &b, SECRET).expect("sealed");
+            assert!(blob_nonces.insert(blob_nonce(&old.blob)));
+            let Ok(Rewrapped::Rewrapped { wrapped_dek, .. }) =
+                rewrap(&keys, &mut rng, &b, &old.wrapped_dek)
+            else {
+                panic!("rewraps under k1");
+            };
+            assert_ne!(wrap_nonce(&wrapped_dek), wrap_nonce(&old.wrapped_dek));
+            assert!(k1_wrap_nonces.insert(wrap_nonce(&wrapped_dek)));
+        }
+        assert_eq!(blob_nonces.len(), 2 * SEALS);
+        assert_eq!(k1_wrap_nonces.len(), 2 * SEALS);
+    }
+
+    /// `aead_seal` copies the plaintext (the secret, or the DEK) into the
+    /// output and encrypts it in place. If the output had to grow after the
+    /// copy, the allocator would get back a buffer still holding the
+    /// plaintext, never wiped. `Vec::with_capacity(n)` allocates exactly
+    /// `n` (the `Vec` docs' "Guarantees"), so an output whose capacity is
+    /// its length was never reallocated: the header and tag lengths the
+    /// capacity is computed from are the real ones.
+    #[test]
+    fn sealing_reserves_exactly_the_output_so_no_plaintext_copy_is_left_behind() {
+        let mut rng = rng();
+        for kid in ["k", "main-2025", &"k".repeat(64)] {
+            let keys = keyring(&[(kid, 1), ("old", 2)]);
+            for len in [0, 1, 47, 1024, MAX_SECRET_BYTES] {
+                let plaintext = vec![b'x'; len];
+                let sealed = seal(&keys, &mut rng, &binding(1, 2, 3), &plaintext).expect("sealed");
+                assert_eq!(sealed.blob.capacity(), sealed.blob.len(), "{kid} {len}");
+                assert_eq!(
+                    sealed.wrapped_dek.capacity(),
+                    sealed.wrapped_dek.len(),
+                    "{kid} {len}"
+                );
+            }
+            let old =
+                seal(&keyring(&[("old", 2)]), &mut rng, &binding(1, 2, 3), SECRET).expect("sealed");
+            let Ok(Rewrapped::Rewrapped { wrapped_dek, .. }) =
+                rewrap(&keys, &mut rng, &binding(1, 2, 3), &old.wrapped_dek)
+            else {
+                panic!("rewraps");
+            };
+            assert_eq!(wrapped_dek.capacity(), wrapped_dek.len(), "{kid}");
+        }
+    }
+
     #[test]
     fn every_single_byte_tamper_fails() {
         let keys = keyring(&[("k1", 1)]);
@@ -682,6 +763,28 @@ mod tests {
         assert_eq!(
             OpenError::Undecryptable.to_string(),
             "sealed secret could not be opened"
+        );
+        // The rotation sweep's results, as a log or a failed assertion
+        // would print them: the key id and a length, never the wrapped key.
+        let rotated = keyring(&[("k2", 2), ("k1", 1)]);
+        let rewrapped =
+            rewrap(&rotated, &mut rng(), &binding(1, 2, 3), &sealed.wrapped_dek).expect("rewraps");
+        assert_eq!(
+            format!("{rewrapped:?}"),
+            r#"Rewrapped { wrapped_dek_len: 64, kid: "k2" }"#
+        );
+        assert_eq!(format!("{:?}", Rewrapped::AlreadyActive), "AlreadyActive");
+    }
+
+    /// The worker logs a sealing failure as `seal: <this text>`.
+    #[test]
+    fn a_refused_seal_says_how_large_it_was() {
+        let keys = keyring(&[("k1", 1)]);
+        let plaintext = vec![b'a'; MAX_SECRET_BYTES + 1];
+        let error = seal(&keys, &mut rng(), &binding(1, 2, 3), &plaintext).expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            "secret of 65537 bytes is larger than the 65536-byte limit"
         );
     }
 

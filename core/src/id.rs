@@ -305,6 +305,24 @@ mod tests {
         ));
     }
 
+    /// Ids reach responses, log lines and failed assertions through
+    /// `Display` and `Debug`: always the canonical lowercase form.
+    #[test]
+    fn ids_render_their_canonical_form_in_display_and_debug() {
+        let credential =
+            CredentialId::parse(&alloc::format!("CRED-{}", UUID.to_uppercase())).expect("parses");
+        assert_eq!(
+            alloc::format!("{credential:?}"),
+            alloc::format!("CredentialId({UUID})")
+        );
+        let integration = IntegrationId::parse("ServiceNow-Prod.001").expect("parses");
+        assert_eq!(integration.to_string(), "servicenow-prod.001");
+        assert_eq!(
+            alloc::format!("{integration:?}"),
+            "IntegrationId(servicenow-prod.001)"
+        );
+    }
+
     fn check(input: &str, expected: Result<&str, IdError>) {
         let got = IntegrationId::parse(input);
         assert_eq!(

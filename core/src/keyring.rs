@@ -180,16 +180,14 @@ fn decode_key(text: &str) -> Option<Zeroizing<[u8; KEK_LEN]>> {
     if text.len() != KEK_BASE64_LEN {
         return None;
     }
-    // 44 characters decode to at most 33 bytes; decoding into a fixed
-    // buffer (not a growing Vec) leaves no unwiped copies behind.
-    let mut buffer = Zeroizing::new([0_u8; KEK_LEN + 1]);
-    let len = STANDARD.decode_slice(text, buffer.as_mut_slice()).ok()?;
-    if len != KEK_LEN {
-        return None;
-    }
+    // Decoded straight into the wiped key buffer, not a growing Vec, so no
+    // unwiped copy is left behind. Since base64 0.22, `decode_slice` takes
+    // an exactly sized output and fails (`OutputSliceTooSmall`) only when
+    // the text holds more: 44 characters of 33 bytes are refused there, of
+    // 31 bytes by the length check.
     let mut key = Zeroizing::new([0_u8; KEK_LEN]);
-    key.copy_from_slice(&buffer[..KEK_LEN]);
-    Some(key)
+    let len = STANDARD.decode_slice(text, key.as_mut_slice()).ok()?;
+    (len == KEK_LEN).then_some(key)
 }
 
 impl fmt::Debug for Keyring {
@@ -300,6 +298,31 @@ mod tests {
         assert!(Keyring::parse(&format!("{longest_kid}:{good}")).is_ok());
     }
 
+    /// AES-256 takes a 32-byte key: anything else is refused, even where
+    /// its base64 has the 44 characters of a good key (31 bytes with `==`,
+    /// 33 bytes without padding).
+    #[test]
+    fn keys_decode_to_exactly_32_bytes_or_are_refused() {
+        for len in 0..=48_u8 {
+            let bytes: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+            let text = STANDARD.encode(&bytes);
+            let got = Keyring::parse(&format!("k:{text}"));
+            if usize::from(len) == KEK_LEN {
+                let keyring = got.expect("32 bytes");
+                assert_eq!(keyring.get("k").expect("present").key.as_slice(), bytes);
+            } else {
+                assert_eq!(
+                    got.err(),
+                    Some(KeyringError::InvalidKey { kid: "k".into() }),
+                    "{len} bytes"
+                );
+            }
+            if matches!(len, 31 | 33) {
+                assert_eq!(text.len(), KEK_BASE64_LEN, "{len} bytes");
+            }
+        }
+    }
+
     #[test]
     fn errors_and_debug_never_show_key_material() {
         let secret = key_text(0x5a);
@@ -326,26 +349,175 @@ mod tests {
 
     #[cfg(not(target_arch = "wasm32"))]
     mod properties {
+        use alloc::vec;
+
         use proptest::prelude::*;
 
         use super::super::*;
 
+        /// A `COFFER_KEYS` entry as generated, and whether it is well formed.
+        #[derive(Debug, Clone)]
+        struct Entry {
+            text: String,
+            kid: String,
+            key: [u8; KEK_LEN],
+            /// Base64 texts in the entry that carry key material: the key
+            /// part, and a key pasted where the id goes.
+            secrets: Vec<String>,
+            well_formed: bool,
+        }
+
+        /// Key ids: good ones (a few common ones, so that duplicates
+        /// happen), and empty, too long, with a forbidden character, or a
+        /// key pasted in the id's place.
+        fn kid() -> impl Strategy<Value = (String, bool, Option<String>)> {
+            prop_oneof![
+                3 => "[A-Za-z0-9._-]{1,64}".prop_map(|kid| (kid, true, None)),
+                2 => prop::sample::select(vec!["k1", "k2", "main"])
+                    .prop_map(|kid| (kid.into(), true, None)),
+                1 => Just((String::new(), false, None)),
+                1 => "[A-Za-z0-9._-]{65,80}".prop_map(|kid| (kid, false, None)),
+                1 => "[A-Za-z0-9._-]{0,8}[/+=@!é][A-Za-z0-9._-]{0,8}"
+                    .prop_map(|kid| (kid, false, None)),
+                1 => any::<[u8; KEK_LEN]>().prop_map(|bytes| {
+                    // Padded standard base64 of 32 bytes ends in '='.
+                    let pasted = STANDARD.encode(bytes);
+                    (pasted.clone(), false, Some(pasted))
+                }),
+            ]
+        }
+
+        /// A key's text: canonical padded standard base64 of 32 bytes, or
+        /// one small step away from it.
+        fn key_text(bytes: [u8; KEK_LEN], form: u8, extra: u8) -> (String, bool) {
+            use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE};
+            let good = STANDARD.encode(bytes);
+            match form {
+                0..=3 => (good, true),
+                // Where no byte group maps to '+' or '/', the URL-safe
+                // alphabet gives the same text, which is then a good key.
+                4 => {
+                    let url_safe = URL_SAFE.encode(bytes);
+                    let same = url_safe == good;
+                    (url_safe, same)
+                }
+                5 => (STANDARD_NO_PAD.encode(bytes), false),
+                6 => (good[1..].into(), false),
+                7 => (alloc::format!("{good}A"), false),
+                8 => (STANDARD.encode(&bytes[..KEK_LEN - 1]), false),
+                9 => {
+                    let mut longer = bytes.to_vec();
+                    longer.push(extra);
+                    (STANDARD.encode(longer), false)
+                }
+                10 => {
+                    // The last character before '=' carries 4 bits of key
+                    // and 2 zero bits; setting one of those is non-canonical.
+                    const ALPHABET: &str =
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                    let index = ALPHABET.find(&good[42..43]).expect("base64");
+                    let mut text = good.clone();
+                    text.replace_range(42..43, &ALPHABET[index | 1..=index | 1]);
+                    (text, false)
+                }
+                11 => {
+                    let mut text = good.clone();
+                    text.insert(usize::from(extra % 40) + 2, ' ');
+                    (text, false)
+                }
+                _ => (String::new(), false),
+            }
+        }
+
+        fn entry() -> impl Strategy<Value = Entry> {
+            (
+                kid(),
+                prop::sample::select(vec![(":", true), (" : ", true), ("", false), ("::", false)]),
+                any::<[u8; KEK_LEN]>(),
+                0_u8..13,
+                any::<u8>(),
+                prop::sample::select(vec!["", " ", "\n", " \t"]),
+            )
+                .prop_map(
+                    |(
+                        (kid, kid_ok, pasted),
+                        (separator, separator_ok),
+                        key,
+                        form,
+                        extra,
+                        space,
+                    )| {
+                        let (text, key_ok) = key_text(key, form, extra);
+                        let secrets = pasted.into_iter().chain([text.clone()]).collect();
+                        Entry {
+                            text: alloc::format!("{space}{kid}{separator}{text}{space}"),
+                            kid,
+                            key,
+                            secrets,
+                            well_formed: kid_ok && separator_ok && key_ok,
+                        }
+                    },
+                )
+        }
+
         proptest! {
+            /// Entries that are well formed or one step from it, so that
+            /// both halves run: every value is accepted exactly when each
+            /// entry is well formed with a distinct id (and then holds the
+            /// very bytes), and a refusal never shows key material, whole
+            /// or in part, except where it is also a good key id that the
+            /// message may name.
             #[test]
-            fn parsing_never_panics_nor_leaks(value in "\\PC{0,120}") {
-                if let Err(error) = Keyring::parse(&value) {
-                    let shown = alloc::format!("{error}");
-                    // A refused value's key part (after a ':') never appears
-                    // in the message unless it is also a valid key id.
-                    for entry in value.split(',') {
-                        if let Some((_, key)) = entry.split_once(':') {
-                            let key = key.trim();
-                            if key.len() > 8 && !is_valid_kid(key.as_bytes()) {
-                                prop_assert!(!shown.contains(key));
+            fn parsing_never_panics_nor_leaks(
+                entries in proptest::collection::vec(entry(), 1..5),
+                trailing_comma in proptest::bool::weighted(0.1),
+            ) {
+                let mut value = entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>().join(",");
+                if trailing_comma {
+                    value.push(',');
+                }
+                let mut kids: Vec<&str> = entries.iter().map(|e| e.kid.as_str()).collect();
+                kids.sort_unstable();
+                kids.dedup();
+                let accept = !trailing_comma
+                    && entries.iter().all(|e| e.well_formed)
+                    && kids.len() == entries.len();
+                match Keyring::parse(&value) {
+                    Ok(keyring) => {
+                        prop_assert!(accept, "accepted {:?}", value);
+                        let kids: Vec<&str> = keyring.kids().collect();
+                        let expected: Vec<&str> = entries.iter().map(|e| e.kid.as_str()).collect();
+                        prop_assert_eq!(kids, expected);
+                        for e in &entries {
+                            prop_assert_eq!(*keyring.get(&e.kid).expect("present").key, e.key);
+                        }
+                    }
+                    Err(error) => {
+                        prop_assert!(!accept, "refused {:?}: {}", value, error);
+                        let shown = alloc::format!("{error} {error:?}");
+                        let good_kids: Vec<&str> = entries
+                            .iter()
+                            .filter(|e| is_valid_kid(e.kid.as_bytes()))
+                            .map(|e| e.kid.as_str())
+                            .collect();
+                        for secret in entries.iter().flat_map(|e| &e.secrets) {
+                            for window in secret.as_bytes().windows(12) {
+                                let window = core::str::from_utf8(window).expect("ascii");
+                                prop_assert!(
+                                    !shown.contains(window)
+                                        || good_kids.iter().any(|kid| kid.contains(window)),
+                                    "{:?} shows {:?} of {:?}", shown, window, value
+                                );
                             }
                         }
                     }
                 }
+            }
+
+            /// Arbitrary text, for the parser's robustness alone.
+            #[test]
+            fn arbitrary_text_never_panics(value in "\\PC{0,120}") {
+                let _ = Keyring::parse(&value);
             }
 
             #[test]
@@ -360,6 +532,7 @@ mod tests {
                 let keyring = Keyring::parse(&value.join(",")).expect("well formed");
                 for kid in &kids {
                     prop_assert!(keyring.contains(kid));
+                    prop_assert_eq!(*keyring.get(kid).expect("present").key, bytes);
                 }
             }
         }

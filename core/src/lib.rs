@@ -40,6 +40,15 @@
 //! unknown format byte fails to open like any other damage. Integers are
 //! big-endian; `‖` is concatenation.
 //!
+//! **Changing a format.** Every stored secret was sealed by some earlier
+//! build, and only a write or a rewrap ever replaces it. So a change to
+//! either layout, its AAD or its algorithms is a *new* format byte with its
+//! own writer, and the reader of every older byte stays. The golden vectors
+//! in `core/tests/vectors/` (blobs and wrapped DEKs sealed by the format
+//! `0x01` code, with their keys) are checked by `tests/golden_vectors.rs`
+//! natively and in browsers: they are never regenerated, and a new format
+//! adds a file of its own beside them.
+//!
 //! ## Sealed blob, format `0x01` (KV)
 //!
 //! ```text
@@ -130,8 +139,99 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    /// A SemVer 2.0.0 numeric identifier (§2, §9): digits, no leading zero.
+    fn numeric_identifier(text: &str) -> Option<u64> {
+        let leading_zero = text.len() > 1 && text.starts_with('0');
+        if text.is_empty() || leading_zero || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    /// Dot-separated identifiers of `[0-9A-Za-z-]` (§9, §10); numeric
+    /// ones in a pre-release have no leading zero.
+    fn identifiers(text: &str, pre_release: bool) -> bool {
+        text.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !(pre_release
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && id.len() > 1
+                    && id.starts_with('0'))
+        })
+    }
+
+    /// Parses `MAJOR.MINOR.PATCH[-pre-release][+build]` per SemVer 2.0.0.
+    fn parse_semver(version: &str) -> Option<(u64, u64, u64)> {
+        let (version, build) = match version.split_once('+') {
+            Some((version, build)) => (version, Some(build)),
+            None => (version, None),
+        };
+        let (core, pre_release) = match version.split_once('-') {
+            Some((core, pre_release)) => (core, Some(pre_release)),
+            None => (version, None),
+        };
+        if !pre_release.is_none_or(|text| identifiers(text, true))
+            || !build.is_none_or(|text| identifiers(text, false))
+        {
+            return None;
+        }
+        let mut numbers = core.split('.').map(numeric_identifier);
+        match (
+            numbers.next(),
+            numbers.next(),
+            numbers.next(),
+            numbers.next(),
+        ) {
+            (Some(Some(major)), Some(Some(minor)), Some(Some(patch)), None) => {
+                Some((major, minor, patch))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_semver_parser_knows_good_from_bad() {
+        for good in [
+            "0.1.0",
+            "1.0.0-alpha.1",
+            "1.0.0-0.3.7",
+            "1.0.0+20130313144700",
+            "10.20.30-rc-1+build.5",
+        ] {
+            assert!(parse_semver(good).is_some(), "{good}");
+        }
+        for bad in [
+            "",
+            "0.1",
+            "0.1.0.0",
+            "01.1.0",
+            "0.1.x",
+            "0.1.0-",
+            "0.1.0-01",
+            "0.1.0+",
+            "0.1.0-a..b",
+            " 0.1.0",
+            "v0.1.0",
+        ] {
+            assert!(parse_semver(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// `/healthz` reports the version; deployments compare it.
     #[test]
     fn version_is_semver() {
-        assert_eq!(super::VERSION.split('.').count(), 3);
+        let parsed = parse_semver(super::VERSION);
+        let expected = (
+            env!("CARGO_PKG_VERSION_MAJOR").parse().ok(),
+            env!("CARGO_PKG_VERSION_MINOR").parse().ok(),
+            env!("CARGO_PKG_VERSION_PATCH").parse().ok(),
+        );
+        assert_eq!(
+            parsed.map(|(major, minor, patch)| (Some(major), Some(minor), Some(patch))),
+            Some(expected),
+            "{}",
+            super::VERSION
+        );
     }
 }

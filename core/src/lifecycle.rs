@@ -320,6 +320,45 @@ mod tests {
         }
     }
 
+    /// The worker stores `as_unix_millis` in D1 and rebuilds timestamps
+    /// from it with `from_unix_millis`: every value in range must come back
+    /// as the same number, and parsing must land on the right one.
+    #[test]
+    fn milliseconds_round_trip_through_a_timestamp() {
+        for millis in [
+            Timestamp::MIN.0,
+            Timestamp::MIN.0 + 1,
+            -1_752_153_300_123,
+            -1,
+            0,
+            1,
+            1_752_153_300_123,
+            Timestamp::MAX.0 - 1,
+            Timestamp::MAX.0,
+        ] {
+            let stamp = Timestamp::from_unix_millis(millis).expect("in range");
+            assert_eq!(stamp.as_unix_millis(), millis);
+        }
+        let parsed = Timestamp::parse_rfc3339("2025-07-10T13:15:00.123Z").expect("valid");
+        assert_eq!(parsed.as_unix_millis(), 1_752_153_300_123);
+        assert_eq!(Timestamp::MIN.as_unix_millis(), -62_167_219_200_000);
+        assert_eq!(Timestamp::MAX.as_unix_millis(), 253_402_300_799_999);
+    }
+
+    /// The credentials surface answers a bad `expiresAt` with 400 and this
+    /// text as the field's message.
+    #[test]
+    fn timestamp_errors_say_what_is_expected() {
+        assert_eq!(
+            TimestampError::NotRfc3339.to_string(),
+            "must be an RFC 3339 date-time with an offset, such as 2025-07-10T13:15:00.000Z"
+        );
+        assert_eq!(
+            TimestampError::OutOfRange.to_string(),
+            "must be between the years 0000 and 9999"
+        );
+    }
+
     fn check(input: &str, expected: Result<&str, TimestampError>) {
         let got = Timestamp::parse_rfc3339(input).map(Timestamp::to_rfc3339);
         assert_eq!(got.as_deref().map_err(|e| *e), expected, "{input:?}");

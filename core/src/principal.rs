@@ -106,7 +106,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use alloc::vec;
+    use alloc::{string::ToString, vec};
 
     use super::*;
 
@@ -139,5 +139,13 @@ mod tests {
         check(Some(tenant(1)), Ok(tenant(1)));
         check(Some(tenant(2)), Ok(tenant(2)));
         check(Some(tenant(3)), Err(NotATenantOfToken));
+    }
+
+    #[test]
+    fn a_foreign_tenant_is_named_by_its_header() {
+        assert_eq!(
+            NotATenantOfToken.to_string(),
+            "x-tenantid is not one of the token's tenants"
+        );
     }
 }

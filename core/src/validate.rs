@@ -607,6 +607,7 @@ mod tests {
     fn auth_types_round_trip_and_refuse_others() {
         for (kind, name) in AuthType::ALL.into_iter().zip(AuthType::NAMES) {
             assert_eq!(kind.as_str(), *name);
+            assert_eq!(kind.to_string(), *name);
             assert_eq!(AuthType::parse(name), Ok(kind));
         }
         assert_eq!(AuthType::DEFAULT, AuthType::Custom);

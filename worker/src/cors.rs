@@ -84,4 +84,31 @@ mod tests {
         assert!(!policy.allows("null"));
         assert!(!Policy::parse("").allows("https://admin.example.com"));
     }
+    /// Entries are trimmed, compared without a trailing slash and without
+    /// letter case, and empty entries (a trailing comma, a blank value)
+    /// never allow an empty or missing `Origin`.
+    #[test]
+    fn empty_entries_allow_nothing_and_entries_match_exactly() {
+        for raw in ["", " ", ",", "https://admin.example.com,,", " , *, null ,"] {
+            let policy = Policy::parse(raw);
+            assert!(!policy.allows(""), "{raw:?}");
+            assert!(!policy.allows(" "), "{raw:?}");
+            assert!(!policy.allows("*"), "{raw:?}");
+            assert!(!policy.allows("null"), "{raw:?}");
+        }
+        let policy = Policy::parse(" https://Admin.Example.com/ ,http://localhost:5173");
+        assert!(policy.allows("https://admin.example.com"));
+        assert!(policy.allows(" https://admin.example.com "));
+        assert!(policy.allows("http://localhost:5173"));
+        for origin in [
+            "https://admin.example.com.evil.example",
+            "https://evil-admin.example.com",
+            "http://admin.example.com",
+            "https://admin.example.com:8443",
+            "http://localhost:5174",
+            "http://localhost",
+        ] {
+            assert!(!policy.allows(origin), "{origin}");
+        }
+    }
 }

@@ -94,4 +94,73 @@ mod tests {
         });
         assert!(last.next.is_none());
     }
+    /// A cursor is only ever read back by `decode`, in the same scope; its
+    /// text must carry the position exactly (negative and extreme
+    /// `created_at`, ids with JSON-special characters) and refuse any
+    /// other scope, including prefixes and extensions of its own.
+    #[test]
+    fn cursors_carry_their_position_exactly_and_only_in_their_scope() {
+        let scope = "550e8400-e29b-41d4-a716-446655440001|status=active";
+        for (created_at, id) in [
+            (0, ""),
+            (-1, "a"),
+            (i64::MIN, "quote \" and \\ backslash"),
+            (i64::MAX, "cred-ü-🔑"),
+        ] {
+            let cursor = Cursor {
+                created_at,
+                id: id.into(),
+            };
+            let raw = cursor.encode(scope);
+            assert!(!raw.is_empty());
+            assert!(
+                raw.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{raw} is not URL-safe"
+            );
+            assert_eq!(Cursor::decode(&raw, scope), Some(cursor.clone()));
+            for other in [
+                "",
+                "550e8400-e29b-41d4-a716-446655440001",
+                &format!("{scope}|x"),
+            ] {
+                assert_eq!(Cursor::decode(&raw, other), None, "{other:?}");
+            }
+        }
+        // Different positions never share a text.
+        let a = Cursor {
+            created_at: 1,
+            id: "x".into(),
+        };
+        let b = Cursor {
+            created_at: 2,
+            id: "x".into(),
+        };
+        assert_ne!(a.encode(scope), b.encode(scope));
+        assert_ne!(a.encode(scope), a.encode("other"));
+    }
+
+    /// `limit + 1` rows were asked for: exactly `limit` rows means this is
+    /// the last page, one more means there is another after the last kept.
+    #[test]
+    fn only_an_extra_row_means_another_page() {
+        let key = |n: &i64| Cursor {
+            created_at: *n,
+            id: n.to_string(),
+        };
+        for limit in [1_u32, 2, 5] {
+            let rows: Vec<i64> = (0..i64::from(limit)).rev().collect();
+            let exact = Page::from_overfetch(rows.clone(), limit, key);
+            assert_eq!(exact.items, rows, "limit {limit}");
+            assert_eq!(exact.next, None, "limit {limit}");
+
+            let mut more = rows.clone();
+            more.push(-1);
+            let page = Page::from_overfetch(more, limit, key);
+            assert_eq!(page.items, rows, "limit {limit}");
+            assert_eq!(page.next, rows.last().map(key), "limit {limit}");
+        }
+        let empty = Page::from_overfetch(Vec::<i64>::new(), 3, key);
+        assert!(empty.items.is_empty() && empty.next.is_none());
+    }
 }

@@ -1,0 +1,167 @@
+//! Golden vectors: sealed blobs and wrapped DEKs of format `0x01`, sealed
+//! once by an earlier build (`vectors/envelope-v1.json`, written by
+//! `examples/golden_vectors.rs`) with their made-up keys. Every stored
+//! secret was sealed by some earlier build, so every later build must open
+//! these, through the public API alone; a change of either byte format that
+//! forgets the old reader fails here. Compiled in with `include_str!`, so
+//! the same test runs in browsers.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+use coffer_core::{
+    open, rewrap, seal, wrapped_kid, Binding, CredentialId, Keyring, OpenError, Rewrapped, TenantId,
+};
+use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+use serde_json::Value;
+
+const ENVELOPE_V1: &str = include_str!("vectors/envelope-v1.json");
+
+struct Vector {
+    name: String,
+    keyring: Keyring,
+    coffer_keys: String,
+    binding: Binding,
+    plaintext: Vec<u8>,
+    kid: String,
+    wrapped_dek: Vec<u8>,
+    blob: Vec<u8>,
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    assert!(text.len().is_multiple_of(2), "hex of odd length");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn text<'a>(vector: &'a Value, field: &str) -> &'a str {
+    vector[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is a string"))
+}
+
+fn vectors() -> Vec<Vector> {
+    let document: Value = serde_json::from_str(ENVELOPE_V1).expect("vector file is JSON");
+    assert_eq!(document["blob_format"], 1);
+    assert_eq!(document["wrapped_dek_format"], 1);
+    let vectors: Vec<Vector> = document["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|vector| Vector {
+            name: text(vector, "name").into(),
+            keyring: Keyring::parse(text(vector, "coffer_keys")).expect("keyring"),
+            coffer_keys: text(vector, "coffer_keys").into(),
+            binding: Binding {
+                tenant: TenantId::parse(text(vector, "tenant")).expect("tenant"),
+                credential: CredentialId::parse(text(vector, "credential")).expect("credential"),
+                version: vector["version"].as_u64().expect("version"),
+            },
+            plaintext: text(vector, "plaintext").as_bytes().to_vec(),
+            kid: text(vector, "kid").into(),
+            wrapped_dek: hex(text(vector, "wrapped_dek")),
+            blob: hex(text(vector, "blob")),
+        })
+        .collect();
+    assert_eq!(vectors.len(), 6, "every vector is read");
+    vectors
+}
+
+#[test]
+fn every_golden_vector_opens_to_its_plaintext() {
+    for v in vectors() {
+        let opened = open(&v.keyring, &v.binding, &v.wrapped_dek, &v.blob)
+            .unwrap_or_else(|_| panic!("{}: does not open", v.name));
+        assert_eq!(opened.as_slice(), v.plaintext.as_slice(), "{}", v.name);
+        assert_eq!(
+            wrapped_kid(&v.wrapped_dek),
+            Some(v.kid.as_str()),
+            "{}",
+            v.name
+        );
+    }
+}
+
+/// The layouts the crate docs give, checked on bytes an earlier build wrote.
+#[test]
+fn golden_vectors_have_the_documented_layout() {
+    for v in vectors() {
+        let (n, k) = (v.plaintext.len(), v.kid.len());
+        assert_eq!(v.blob[0], 0x01, "{}", v.name);
+        assert_eq!(v.blob.len(), 1 + 12 + n + 16, "{}", v.name);
+        assert_eq!(v.wrapped_dek[0], 0x01, "{}", v.name);
+        assert_eq!(usize::from(v.wrapped_dek[1]), k, "{}", v.name);
+        assert_eq!(&v.wrapped_dek[2..2 + k], v.kid.as_bytes(), "{}", v.name);
+        assert_eq!(v.wrapped_dek.len(), 2 + k + 12 + 32 + 16, "{}", v.name);
+    }
+}
+
+/// The bindings still hold: a golden blob moved to another version, or
+/// opened without its key, is refused like any other damage.
+#[test]
+fn golden_vectors_stay_bound_to_their_record_and_key() {
+    for v in vectors() {
+        let moved = Binding {
+            version: v.binding.version.wrapping_add(1),
+            ..v.binding
+        };
+        assert_eq!(
+            open(&v.keyring, &moved, &v.wrapped_dek, &v.blob),
+            Err(OpenError::Undecryptable),
+            "{}",
+            v.name
+        );
+        let stranger =
+            Keyring::parse("other:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("keyring");
+        assert_eq!(
+            open(&stranger, &v.binding, &v.wrapped_dek, &v.blob),
+            Err(OpenError::Undecryptable),
+            "{}",
+            v.name
+        );
+    }
+}
+
+/// Rotation works on rows an earlier build wrote: a golden wrapped DEK
+/// moves to a new active key and still opens its golden blob, once the old
+/// keys are gone too.
+#[test]
+fn golden_vectors_rewrap_under_a_new_key() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let new_key = "k-next:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+    for v in vectors() {
+        let rotated = Keyring::parse(&format!("{new_key},{}", v.coffer_keys)).expect("keyring");
+        let Ok(Rewrapped::Rewrapped { wrapped_dek, kid }) =
+            rewrap(&rotated, &mut rng, &v.binding, &v.wrapped_dek)
+        else {
+            panic!("{}: does not rewrap", v.name);
+        };
+        assert_eq!(kid, "k-next");
+        let retired = Keyring::parse(new_key).expect("keyring");
+        let opened = open(&retired, &v.binding, &wrapped_dek, &v.blob)
+            .unwrap_or_else(|_| panic!("{}: rewrapped key does not open", v.name));
+        assert_eq!(opened.as_slice(), v.plaintext.as_slice(), "{}", v.name);
+    }
+}
+
+/// Today's build writes the format the vectors hold: a fresh seal of a
+/// vector's plaintext has the same layout and lengths.
+#[test]
+fn todays_seals_have_the_golden_layout() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    for v in vectors() {
+        let sealed = seal(&v.keyring, &mut rng, &v.binding, &v.plaintext).expect("seals");
+        if sealed.kid == v.kid {
+            assert_eq!(sealed.wrapped_dek.len(), v.wrapped_dek.len(), "{}", v.name);
+            assert_eq!(
+                sealed.wrapped_dek[..2 + v.kid.len()],
+                v.wrapped_dek[..2 + v.kid.len()]
+            );
+        }
+        assert_eq!(sealed.blob.len(), v.blob.len(), "{}", v.name);
+        assert_eq!(sealed.blob[0], v.blob[0], "{}", v.name);
+    }
+}
