@@ -85,6 +85,7 @@ mod api_version;
 mod browser;
 mod claims;
 mod envelope;
+mod exact;
 mod id;
 mod keyring;
 mod lifecycle;
@@ -103,7 +104,7 @@ pub use lifecycle::{
     check_secret_servable, check_transition, effective_status, is_expired, NotActive, Status,
     Timestamp, TimestampError, TransitionError,
 };
-pub use policy::{decide, Action, Denial, Forbidden, Relation};
+pub use policy::{admit, decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
 pub use validate::{
     compact_json_len, limits, parse_page_limit, validate_body_size, validate_description,
