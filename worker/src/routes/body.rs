@@ -6,15 +6,23 @@ use coffer_core::{
     limits, validate_description, validate_metadata, validate_name, validate_scopes,
     validate_secret, AuthType, IntegrationId, Status, Timestamp, Unit, ValidationError, Zeroizing,
 };
-use futures_util::StreamExt as _;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{value::RawValue, Value};
-use zeroize::Zeroize as _;
+use worker::{
+    js_sys::{Reflect, Uint8Array},
+    wasm_bindgen::{JsCast as _, JsValue},
+    wasm_bindgen_futures::JsFuture,
+    web_sys::ReadableStreamDefaultReader,
+};
 
 use crate::{
     error::{ApiError, Place},
     http::Ctx,
 };
+
+fn js_error(error: JsValue) -> ApiError {
+    ApiError::internal(format!("reading the request body: {error:?}"))
+}
 
 /// Longest accepted endpoint URL.
 const MAX_ENDPOINT_CHARS: usize = 2048;
@@ -47,22 +55,33 @@ pub(crate) async fn read_body(ctx: &mut Ctx) -> Result<Body, ApiError> {
     // The whole allowance up front: the buffer never reallocates, so no
     // freed copy of a secret is left behind.
     let mut bytes = Zeroizing::new(Vec::with_capacity(limits::MAX_BODY_BYTES));
-    // workers-rs has no stream for a request without a body: that is an
-    // empty body, which the parser refuses.
-    let Ok(mut stream) = ctx.req.stream() else {
+    let Some(stream) = ctx.req.inner().body() else {
+        // No body at all: empty, which the parser refuses.
         return Ok(Body(bytes));
     };
-    while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(ApiError::from)?;
-        let fits = bytes.len() + chunk.len() <= limits::MAX_BODY_BYTES;
-        if fits {
-            bytes.extend_from_slice(&chunk);
+    let reader = ReadableStreamDefaultReader::new(&stream).map_err(js_error)?;
+    loop {
+        let result = JsFuture::from(reader.read()).await.map_err(js_error)?;
+        let done = Reflect::get(&result, &JsValue::from_str("done")).map_err(js_error)?;
+        if done.as_bool().unwrap_or(true) {
+            break;
         }
-        chunk.zeroize();
-        if !fits {
-            // Dropping the stream cancels it: the rest is never read.
+        let value = Reflect::get(&result, &JsValue::from_str("value")).map_err(js_error)?;
+        let chunk: Uint8Array = value
+            .dyn_into()
+            .map_err(|_| ApiError::internal("a request body chunk is not bytes"))?;
+        let start = bytes.len();
+        let end = start.saturating_add(chunk.length() as usize);
+        if end > limits::MAX_BODY_BYTES {
+            // Abandon the rest: cancelling tells the runtime to stop
+            // receiving it.
+            let _ = JsFuture::from(reader.cancel()).await;
             return Err(too_large);
         }
+        // Copied straight into the buffer, which has the room: no
+        // intermediate copy of a secret is left behind.
+        bytes.resize(end, 0);
+        chunk.copy_to(&mut bytes[start..end]);
     }
     Ok(Body(bytes))
 }
