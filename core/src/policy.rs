@@ -23,6 +23,12 @@
 //! Tenant-level actions ([`Action::Create`], [`Action::List`],
 //! [`Action::ReadAudit`]) skip 2 and 3: they concern the acting tenant
 //! itself, so only membership and the role count.
+//!
+//! [`admit`] asks 1 and 4 alone, for a handler that must refuse before it
+//! reads a request body (a viewer's `PATCH` is 403 whatever it sends, and
+//! its body is never read). For a caller whose role is too low this puts
+//! the role before visibility; the 403 says nothing about any record, so
+//! the stranger still learns nothing.
 use core::fmt;
 
 use crate::{
