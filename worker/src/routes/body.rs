@@ -34,9 +34,10 @@ pub(crate) struct Body(Zeroizing<Vec<u8>>);
 /// Reads a JSON body: 415 unless `application/json`; 413 when
 /// `content-length` declares more than [`limits::MAX_BODY_BYTES`], or as
 /// soon as more than that has arrived. The body is read as a stream and the
-/// stream is cancelled there: a chunked upload of any size costs at most
-/// the limit plus one chunk of memory. Callers run every check that needs
-/// no record (authentication, tenant, the route's role) first.
+/// stream is cancelled there: a chunked upload of any size costs the
+/// isolate at most the limit in memory, and the rest is never read. Callers
+/// run every check that needs no record (authentication, tenant, the
+/// route's role) first.
 pub(crate) async fn read_body(ctx: &mut Ctx) -> Result<Body, ApiError> {
     let content_type = ctx.header("content-type").unwrap_or_default();
     let media = content_type.split(';').next().unwrap_or("").trim();
@@ -113,11 +114,14 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 impl Body {
-    /// The body's members: 400 unless a JSON object, or when a member name
-    /// appears twice (serde_json's map would silently keep the last).
+    /// The body's members, repeats included (serde_json's map would
+    /// silently keep the last; the parsers refuse a repeat by name): 400
+    /// unless a JSON object.
     fn members(&self) -> Result<Vec<(String, &RawValue)>, ApiError> {
+        let text = core::str::from_utf8(&self.0)
+            .map_err(|_| ApiError::BadRequest("the body is not valid UTF-8".into()))?;
         // serde_json's messages give line and column, never the input itself.
-        let Members(members) = serde_json::from_slice(&self.0).map_err(|error| {
+        let Members(members) = serde_json::from_str(text).map_err(|error| {
             if error.is_data() {
                 ApiError::BadRequest("the body must be a JSON object".into())
             } else {
