@@ -37,7 +37,7 @@ use uuid::Uuid;
 const MAX_BODY_BYTES: usize = 80 * 1024;
 const TEN_MIB: usize = 10 * 1024 * 1024;
 
-/// A chunked body: a JSON prefix, then `filler` bytes up to `total`. Once
+/// A chunked body: a JSON prefix, then `a`s up to `total` bytes. Once
 /// `stall_after` bytes have gone out it waits (up to `stall`) for `answered`,
 /// and ends the body early when the answer came first.
 struct Upload {
