@@ -821,7 +821,7 @@ mod tests {
             ("null iat", with(json!({"iat": null})), Ok(())),
         ];
         for (name, claims, expected) in cases {
-            let got = validate(&claims, &ClaimRules::default()).map(|_| ());
+            let got = validate(&claims, &ANY).map(|_| ());
             assert_eq!(got, expected, "{name}");
         }
     }

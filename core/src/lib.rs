@@ -96,6 +96,7 @@ mod api_version;
 mod browser;
 mod claims;
 mod envelope;
+mod exact;
 mod id;
 mod keyring;
 mod lifecycle;
@@ -115,7 +116,7 @@ pub use lifecycle::{
     check_secret_servable, check_transition, effective_status, is_expired, NotActive, Status,
     Timestamp, TimestampError, TransitionError,
 };
-pub use policy::{decide, Action, Denial, Forbidden, Relation};
+pub use policy::{admit, decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
 pub use tenant_scope::TenantScope;
 pub use validate::{

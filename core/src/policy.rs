@@ -23,6 +23,12 @@
 //! Tenant-level actions ([`Action::Create`], [`Action::List`],
 //! [`Action::ReadAudit`]) skip 2 and 3: they concern the acting tenant
 //! itself, so only membership and the role count.
+//!
+//! [`admit`] asks 1 and 4 alone, for a handler that must refuse before it
+//! reads a request body (a viewer's `PATCH` is 403 whatever it sends, and
+//! its body is never read). For a caller whose role is too low this puts
+//! the role before visibility; the 403 says nothing about any record, so
+//! the stranger still learns nothing.
 use core::fmt;
 
 use crate::{
@@ -200,6 +206,31 @@ pub fn decide(
             Some(Relation::Owner | Relation::Shared) => {}
         }
     }
+    role_suffices(principal, action)
+}
+
+/// The checks of [`decide`] that need no record: membership (1) and role
+/// (4). A handler asks this before it reads a request body, so a caller who
+/// could never be allowed is refused whatever it sent, without the body
+/// being read; [`decide`] still runs once the record is loaded.
+///
+/// A caller this admits may still be refused by [`decide`] (the record is
+/// not visible, or only shared); a caller it refuses would be refused by
+/// [`decide`] too, except that [`decide`] hides a missing record behind
+/// [`Denial::NotVisible`] first: the role says nothing about any record.
+///
+/// # Errors
+///
+/// [`Denial::Forbidden`] with [`Forbidden::NotATenantOfToken`] or
+/// [`Forbidden::RoleTooLow`].
+pub fn admit(principal: &Principal, acting: TenantId, action: Action) -> Result<(), Denial> {
+    if !principal.belongs_to(acting) {
+        return Err(Denial::Forbidden(Forbidden::NotATenantOfToken));
+    }
+    role_suffices(principal, action)
+}
+
+fn role_suffices(principal: &Principal, action: Action) -> Result<(), Denial> {
     let required = action.required_role();
     let held = principal.highest_role();
     if held < Some(required) {
@@ -346,6 +377,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `admit` is `decide` without the record: it refuses exactly the
+    /// callers `decide` refuses for every relation (membership or role),
+    /// and admits the rest.
+    #[test]
+    fn admit_refuses_whom_decide_refuses_for_any_record() {
+        let roles = [
+            None,
+            Some(Role::Viewer),
+            Some(Role::User),
+            Some(Role::Editor),
+            Some(Role::Admin),
+        ];
+        for action in Action::ALL {
+            for role in roles {
+                let who = principal(role.into_iter().collect());
+                for acting in [tenant(1), tenant(2), tenant(9)] {
+                    let admitted = admit(&who, acting, action);
+                    let as_owner = decide(&who, acting, action, Some(Relation::Owner));
+                    assert_eq!(admitted, as_owner, "{action:?} {role:?} {acting}");
+                }
+            }
+        }
+        let viewer = principal(vec![Role::Viewer]);
+        assert!(matches!(
+            admit(&viewer, tenant(1), Action::Update),
+            Err(Denial::Forbidden(Forbidden::RoleTooLow {
+                required: Role::Editor,
+                held: Some(Role::Viewer)
+            }))
+        ));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 use alloc::string::String;
 use core::fmt::{self, Write as _};
 
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 use zeroize::Zeroizing;
+
+use crate::exact::{self, ByteCounter, Inexact};
 
 /// The contract's limits ("Precise rules › Limits" and "Pages").
 ///
@@ -108,6 +110,12 @@ pub enum ValidationError {
     },
     /// A JSON value that must be an object was something else.
     NotAnObject,
+    /// An object, at any depth, repeats a member name.
+    DuplicateMember,
+    /// JSON that cannot be kept exactly: a number beyond the range of a
+    /// double, an unpaired UTF-16 surrogate escape, or nesting deeper than
+    /// 128 levels.
+    UnsupportedJson,
     /// Not one of a closed set of words.
     UnknownValue {
         /// The accepted words.
@@ -142,6 +150,12 @@ impl fmt::Display for ValidationError {
                 )
             }
             Self::NotAnObject => f.write_str("must be a JSON object"),
+            Self::DuplicateMember => {
+                f.write_str("must not repeat a member name in any of its objects")
+            }
+            Self::UnsupportedJson => f.write_str(
+                "must not hold a number out of range, an unpaired surrogate or nesting deeper than 128 levels",
+            ),
             Self::UnknownValue { allowed } => {
                 f.write_str("must be one of ")?;
                 for (i, word) in allowed.iter().enumerate() {
@@ -301,16 +315,6 @@ pub fn validate_scopes<S: AsRef<str>>(scopes: &[S]) -> Result<(), ValidationErro
     Ok(())
 }
 
-/// Counts the bytes written to it without storing them.
-struct ByteCounter(usize);
-
-impl fmt::Write for ByteCounter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0 = self.0.saturating_add(s.len());
-        Ok(())
-    }
-}
-
 /// The length of `value` serialized as compact JSON, computed without
 /// building the string (`Value`'s `Display` is serde_json's compact form).
 pub fn compact_json_len(value: &Value) -> usize {
@@ -321,11 +325,17 @@ pub fn compact_json_len(value: &Value) -> usize {
     counter.0
 }
 
-fn check_object(value: &Value, max: usize) -> Result<usize, ValidationError> {
-    if !value.is_object() {
+/// Checks that `raw` is an object that can be kept exactly and returns the
+/// length of its compact form.
+fn check_exact_object(raw: &RawValue, max: usize) -> Result<usize, ValidationError> {
+    if !raw.get().trim_start().starts_with('{') {
         return Err(ValidationError::NotAnObject);
     }
-    let actual = compact_json_len(value);
+    exact::check(raw).map_err(|inexact| match inexact {
+        Inexact::DuplicateMember => ValidationError::DuplicateMember,
+        Inexact::Unsupported => ValidationError::UnsupportedJson,
+    })?;
+    let actual = exact::compact_len(raw).map_err(|_| ValidationError::UnsupportedJson)?;
     if actual > max {
         return Err(ValidationError::TooLong {
             max,
@@ -336,17 +346,27 @@ fn check_object(value: &Value, max: usize) -> Result<usize, ValidationError> {
     Ok(actual)
 }
 
-/// Checks `metadata`: a JSON object of at most 16 KiB as compact JSON.
+/// Checks `metadata` and returns it as compact JSON: a JSON object of at
+/// most 16 KiB as compact JSON, with no repeated member name at any depth;
+/// numbers keep the digits they were sent with.
 ///
 /// # Errors
 ///
-/// [`ValidationError::NotAnObject`] or [`ValidationError::TooLong`].
-pub fn validate_metadata(metadata: &Value) -> Result<(), ValidationError> {
-    check_object(metadata, limits::MAX_METADATA_BYTES).map(drop)
+/// [`ValidationError::NotAnObject`], [`ValidationError::DuplicateMember`],
+/// [`ValidationError::UnsupportedJson`] or [`ValidationError::TooLong`].
+pub fn validate_metadata(metadata: &RawValue) -> Result<String, ValidationError> {
+    let len = check_exact_object(metadata, limits::MAX_METADATA_BYTES)?;
+    let mut compact = String::with_capacity(len);
+    exact::write_compact(metadata, &mut compact).map_err(|_| ValidationError::UnsupportedJson)?;
+    Ok(compact)
 }
 
-/// Checks a secret payload (`credentials`) and returns the compact JSON
-/// bytes to seal: a JSON object of at most 64 KiB as compact JSON.
+/// Checks a secret payload (`credentials`) and returns the compact JSON text
+/// to seal: a JSON object of at most 64 KiB as compact JSON, with no
+/// repeated member name at any depth. The text is the client's own:
+/// insignificant whitespace removed, strings in serde_json's (shortest)
+/// escaping, and every number with exactly the digits it was sent with, so
+/// the secret reads back as sent.
 ///
 /// The size is measured before anything is allocated, and the string is
 /// then written into a buffer of exactly that capacity, so no reallocation
@@ -354,12 +374,13 @@ pub fn validate_metadata(metadata: &Value) -> Result<(), ValidationError> {
 ///
 /// # Errors
 ///
-/// [`ValidationError::NotAnObject`] or [`ValidationError::TooLong`].
-pub fn validate_secret(credentials: &Value) -> Result<Zeroizing<String>, ValidationError> {
-    let len = check_object(credentials, limits::MAX_SECRET_BYTES)?;
+/// [`ValidationError::NotAnObject`], [`ValidationError::DuplicateMember`],
+/// [`ValidationError::UnsupportedJson`] or [`ValidationError::TooLong`].
+pub fn validate_secret(credentials: &RawValue) -> Result<Zeroizing<String>, ValidationError> {
+    let len = check_exact_object(credentials, limits::MAX_SECRET_BYTES)?;
     let mut compact = Zeroizing::new(String::with_capacity(len));
-    // Writing to a String cannot fail.
-    let _ = write!(compact, "{credentials}");
+    exact::write_compact(credentials, &mut *compact)
+        .map_err(|_| ValidationError::UnsupportedJson)?;
     Ok(compact)
 }
 
@@ -489,14 +510,24 @@ mod tests {
         json!({ "k": repeat('a', len - 8) })
     }
 
+    /// `value` as raw JSON text, with whitespace a client might send.
+    fn raw(value: &Value) -> alloc::boxed::Box<RawValue> {
+        let text = alloc::format!(" {value:#} ");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    fn raw_text(text: &str) -> alloc::boxed::Box<RawValue> {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
     #[test]
     fn secrets_are_objects_of_at_most_64_kib_compact_json() {
         let at_limit = object_of_len(limits::MAX_SECRET_BYTES);
         assert_eq!(compact_json_len(&at_limit), 65536);
-        let bytes = validate_secret(&at_limit).expect("64 KiB is allowed");
+        let bytes = validate_secret(&raw(&at_limit)).expect("64 KiB is allowed");
         assert_eq!(bytes.len(), 65536);
         assert!(matches!(
-            validate_secret(&object_of_len(65537)),
+            validate_secret(&raw(&object_of_len(65537))),
             Err(ValidationError::TooLong {
                 max: 65536,
                 actual: 65537,
@@ -505,7 +536,7 @@ mod tests {
         ));
         for not_object in [json!("token"), json!(["a"]), json!(null), json!(1)] {
             assert!(matches!(
-                validate_secret(&not_object),
+                validate_secret(&raw(&not_object)),
                 Err(ValidationError::NotAnObject)
             ));
         }
@@ -514,48 +545,84 @@ mod tests {
     #[test]
     fn secrets_are_serialized_compactly_and_counted_in_utf8_bytes() {
         let secret = json!({ "accessToken": "é", "n": [1, 2] });
-        let compact = validate_secret(&secret).expect("valid");
+        let compact = validate_secret(&raw(&secret)).expect("valid");
         assert_eq!(compact.as_str(), r#"{"accessToken":"é","n":[1,2]}"#);
         assert_eq!(compact_json_len(&secret), compact.len());
     }
 
-    /// Regression for a `fuzz/bodies` finding: numbers parsed from the
-    /// request body must reach the sealed JSON unchanged, and the sealed JSON
-    /// must parse back to the value that was validated.
+    /// Issue 11 item 6: a secret is sealed with every number's digits as
+    /// sent (parsing into `Value` turned these into other digits), and the
+    /// limit counts that compact text.
     #[test]
-    fn secret_numbers_survive_parsing_and_serializing_exactly() {
-        for (sent, sealed) in [
-            ("2.5e33", "2.5e+33"),
-            ("-2.5e33", "-2.5e+33"),
-            ("8.533e+68", "8.533e+68"),
-            ("9.9538452227e-280", "9.9538452227e-280"),
-            ("0.1", "0.1"),
-            ("1e23", "1e+23"),
+    fn secret_numbers_keep_the_digits_they_were_sent_with() {
+        for sent in [
+            "123456789012345678901234567890",
+            "0.1000000000000000055511151231257827",
+            "2.5e33",
+            "-2.5E33",
+            "8.533e+68",
+            "9.9538452227e-280",
+            "1e23",
+            "1.0",
+            "-0",
         ] {
-            let body = alloc::format!(r#"{{"n":{sent}}}"#);
-            let value: Value = serde_json::from_str(&body).expect("valid JSON");
-            let compact = validate_secret(&value).expect("valid secret");
+            let body = alloc::format!("{{ \"n\" : {sent} }}");
+            let compact = validate_secret(&raw_text(&body)).expect("valid secret");
             assert_eq!(
                 compact.as_str(),
-                alloc::format!(r#"{{"n":{sealed}}}"#),
+                alloc::format!(r#"{{"n":{sent}}}"#),
                 "{sent}"
             );
-            let reparsed: Value = serde_json::from_str(&compact).expect("valid JSON");
-            assert_eq!(reparsed, value, "{sent}");
         }
+        // The digits are kept, so they are what the limit counts; a number
+        // beyond a double's range is refused, not stored as something else.
+        let too_large = alloc::format!("{{\"n\": {}}}", repeat('7', 400));
+        assert!(matches!(
+            validate_secret(&raw_text(&too_large)),
+            Err(ValidationError::UnsupportedJson)
+        ));
+        let long = repeat('7', 300);
+        let compact =
+            validate_secret(&raw_text(&alloc::format!("{{ \"n\": {long} }}"))).expect("fits");
+        assert_eq!(compact.len(), 300 + 6);
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused_at_any_depth() {
+        for text in [r#"{"a":1,"a":1}"#, r#"{"a":{"b":[{"c":1,"\u0063":2}]}}"#] {
+            assert_eq!(
+                validate_secret(&raw_text(text)).map(drop),
+                Err(ValidationError::DuplicateMember),
+                "{text}"
+            );
+            assert_eq!(
+                validate_metadata(&raw_text(text)).map(drop),
+                Err(ValidationError::DuplicateMember),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            validate_secret(&raw_text(r#"{"n":1e999}"#)).map(drop),
+            Err(ValidationError::UnsupportedJson)
+        );
     }
 
     #[test]
     fn metadata_is_an_object_of_at_most_16_kib() {
-        assert_eq!(validate_metadata(&object_of_len(16 * 1024)), Ok(()));
+        let at_limit = object_of_len(16 * 1024);
+        assert_eq!(validate_metadata(&raw(&at_limit)), Ok(at_limit.to_string()));
         assert!(matches!(
-            validate_metadata(&object_of_len(16 * 1024 + 1)),
+            validate_metadata(&raw(&object_of_len(16 * 1024 + 1))),
             Err(ValidationError::TooLong { max: 16384, .. })
         ));
         assert!(matches!(
-            validate_metadata(&json!([])),
+            validate_metadata(&raw(&json!([]))),
             Err(ValidationError::NotAnObject)
         ));
+        assert_eq!(
+            validate_metadata(&raw_text(r#"{ "big" : 123456789012345678901234567890 }"#)),
+            Ok(r#"{"big":123456789012345678901234567890}"#.to_string())
+        );
     }
 
     #[test]
@@ -638,6 +705,10 @@ mod tests {
                 "item 3 must be at most 200 characters (got 201)",
             ),
             (ValidationError::NotAnObject, "must be a JSON object"),
+            (
+                ValidationError::DuplicateMember,
+                "must not repeat a member name in any of its objects",
+            ),
             (ValidationError::Blank, "must not be blank"),
         ];
         for (error, message) in cases {

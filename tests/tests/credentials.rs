@@ -494,19 +494,19 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
         "{keys:?}"
     );
 
-    // Weak and starred If-Match forms.
+    // A weak tag never matches (RFC 9110 §13.1.1, strong comparison); `*`
+    // matches any current record.
     let weak = admin.clone().header("if-match", "W/\"3\"").patch(
         &format!("/api/v1/credentials/{id}"),
         &json!({"description": "weak tag"}),
     );
-    assert_eq!(weak.status, 200, "{}", weak.text);
-    assert_eq!(etag(&weak), Some("\"4\""));
+    assert_eq!(weak.status, 412, "{}", weak.text);
     let star = admin.clone().header("if-match", "*").patch(
         &format!("/api/v1/credentials/{id}"),
         &json!({"description": "star"}),
     );
     assert_eq!(star.status, 200, "{}", star.text);
-    assert_eq!(etag(&star), Some("\"5\""));
+    assert_eq!(etag(&star), Some("\"4\""));
     assert_not_logged(server, &["ghp-old-0001", "ghp-new-0002"]);
 }
 

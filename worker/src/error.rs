@@ -290,12 +290,14 @@ impl ApiError {
 
 /// A JSON response with `status` and `headers`.
 pub(crate) fn json_response(
-    body: &Value,
+    body: &impl serde::Serialize,
     status: u16,
     headers: Headers,
 ) -> worker::Result<Response> {
     headers.set("content-type", "application/json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
+    let bytes =
+        serde_json::to_vec(body).map_err(|error| worker::Error::RustError(error.to_string()))?;
+    Ok(Response::from_bytes(bytes)?
         .with_status(status)
         .with_headers(headers))
 }

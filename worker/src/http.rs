@@ -1,7 +1,11 @@
 //! Per-request plumbing: request id, caller, body, success envelopes, and
 //! the one JSON log line per request.
-use coffer_core::{Principal, TenantId};
-use serde_json::{json, Value};
+use coffer_core::{Principal, TenantId, Zeroizing};
+use serde::{
+    ser::{SerializeMap as _, SerializeSeq as _},
+    Serialize,
+};
+use serde_json::{json, value::RawValue, Value};
 use worker::{console_log, Date, Env, Headers, Method, Request, Response};
 
 use crate::{
@@ -9,7 +13,7 @@ use crate::{
     cors,
     error::{json_response, ApiError, Place, Surface},
     routes,
-    store::{Io, Store},
+    store::{Io, Record, Store},
     Params,
 };
 
@@ -38,6 +42,9 @@ pub(crate) struct Caller {
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: Option<Value>,
+    /// JSON texts written into `body` as they are (a decrypted secret,
+    /// records' `metadata`).
+    pub(crate) splices: Vec<Splice>,
     /// The record's version, sent as `ETag: "<version>"`.
     pub(crate) etag: Option<u64>,
     /// Further response headers.
@@ -50,6 +57,7 @@ impl Reply {
         Self {
             status: 200,
             body: Some(body),
+            splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
         }
@@ -67,6 +75,22 @@ impl Reply {
         self
     }
 
+    /// Writes `json` (valid JSON text, checked again when rendered) into
+    /// the body at `path` as it is: the member the last step names is
+    /// replaced, or appended when the object has none. The secret and
+    /// `metadata` are served with the digits they were stored with, and
+    /// never go through a `Value`.
+    pub(crate) fn splice(mut self, path: Vec<Step>, json: Zeroizing<String>) -> Self {
+        self.splices.push(Splice { path, json });
+        self
+    }
+
+    /// Splices `record`'s `metadata` into the record object at `at`.
+    pub(crate) fn metadata(self, mut at: Vec<Step>, record: &Record) -> Self {
+        at.push(Step::Key("metadata"));
+        self.splice(at, Zeroizing::new(record.metadata.get().to_string()))
+    }
+
     /// Adds a response header.
     pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
@@ -78,8 +102,120 @@ impl Reply {
         Self {
             status: 204,
             body: None,
+            splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+        }
+    }
+}
+
+/// One step of a path into a reply's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// An object member.
+    Key(&'static str),
+    /// An array element.
+    Index(usize),
+}
+
+/// JSON text to write into a reply's body at a path, as it is.
+pub(crate) struct Splice {
+    path: Vec<Step>,
+    json: Zeroizing<String>,
+}
+
+/// `value` with each splice's text at its path (relative to `value` after
+/// `depth` steps); serialized, never built.
+struct Spliced<'a> {
+    value: &'a Value,
+    depth: usize,
+    splices: Splices<'a>,
+}
+
+/// Splices as paths and checked texts.
+type Splices<'a> = Vec<(&'a [Step], &'a RawValue)>;
+
+/// What a splice puts at one place in the body.
+enum Here<'a> {
+    /// Its text, in place of the value.
+    Text(&'a RawValue),
+    /// The value, with splices further down.
+    Below(Splices<'a>),
+}
+
+impl<'a> Spliced<'a> {
+    /// What goes where the next step is one `is` accepts: the text of a
+    /// splice that ends there, else the value below with the splices that
+    /// continue through it (`None`: no splice concerns it).
+    fn at(&self, is: impl Fn(Step) -> bool) -> Option<Here<'a>> {
+        let mut through = Vec::new();
+        for &(path, raw) in &self.splices {
+            match path.get(self.depth) {
+                Some(&step) if is(step) && path.len() == self.depth + 1 => {
+                    return Some(Here::Text(raw))
+                }
+                Some(&step) if is(step) => through.push((path, raw)),
+                _ => {}
+            }
+        }
+        (!through.is_empty()).then_some(Here::Below(through))
+    }
+
+    fn below(&self, value: &'a Value, splices: Splices<'a>) -> Self {
+        Spliced {
+            value,
+            depth: self.depth + 1,
+            splices,
+        }
+    }
+}
+
+impl Serialize for Spliced<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.value {
+            Value::Object(object) => {
+                // A splice that ends here and names no member is appended.
+                let appended: Vec<(&str, &RawValue)> = self
+                    .splices
+                    .iter()
+                    .filter_map(|&(path, raw)| match path.get(self.depth) {
+                        Some(Step::Key(name))
+                            if path.len() == self.depth + 1 && !object.contains_key(*name) =>
+                        {
+                            Some((*name, raw))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut map = serializer.serialize_map(Some(object.len() + appended.len()))?;
+                for (key, value) in object {
+                    match self.at(|step| matches!(step, Step::Key(name) if name == key)) {
+                        Some(Here::Text(raw)) => map.serialize_entry(key, raw)?,
+                        Some(Here::Below(through)) => {
+                            map.serialize_entry(key, &self.below(value, through))?;
+                        }
+                        None => map.serialize_entry(key, value)?,
+                    }
+                }
+                for (name, raw) in appended {
+                    map.serialize_entry(name, raw)?;
+                }
+                map.end()
+            }
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for (index, item) in items.iter().enumerate() {
+                    match self.at(|step| step == Step::Index(index)) {
+                        Some(Here::Text(raw)) => seq.serialize_element(raw)?,
+                        Some(Here::Below(through)) => {
+                            seq.serialize_element(&self.below(item, through))?
+                        }
+                        None => seq.serialize_element(item)?,
+                    }
+                }
+                seq.end()
+            }
+            other => other.serialize(serializer),
         }
     }
 }
@@ -348,6 +484,23 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
         headers.set(name, value)?;
     }
     match reply.body {
+        Some(value) if !reply.splices.is_empty() => {
+            let splices = reply
+                .splices
+                .iter()
+                .map(|splice| {
+                    serde_json::from_str::<&RawValue>(&splice.json)
+                        .map(|raw| (splice.path.as_slice(), raw))
+                        .map_err(|_| worker::Error::RustError("spliced text is not JSON".into()))
+                })
+                .collect::<worker::Result<Vec<_>>>()?;
+            let spliced = Spliced {
+                value: &value,
+                depth: 0,
+                splices,
+            };
+            json_response(&spliced, reply.status, headers)
+        }
         Some(body) => json_response(&body, reply.status, headers),
         None => Ok(Response::empty()?
             .with_status(reply.status)

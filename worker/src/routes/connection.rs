@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply},
+    http::{Caller, Ctx, Reply, Step},
     store::{AuditAction, Lookup, Outcome, Record, Store},
 };
 
@@ -89,10 +89,14 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
             read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)()).await?
         }
     };
-    Ok(Reply::ok(json!({
-        "data": {"connection_id": record.id.to_string(), "credentials": credentials}
-    }))
-    .etag(record.version as u64))
+    Ok(
+        Reply::ok(json!({"data": {"connection_id": record.id.to_string()}}))
+            .splice(
+                vec![Step::Key("data"), Step::Key("credentials")],
+                credentials,
+            )
+            .etag(record.version as u64),
+    )
 }
 
 /// `GET /connection/{connection_id}`: metadata, owner or shared, viewer.
@@ -103,6 +107,7 @@ pub(crate) async fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
     let (record, _) = load(&caller, &store, id, Action::ReadMetadata).await?;
     Ok(
         Reply::ok(json!({"data": connection_json(&record, caller.tenant, ctx.now_ms)}))
+            .metadata(vec![Step::Key("data")], &record)
             .etag(record.version as u64),
     )
 }
@@ -153,10 +158,14 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         .iter()
         .map(|(record, _)| connection_json(record, caller.tenant, ctx.now_ms))
         .collect();
-    Ok(Reply::ok(json!({
+    let mut reply = Reply::ok(json!({
         "data": items,
         "next_cursor": page.next.map(|c| c.encode(&scope)),
-    })))
+    }));
+    for (index, (record, _)) in page.items.iter().enumerate() {
+        reply = reply.metadata(vec![Step::Key("data"), Step::Index(index)], record);
+    }
+    Ok(reply)
 }
 
 /// `GET /connection/{connection_id}/shares`: owner tenant, admin.
@@ -180,7 +189,7 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(if_match(ctx).as_deref(), &record)?;
+    check_if_match(if_match(ctx).as_ref(), &record)?;
     if tenant == record.owner {
         return Err(ApiError::invalid(
             Place::Path,
@@ -212,7 +221,7 @@ pub(crate) async fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
     let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(if_match(ctx).as_deref(), &record)?;
+    check_if_match(if_match(ctx).as_ref(), &record)?;
     let audit = event(
         ctx,
         &caller,

@@ -5,13 +5,14 @@ use coffer_core::{
 use serde_json::{json, Value};
 
 use super::{
-    actor, allow, body, check_if_match, credential_id_param, credential_json, cursor_param, event,
-    if_match, relation,
+    actor, admit, allow, body, check_if_match, credential_id_param, credential_json, cursor_param,
+    event, if_match, relation,
     secret::{self, new_blob_nonce, new_credential_id, seal_for},
+    IfMatch,
 };
 use crate::{
     error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply},
+    http::{Caller, Ctx, Reply, Step},
     store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
 };
 
@@ -83,6 +84,7 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
         "Credential details retrieved successfully",
         credential_json(&record, ctx.now_ms),
     ))
+    .metadata(vec![Step::Key("data")], &record)
     .etag(record.version as u64))
 }
 
@@ -122,12 +124,14 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
             secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?
         }
     };
-    let mut data = credential_json(&record, ctx.now_ms);
-    if let Value::Object(object) = &mut data {
-        object.insert("credentials".into(), credentials);
-    }
+    let data = credential_json(&record, ctx.now_ms);
     Ok(
         Reply::ok(ctx.envelope("Credential retrieved successfully", data))
+            .metadata(vec![Step::Key("data")], &record)
+            .splice(
+                vec![Step::Key("data"), Step::Key("credentials")],
+                credentials,
+            )
             .etag(record.version as u64),
     )
 }
@@ -168,10 +172,15 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
         .iter()
         .map(|record| credential_json(record, ctx.now_ms))
         .collect();
-    Ok(Reply::ok(ctx.envelope(
+    let mut reply = Reply::ok(ctx.envelope(
         "Credentials retrieved successfully",
         json!({"items": items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
-    )))
+    ));
+    for (index, record) in page.items.iter().enumerate() {
+        let at = vec![Step::Key("data"), Step::Key("items"), Step::Index(index)];
+        reply = reply.metadata(at, record);
+    }
+    Ok(reply)
 }
 
 /// `POST /api/v1/credentials`: a new record and its first secret version.
@@ -180,7 +189,7 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     allow(&caller, Action::Create, None, || {
         Missing::Integration(String::new())
     })?;
-    let input = body::parse_create(body::read_object(ctx).await?)?;
+    let input = body::parse_create(&body::read_body(ctx).await?)?;
     let who = actor(&caller);
     let mut record = Record {
         id: new_credential_id(),
@@ -224,6 +233,7 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         "Credential stored successfully",
         credential_json(&record, ctx.now_ms),
     ))
+    .metadata(vec![Step::Key("data")], &record)
     .status(201)
     .etag(1))
 }
@@ -237,7 +247,7 @@ async fn load_for_write(
     store: &Store,
     id: CredentialId,
     action: Action,
-    expected: Option<&str>,
+    expected: Option<&IfMatch>,
 ) -> Result<Record, ApiError> {
     let found = store.find(id, caller.tenant).await?;
     let rel: Option<Relation> = found
@@ -256,19 +266,15 @@ async fn load_for_write(
 pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
-    let patch = body::parse_patch(body::read_object(ctx).await?)?;
+    // Whoever could never update is refused before the body is read; the
+    // full decision follows on the loaded record.
+    admit(&caller, Action::Update)?;
+    let patch = body::parse_patch(&body::read_body(ctx).await?)?;
     let expected = if_match(ctx);
     let store = ctx.store()?;
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load_for_write(
-            ctx,
-            &caller,
-            &store,
-            id,
-            Action::Update,
-            expected.as_deref(),
-        )
-        .await?;
+        let current =
+            load_for_write(ctx, &caller, &store, id, Action::Update, expected.as_ref()).await?;
         let mut next = current.clone();
         if let Some(status) = patch.status {
             check_transition(current.status, status)
@@ -328,6 +334,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
                 "Credential updated successfully",
                 credential_json(&next, ctx.now_ms),
             ))
+            .metadata(vec![Step::Key("data")], &next)
             .etag(next.version as u64));
         }
         if expected.is_some() {
@@ -351,15 +358,8 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let expected = if_match(ctx);
     let store = ctx.store()?;
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load_for_write(
-            ctx,
-            &caller,
-            &store,
-            id,
-            Action::Delete,
-            expected.as_deref(),
-        )
-        .await?;
+        let current =
+            load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_ref()).await?;
         let audit = event(
             ctx,
             &caller,

@@ -202,7 +202,9 @@ fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static 
             "authorization_endpoint",
             json!(record.authorization_endpoint),
         ),
-        ("metadata", "metadata", record.metadata.clone()),
+        // A placeholder: `Reply::metadata` writes the stored text here, so
+        // its numbers keep their digits.
+        ("metadata", "metadata", Value::Null),
         (
             "status",
             "status",
@@ -279,23 +281,89 @@ pub(crate) fn cursor_param(raw: Option<String>, scope: &str) -> Result<Option<Cu
     .transpose()
 }
 
-/// Parses `If-Match` (honoured on `PATCH`, `DELETE` and share changes):
-/// `"<version>"`, `W/"<version>"` or `*`; `None` when absent or `*`.
-pub(crate) fn if_match(ctx: &Ctx) -> Option<String> {
-    let raw = ctx.header("if-match")?;
-    let raw = raw.trim();
-    if raw == "*" {
-        return None;
-    }
-    Some(raw.trim_start_matches("W/").trim_matches('"').to_string())
+/// An `If-Match` precondition (RFC 9110 §13.1.1), honoured on `PATCH`,
+/// `DELETE` and share changes: the strong entity tags it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IfMatch {
+    /// The opaque tags of the strong entity tags, without quotes. Weak tags
+    /// (`W/"3"`) are left out: `If-Match` uses the strong comparison
+    /// (RFC 9110 §8.8.3.2), under which a weak tag matches nothing.
+    strong: Vec<String>,
 }
 
-/// 412 when `If-Match` named another version than the record's.
-pub(crate) fn check_if_match(expected: Option<&str>, record: &Record) -> Result<(), ApiError> {
+impl IfMatch {
+    /// Parses a header value; `None` for `*` (any current record matches).
+    /// A list that holds no well-formed strong tag matches nothing.
+    fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return None;
+        }
+        let strong = raw
+            .split(',')
+            .map(str::trim)
+            .filter_map(|tag| {
+                // entity-tag = [ weakness ] opaque-tag; opaque-tag = DQUOTE *etagc DQUOTE
+                // (RFC 9110 §8.8.3). Commas do not occur in the tags Coffer issues.
+                let opaque = tag.strip_prefix('"')?.strip_suffix('"')?;
+                (!opaque.contains('"')).then(|| opaque.to_string())
+            })
+            .collect();
+        Some(Self { strong })
+    }
+
+    /// Whether the strong comparison finds the record's current ETag.
+    fn matches(&self, record: &Record) -> bool {
+        let current = record.version.to_string();
+        self.strong.contains(&current)
+    }
+}
+
+/// The request's `If-Match`; `None` when absent or `*`.
+pub(crate) fn if_match(ctx: &Ctx) -> Option<IfMatch> {
+    IfMatch::parse(&ctx.header("if-match")?)
+}
+
+/// 412 when `If-Match` names no strong tag equal to the record's version.
+pub(crate) fn check_if_match(expected: Option<&IfMatch>, record: &Record) -> Result<(), ApiError> {
     match expected {
-        Some(tag) if tag != record.version.to_string() => Err(ApiError::PreconditionFailed {
+        Some(condition) if !condition.matches(record) => Err(ApiError::PreconditionFailed {
             current: record.version as u64,
         }),
         _ => Ok(()),
+    }
+}
+
+/// The checks that need no record (tenant membership and the route's
+/// minimum role, from the core's policy), run before a request body is
+/// read; the full decision follows once the record is loaded.
+pub(crate) fn admit(caller: &Caller, action: Action) -> Result<(), ApiError> {
+    coffer_core::admit(&caller.principal, caller.tenant, action).map_err(|_| ApiError::Forbidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IfMatch;
+
+    fn check(raw: &str, expected: Option<&[&str]>) {
+        let parsed = IfMatch::parse(raw).map(|m| m.strong);
+        let expected = expected.map(|tags| tags.iter().map(|t| t.to_string()).collect());
+        assert_eq!(parsed, expected, "{raw:?}");
+    }
+
+    #[test]
+    fn if_match_keeps_strong_tags_only() {
+        check("*", None);
+        check(" * ", None);
+        check("\"3\"", Some(&["3"]));
+        check("\"2\", \"3\"", Some(&["2", "3"]));
+        // RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak
+        // tag never matches, even with the current version.
+        check("W/\"3\"", Some(&[]));
+        check("W/\"3\", \"4\"", Some(&["4"]));
+        // Not entity tags at all: nothing can match.
+        check("3", Some(&[]));
+        check("", Some(&[]));
+        check("\"3", Some(&[]));
     }
 }

@@ -4,7 +4,8 @@ use coffer_core::{
     Denial, Relation, Sealed,
 };
 use rand_core::{OsRng, RngCore as _};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use zeroize::Zeroizing;
 
 use super::{event, keyring, relation, timestamp};
 use crate::{
@@ -68,9 +69,14 @@ pub(crate) struct Found {
 /// changed underneath it (a concurrent `PATCH` of `credentials`).
 const READ_ATTEMPTS: usize = 3;
 
+/// A decrypted secret: the compact JSON text that was sealed (numbers as
+/// the client sent them), served by splicing it into the response rather
+/// than parsing it into a `Value` and writing it out again.
+pub(crate) type Secret = Zeroizing<String>;
+
 /// What one attempt at a decrypted read came to.
 enum Attempt {
-    Served(Box<(Record, Value)>),
+    Served(Box<(Record, Secret)>),
     /// The blob D1 named is not in KV: the secret changed since (its old
     /// blob is deleted after the commit), or the blob is really gone.
     BlobMissing,
@@ -95,7 +101,7 @@ pub(crate) async fn read_secret(
     found: Found,
     rendered_id: String,
     missing: Missing,
-) -> Result<(Record, Value), ApiError> {
+) -> Result<(Record, Secret), ApiError> {
     let Found {
         mut record,
         mut shared,
@@ -154,7 +160,7 @@ pub(crate) async fn read_remembered(
     store: &Store,
     lookup: &Lookup,
     integration: Option<&str>,
-) -> Result<Option<(Record, Value)>, ApiError> {
+) -> Result<Option<(Record, Secret)>, ApiError> {
     let may_read_own = decide(
         &caller.principal,
         caller.tenant,
@@ -176,7 +182,7 @@ pub(crate) async fn read_remembered(
     let blob = store.remembered_blob(&remembered).await?;
     let secret = blob
         .and_then(|blob| open(&keyring, &binding, &remembered.wrapped_dek, &blob).ok())
-        .and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+        .and_then(json_object_text);
     let Some(secret) = secret else {
         Store::forget(lookup);
         return Ok(None);
@@ -293,9 +299,9 @@ async fn read_once(
         return Ok(Attempt::BlobMissing);
     };
     let plaintext = open(&keyring, &binding(record), &record.wrapped_dek, &blob).ok();
-    // A blob that does not open and one that is not JSON look the same to
-    // the client: an opaque 500.
-    let secret = plaintext.and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+    // A blob that does not open and one that is not a JSON object look the
+    // same to the client: an opaque 500.
+    let secret = plaintext.and_then(json_object_text);
     let Some(secret) = secret else {
         store
             .audit(&read_event(ctx, caller, record, Outcome::Error))
@@ -322,4 +328,20 @@ async fn read_once(
         }
         None => Attempt::Changed,
     })
+}
+
+/// The opened plaintext as text, if it is one JSON object (it is the compact
+/// JSON that was sealed; checking costs a scan, not a parse into `Value`).
+fn json_object_text(mut plain: Zeroizing<Vec<u8>>) -> Option<Secret> {
+    // Moves the buffer into the string without copying it.
+    let text = match String::from_utf8(core::mem::take(&mut *plain)) {
+        Ok(text) => Zeroizing::new(text),
+        Err(error) => {
+            drop(Zeroizing::new(error.into_bytes()));
+            return None;
+        }
+    };
+    let raw: &RawValue = serde_json::from_str(&text).ok()?;
+    raw.get().starts_with('{').then_some(())?;
+    Some(text)
 }

@@ -13,7 +13,7 @@ use core::cell::Cell;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{CredentialId, Status, TenantId};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env, KvStore};
 
@@ -44,7 +44,8 @@ pub(crate) struct Record {
     pub(crate) scopes: Vec<String>,
     pub(crate) token_endpoint: Option<String>,
     pub(crate) authorization_endpoint: Option<String>,
-    pub(crate) metadata: Value,
+    /// Compact JSON text as the client sent it (numbers keep their digits).
+    pub(crate) metadata: Box<RawValue>,
     pub(crate) status: Status,
     pub(crate) expires_at: Option<i64>,
     pub(crate) created_at: i64,
@@ -102,7 +103,7 @@ impl Row {
             id: CredentialId::parse(&self.id).map_err(|_| corrupt("id"))?,
             owner: TenantId::parse(&self.tenant_id).map_err(|_| corrupt("tenant_id"))?,
             scopes: serde_json::from_str(&self.scopes).map_err(|_| corrupt("scopes"))?,
-            metadata: serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?,
+            metadata: RawValue::from_string(self.metadata).map_err(|_| corrupt("metadata"))?,
             status: Status::parse(&self.status).map_err(|_| corrupt("status"))?,
             created_by: serde_json::from_str(&self.created_by)
                 .map_err(|_| corrupt("created_by"))?,
@@ -390,7 +391,7 @@ impl Store {
                 json_text(&Value::from(record.scopes.clone())).into(),
                 opt(record.token_endpoint.as_deref()),
                 opt(record.authorization_endpoint.as_deref()),
-                json_text(&record.metadata).into(),
+                record.metadata.get().into(),
                 record.status.as_str().into(),
                 opt_int(record.expires_at),
                 int(record.created_at),
@@ -433,7 +434,7 @@ impl Store {
             json_text(&Value::from(record.scopes.clone())).into(),
             opt(record.token_endpoint.as_deref()),
             opt(record.authorization_endpoint.as_deref()),
-            json_text(&record.metadata).into(),
+            record.metadata.get().into(),
             record.status.as_str().into(),
             opt_int(record.expires_at),
             int(record.updated_at),
