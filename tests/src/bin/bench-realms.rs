@@ -19,7 +19,10 @@
 //! `utime + stime` from `/proc` over the run, divided by the requests `wrk`
 //! made): far less sensitive to other load, and what the signature check
 //! actually costs.
-use std::{collections::BTreeMap, process::Command};
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use std::process::Command;
 
 use coffer_tests::{
     client::Api,
