@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench load fuzz fuzz-long mutants mutants-security
+.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench bench-realms load fuzz fuzz-long mutants mutants-security
 
 setup:
 	scripts/setup.sh dev
@@ -78,6 +78,13 @@ bench:
 	$(MAKE) --no-print-directory build
 	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn PEER="$(PEER)" cargo run -q --release -p coffer-tests --bin bench
 	@printf 'gzip: '; gzip -9 -c worker/build/index_bg.wasm | wc -c
+
+## Details with HS256, RS256, ES256 and EdDSA tokens, per build, alternating
+## builds round by round (BENCH_BUILDS=dirA,dirB BENCH_ROUNDS=3 BENCH_SECONDS=10).
+bench-realms:
+	scripts/setup.sh bench
+	$(MAKE) --no-print-directory build
+	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin bench-realms
 
 ## Mixed load and soak against one server, checked against a model of truth
 ## (LOAD_SECONDS=180 LOAD_TENANTS=20 LOAD_CONCURRENCY=1,2,4,8,16,32 LOAD_SEED=42).

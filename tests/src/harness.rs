@@ -455,11 +455,14 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
         .and_then(toml::Value::as_str)
         .expect("wrangler.toml has main");
     let main = if faults {
-        main.replacen("worker/build/", "worker/build-faults/", 1)
+        root.join(main.replacen("worker/build/", "worker/build-faults/", 1))
     } else {
-        main.to_string()
+        match other_build() {
+            Some(dir) => dir.join("index.js"),
+            None => root.join(main),
+        }
     };
-    let main = root.join(main).display().to_string();
+    let main = main.display().to_string();
     config.insert("main".into(), main.into());
     if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
         for database in databases {
@@ -488,6 +491,15 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
         writeln!(dev_vars, "{key}={quoted}").expect("write .dev.vars");
     }
     path
+}
+
+/// `COFFER_WORKER_BUILD`: a built Worker's directory (as `worker/build`, e.g.
+/// a copy of an older build) that servers started from now on run instead
+/// of `worker/build`, so `bench-realms` can alternate two builds in one run.
+fn other_build() -> Option<PathBuf> {
+    std::env::var_os("COFFER_WORKER_BUILD")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The directory of the built Worker (`worker/build`), or of its test-only

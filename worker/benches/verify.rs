@@ -1,6 +1,8 @@
-//! Cost of verifying one token per algorithm (signature and claim rules),
-//! and of the decrypted read's CPU path (verify, policy, keyring, open),
-//! natively: `cargo bench -p coffer-worker --bench verify`.
+//! Cost of verifying one token per algorithm (HS256: signature and claim
+//! rules; realm algorithms: the Worker's side without the signature, which
+//! WebCrypto checks in the runtime, next to jwt-compact's compiled-in check
+//! for comparison), and of the decrypted read's CPU path (verify, policy,
+//! keyring, open), natively: `cargo bench -p coffer-worker --bench verify`.
 //!
 //! The verification module is included by path because the worker crate
 //! keeps it private; it names no `crate::` item for that reason.
@@ -21,11 +23,11 @@ mod native {
     use jwt_compact::{
         alg::{Ed25519, Es256, Hs256, Hs256Key, ModulusBits, Rsa, StrongAlg},
         jwk::JsonWebKey,
-        Algorithm, AlgorithmExt as _, Claims, Header, TimeOptions,
+        Algorithm, AlgorithmExt as _, Claims, Header, TimeOptions, UntrustedToken,
     };
     use serde_json::json;
 
-    use super::verify::{self, KeySet, VerifyingKey};
+    use super::verify::{self, KeySet};
 
     const NOW_MS: i64 = 1_711_497_600_000;
 
@@ -64,47 +66,85 @@ mod native {
         let (ed_private, ed_public) = Ed25519::generate(&mut rng);
         let ed = Ed25519.token(&header, &claims, &ed_private).expect("sign");
 
-        let cases = [
-            ("HS256", hs, VerifyingKey::Hs256(hs_key)),
-            ("RS256", rs, VerifyingKey::Rs256(rsa_public)),
-            (
-                "ES256",
-                es,
-                VerifyingKey::Es256(es_private.verifying_key().to_owned()),
-            ),
-            ("EdDSA", ed, VerifyingKey::EdDsa(ed_public)),
-        ];
         let mut group = c.benchmark_group("verify");
-        for (name, token, key) in &cases {
-            group.bench_function(*name, |b| {
-                b.iter(|| {
-                    let parsed = verify::parse(black_box(token)).expect("parse");
-                    let claims = verify::verify(&parsed, key).expect("verify");
-                    claims.validate(&rules, NOW_MS).expect("claims")
-                });
+        group.bench_function("HS256", |b| {
+            b.iter(|| {
+                let parsed = verify::parse(black_box(&hs)).expect("parse");
+                let claims = verify::verify_hs256(&parsed, &hs_key).expect("verify");
+                claims.validate(&rules, NOW_MS).expect("claims")
             });
-        }
-        group.finish();
+        });
 
-        // Reading a JWKS: what a cache miss costs besides the fetch.
+        // Realm tokens: the Worker's own CPU work (parse, the key's
+        // algorithm and signature length, claims); the signature itself is
+        // WebCrypto's, in the runtime, and measured there (`make bench`).
         let jwks = json!({"keys": [
-            with_kid(JsonWebKey::from(rsa_public_of(&cases[1].2)), "rsa"),
+            with_kid(JsonWebKey::from(rsa_public.as_ref()), "rsa"),
             with_kid(JsonWebKey::from(es_private.verifying_key()), "ec"),
             with_kid(JsonWebKey::from(&ed_public), "ed"),
         ]})
         .to_string();
+        let keys = KeySet::from_jwks(&jwks).expect("jwks");
+        for (name, token, kid) in [
+            ("RS256", &rs, "rsa"),
+            ("ES256", &es, "ec"),
+            ("EdDSA", &ed, "ed"),
+        ] {
+            let key = keys.get(kid).expect("key");
+            group.bench_function(format!("{name}/without-signature"), |b| {
+                b.iter(|| {
+                    let parsed = verify::parse(black_box(token)).expect("parse");
+                    key.precheck(&parsed).expect("precheck");
+                    let claims = verify::claims_of_verified(&parsed).expect("claims");
+                    claims.validate(&rules, NOW_MS).expect("claims")
+                });
+            });
+        }
+        // For comparison, the signature check as compiled-in arithmetic
+        // (jwt-compact, natively) did it before WebCrypto took over.
+        group.bench_function("RS256/jwt-compact-native", |b| {
+            b.iter(|| {
+                let parsed = UntrustedToken::new(black_box(&rs)).expect("parse");
+                StrongAlg(Rsa::rs256())
+                    .validator::<serde_json::Value>(&rsa_public)
+                    .validate(&parsed)
+                    .expect("verify")
+            });
+        });
+        let es_public = *es_private.verifying_key();
+        group.bench_function("ES256/jwt-compact-native", |b| {
+            b.iter(|| {
+                let parsed = UntrustedToken::new(black_box(&es)).expect("parse");
+                Es256
+                    .validator::<serde_json::Value>(&es_public)
+                    .validate(&parsed)
+                    .expect("verify")
+            });
+        });
+        group.bench_function("EdDSA/jwt-compact-native", |b| {
+            b.iter(|| {
+                let parsed = UntrustedToken::new(black_box(&ed)).expect("parse");
+                Ed25519
+                    .validator::<serde_json::Value>(&ed_public)
+                    .validate(&parsed)
+                    .expect("verify")
+            });
+        });
+        group.finish();
+
+        // Reading a JWKS: what a cache miss costs besides the fetch.
         c.bench_function("jwks/parse-3-keys", |b| {
             b.iter(|| KeySet::from_jwks(black_box(&jwks)).expect("jwks"));
         });
 
-        read_path(c, &cases[0].1, &cases[0].2, &rules);
+        read_path(c, &hs, &hs_key, &rules);
     }
 
     /// The CPU side of one decrypted read, as the worker runs it: verify
     /// an HS256 token and its claims, resolve the tenant, ask the policy,
     /// parse `COFFER_KEYS` (the worker does so per request), open a 1 KiB
     /// envelope and parse the secret's JSON.
-    fn read_path(c: &mut Criterion, token: &str, key: &VerifyingKey, rules: &ClaimRules<'_>) {
+    fn read_path(c: &mut Criterion, token: &str, key: &Hs256Key, rules: &ClaimRules<'_>) {
         use coffer_core::{
             decide, open, seal, Action, Binding, CredentialId, Keyring, Relation, TenantId,
         };
@@ -132,7 +172,7 @@ mod native {
         group.bench_function("verify+policy+keyring+open-1KiB", |b| {
             b.iter(|| {
                 let parsed = verify::parse(black_box(token)).expect("parse");
-                let principal = verify::verify(&parsed, key)
+                let principal = verify::verify_hs256(&parsed, key)
                     .expect("verify")
                     .validate(rules, NOW_MS)
                     .expect("claims");
@@ -153,7 +193,7 @@ mod native {
         group.bench_function("verify-only", |b| {
             b.iter(|| {
                 let parsed = verify::parse(black_box(token)).expect("parse");
-                verify::verify(&parsed, key)
+                verify::verify_hs256(&parsed, key)
                     .expect("verify")
                     .validate(rules, NOW_MS)
                     .expect("claims")
@@ -170,13 +210,6 @@ mod native {
             });
         });
         group.finish();
-    }
-
-    fn rsa_public_of(key: &VerifyingKey) -> &jwt_compact::alg::RsaPublicKey {
-        match key {
-            VerifyingKey::Rs256(key) => key.as_ref(),
-            _ => unreachable!("the RSA case"),
-        }
     }
 
     fn with_kid(jwk: JsonWebKey<'_>, kid: &str) -> serde_json::Value {

@@ -24,7 +24,8 @@ use worker::{
 
 use super::{
     config::Realm,
-    verify::{KeySet, MAX_JWKS_LEN},
+    verify::{KeySet, RealmKey, MAX_JWKS_LEN},
+    webcrypto::ImportedKeys,
 };
 use crate::store::{jwks_cache, Io};
 
@@ -43,11 +44,38 @@ pub(crate) const FAILURE_BACKOFF_MS: i64 = 10_000;
 /// How long a JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A realm's key set, with those of its keys already imported into
+/// WebCrypto: a refreshed set starts with none imported.
+#[derive(Debug)]
+pub(crate) struct RealmKeys {
+    set: KeySet,
+    imported: ImportedKeys,
+}
+
+impl RealmKeys {
+    fn new(set: KeySet) -> Self {
+        Self {
+            set,
+            imported: ImportedKeys::default(),
+        }
+    }
+
+    /// The key with this `kid`.
+    pub(crate) fn get(&self, kid: &str) -> Option<&RealmKey> {
+        self.set.get(kid)
+    }
+
+    /// The keys of this set imported so far.
+    pub(crate) fn imported(&self) -> &ImportedKeys {
+        &self.imported
+    }
+}
+
 /// A realm's key set and its lifetimes.
 #[derive(Debug, Clone)]
 struct Cached {
     url: String,
-    keys: Rc<KeySet>,
+    keys: Rc<RealmKeys>,
     fetched_at_ms: i64,
     fresh_until_ms: i64,
     stale_until_ms: i64,
@@ -151,7 +179,7 @@ pub(crate) async fn key_set(
     realm: &Realm,
     kid: &str,
     now_ms: i64,
-) -> Result<Rc<KeySet>, &'static str> {
+) -> Result<Rc<RealmKeys>, &'static str> {
     // A cached set from another URL (the realm was reconfigured) is no use.
     let mut cached = with_state(name, |state| {
         state.cached.take_if(|cached| cached.url != realm.jwks_url);
@@ -217,7 +245,7 @@ async fn kv_load(env: &Env, io: &Io, name: &str, url: &str) -> Option<Cached> {
     let keys = KeySet::from_jwks(&stored.jwks).ok()?;
     Some(Cached {
         url: stored.url,
-        keys: Rc::new(keys),
+        keys: Rc::new(RealmKeys::new(keys)),
         fetched_at_ms: stored.fetched_at_ms,
         fresh_until_ms: stored.fresh_until_ms,
         stale_until_ms: stored.stale_until_ms,
@@ -302,7 +330,7 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
     let fresh_until_ms = now_ms + ttl_seconds(cache_control.as_deref()) * 1000;
     let cached = Cached {
         url: url.to_owned(),
-        keys: Rc::new(keys),
+        keys: Rc::new(RealmKeys::new(keys)),
         fetched_at_ms: now_ms,
         fresh_until_ms,
         stale_until_ms: fresh_until_ms + STALE_FOR_S * 1000,
@@ -314,8 +342,8 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
 mod tests {
     use super::Rc;
     use super::{
-        plan, ttl_seconds, Cached, Plan, RealmState, DEFAULT_TTL_S, FAILURE_BACKOFF_MS, MAX_TTL_S,
-        MIN_TTL_S, UNKNOWN_KID_REFETCH_MS,
+        plan, ttl_seconds, Cached, Plan, RealmKeys, RealmState, DEFAULT_TTL_S, FAILURE_BACKOFF_MS,
+        MAX_TTL_S, MIN_TTL_S, UNKNOWN_KID_REFETCH_MS,
     };
     use crate::auth::verify::KeySet;
 
@@ -345,7 +373,7 @@ mod tests {
         RealmState {
             cached: Some(Cached {
                 url: "http://idp.example.com/jwks".to_owned(),
-                keys: Rc::new(keys),
+                keys: Rc::new(RealmKeys::new(keys)),
                 fetched_at_ms,
                 fresh_until_ms: fetched_at_ms + 300_000,
                 stale_until_ms: fetched_at_ms + 600_000,

@@ -18,10 +18,11 @@ use worker::{Env, Request};
 mod config;
 mod jwks;
 mod verify;
+mod webcrypto;
 
 use crate::store::Io;
 use config::{Realms, SelectError, Verifier};
-use verify::{ParseFailure, VerifyingKey};
+use verify::ParseFailure;
 
 /// Why a request was not authenticated. The reason is logged, never sent.
 #[derive(Debug)]
@@ -88,9 +89,9 @@ pub(crate) async fn authenticate(
                 "HS256 token but AUTH_HS256_SECRET is unset",
             ))?;
             // The HMAC key is the secret's UTF-8 bytes, as in most JWT libraries.
-            let key = VerifyingKey::Hs256(Hs256Key::new(secret.as_bytes()));
+            let key = Hs256Key::new(secret.as_bytes());
             let claims =
-                verify::verify(&token, &key).map_err(|e| AuthError::Invalid(e.reason()))?;
+                verify::verify_hs256(&token, &key).map_err(|e| AuthError::Invalid(e.reason()))?;
             let issuer = text_var(env, ISSUER).filter(|value| !value.is_empty());
             let audience = text_var(env, AUDIENCE).filter(|value| !value.is_empty());
             // The operator's own key speaks for every tenant.
@@ -109,15 +110,15 @@ pub(crate) async fn authenticate(
                 return Err(AuthError::Invalid("alg not accepted for realm tokens"));
             }
             let kid = token
-                .header()
-                .key_id
-                .as_deref()
+                .key_id()
                 .ok_or(AuthError::Invalid("realm token without kid"))?;
             let keys = jwks::key_set(env, io, name, realm, kid, now_ms)
                 .await
                 .map_err(AuthError::Invalid)?;
             let key = keys.get(kid).ok_or(AuthError::Invalid("unknown kid"))?;
-            let claims = verify::verify(&token, key).map_err(|e| AuthError::Invalid(e.reason()))?;
+            let claims = webcrypto::verify(&token, kid, key, keys.imported())
+                .await
+                .map_err(|e| AuthError::Invalid(e.reason()))?;
             let rules = ClaimRules {
                 issuer: Some(&realm.issuer),
                 audience: Some(&realm.audience),
