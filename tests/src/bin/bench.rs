@@ -133,6 +133,9 @@ fn wrk_run(load: &Load<'_>, connections: u32, seconds: u32) -> Cell {
         .arg(format!("-c{connections}"))
         .arg(format!("-t{}", connections.min(2)))
         .arg(format!("-d{seconds}s"))
+        // A loaded 2-core machine can hold a request past wrk's default 2 s;
+        // a timeout would refuse the whole run.
+        .args(["--timeout", "10s"])
         .arg("--latency");
     if let Some(script) = load.script {
         command.arg("-s").arg(script);
