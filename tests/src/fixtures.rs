@@ -415,3 +415,33 @@ pub fn storage_server() -> std::sync::MutexGuard<'static, crate::harness::Server
         // A test that failed while holding the lock leaves a usable server.
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Runs the scheduled sweeps once (`wrangler dev --test-scheduled`).
+pub fn run_sweeps(server: &crate::harness::Server) {
+    let reply = crate::client::Api::anonymous(server).get("/__scheduled?cron=*/15+*+*+*+*");
+    assert_eq!(reply.status, 200, "scheduled trigger: {}", reply.text);
+}
+
+/// The summaries `sweep` has logged so far (every run since the server's
+/// first start), waiting until there are at least `runs`: the Worker's log
+/// lines reach wrangler's output asynchronously.
+pub fn sweep_summaries(server: &crate::harness::Server, sweep: &str, runs: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + core::time::Duration::from_secs(20);
+    loop {
+        let summaries: Vec<Value> = server
+            .log_entries()
+            .into_iter()
+            .filter(|entry| entry["sweep"] == sweep && entry["summary"].is_object())
+            .map(|entry| entry["summary"].clone())
+            .collect();
+        if summaries.len() >= runs || std::time::Instant::now() > deadline {
+            assert!(
+                summaries.len() >= runs,
+                "{sweep}: {} summaries in the log, expected {runs}",
+                summaries.len()
+            );
+            return summaries;
+        }
+        std::thread::sleep(core::time::Duration::from_millis(50));
+    }
+}

@@ -16,7 +16,7 @@ use std::{
 
 use coffer_tests::{
     client::{Api, Reply},
-    fixtures::{tenant, token, COFFER_KEYS},
+    fixtures::{run_sweeps, sweep_summaries, tenant, token, COFFER_KEYS},
     harness::Server,
 };
 use rand_chacha::{
@@ -43,29 +43,6 @@ fn seed(test: &str) -> u64 {
         });
     eprintln!("{test}: seed {seed} (replay with COFFER_TEST_SEED={seed})");
     seed
-}
-
-fn sweep(server: &Server) {
-    let reply = Api::anonymous(server).get("/__scheduled?cron=*/15+*+*+*+*");
-    assert_eq!(reply.status, 200, "scheduled trigger: {}", reply.text);
-}
-
-/// The summaries of `sweep` logged so far, waiting until there are `runs`.
-fn sweep_summaries(server: &Server, sweep: &str, runs: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let summaries: Vec<Value> = server
-            .log_entries()
-            .into_iter()
-            .filter(|entry| entry["sweep"] == sweep && entry["summary"].is_object())
-            .map(|entry| entry["summary"].clone())
-            .collect();
-        if summaries.len() >= runs || Instant::now() > deadline {
-            assert!(summaries.len() >= runs, "{sweep} summaries in the log");
-            return summaries;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn admin(server: &Server, owner: Uuid) -> Api<'_> {
@@ -123,7 +100,7 @@ fn sweeps_in_a_loop_never_lose_an_acknowledged_write() {
     thread::scope(|scope| {
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                sweep(&server);
+                run_sweeps(&server);
                 sweeps.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -168,7 +145,7 @@ fn sweeps_in_a_loop_never_lose_an_acknowledged_write() {
         "seed {seed}: sweeps ran while writes were in flight"
     );
     // One more sweep after the writes: nothing acknowledged goes either.
-    sweep(&server);
+    run_sweeps(&server);
     let summaries = sweep_summaries(&server, "orphans", sweeps.load(Ordering::Relaxed) + 1);
     let acknowledged = acknowledged.into_inner().expect("lock");
     assert!(acknowledged.len() > 20, "seed {seed}: records were created");
@@ -267,7 +244,7 @@ fn metadata_patches_racing_a_rewrap_never_strand_a_record() {
         // The operator: sweep until the rewrap reports nothing remaining.
         let mut runs = 0;
         loop {
-            sweep(&server);
+            run_sweeps(&server);
             runs += 1;
             let summaries = sweep_summaries(&server, "rewrap", runs);
             if summaries.last().is_some_and(|s| s["remaining"] == 0) {

@@ -9,7 +9,7 @@ use std::{thread, time::Instant};
 
 use coffer_tests::{
     client::{Api, Reply},
-    fixtures::{tenant, token, COFFER_KEYS},
+    fixtures::{run_sweeps, sweep_summaries, tenant, token, COFFER_KEYS},
     harness::Server,
 };
 use reqwest::Method;
@@ -18,11 +18,6 @@ use uuid::Uuid;
 
 /// A second master key (base64 of 32 bytes 0x21..=0x40).
 const KEY_B: &str = "test-k2:ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0A=";
-
-fn sweep(server: &Server) {
-    let reply = Api::anonymous(server).get("/__scheduled?cron=*/15+*+*+*+*");
-    assert_eq!(reply.status, 200, "scheduled trigger: {}", reply.text);
-}
 
 fn create(api: &Api<'_>, integration: &str, secret: &str, extra: Value) -> String {
     let mut body = json!({
@@ -46,25 +41,6 @@ fn read(api: &Api<'_>, integration: &str, id: &str) -> Reply {
 
 fn bare(id: &str) -> &str {
     id.trim_start_matches("cred-")
-}
-
-/// The summaries of the first `runs` runs of `sweep`, waiting for them:
-/// workerd's log lines reach wrangler's output asynchronously.
-fn sweep_summaries(server: &Server, sweep: &str, runs: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + core::time::Duration::from_secs(20);
-    loop {
-        let summaries: Vec<Value> = server
-            .log_entries()
-            .into_iter()
-            .filter(|entry| entry["sweep"] == sweep && entry["summary"].is_object())
-            .map(|entry| entry["summary"].clone())
-            .collect();
-        if summaries.len() >= runs || std::time::Instant::now() > deadline {
-            assert_eq!(summaries.len(), runs, "{sweep} summaries in the log");
-            return summaries;
-        }
-        thread::sleep(core::time::Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -122,7 +98,7 @@ fn master_key_rotation_rewraps_every_record_without_failing_reads() {
             thread::sleep(Duration::from_millis(5));
         }
         let started = Instant::now();
-        sweep(&server);
+        run_sweeps(&server);
         let ended = Instant::now();
         // And keep reading for a little while after it.
         let after = spans.lock().expect("lock").len() + 2 * READERS;
@@ -178,7 +154,7 @@ fn master_key_rotation_rewraps_every_record_without_failing_reads() {
     );
 
     // The sweep is idempotent: a second pass finds nothing to do.
-    sweep(&server);
+    run_sweeps(&server);
     let summaries = sweep_summaries(&server, "rewrap", 2);
     let last = summaries.last().expect("a rewrap summary");
     assert_eq!(last["rewrapped"], 0);
@@ -201,7 +177,7 @@ fn a_record_whose_key_is_gone_fails_opaquely_and_is_skipped_by_the_sweep() {
     assert_eq!(reply.status, 500);
     assert_eq!(reply.body["error"]["code"], "INTERNAL_ERROR");
     assert!(!reply.text.contains("lost-key-secret-value"));
-    sweep(&server);
+    run_sweeps(&server);
     let summary = sweep_summaries(&server, "rewrap", 1);
     assert!(
         summary
@@ -250,8 +226,8 @@ fn expiry_sweep_stores_expired_and_the_secret_stays_readable() {
         "expiry-secret-two",
         json!({"expiresAt": "2999-01-01T00:00:00.000Z"}),
     );
-    sweep(&server);
-    sweep(&server);
+    run_sweeps(&server);
+    run_sweeps(&server);
     let summaries = sweep_summaries(&server, "expire", 2);
     assert_eq!(
         summaries[0]["expired"], 1,
@@ -335,7 +311,7 @@ fn orphan_sweep_removes_unreferenced_blobs_past_retention_only() {
     orphan_blobs_by_failed_creates(&mut server, owner, 2, &hour);
 
     // Young orphans stay while the retention window lasts.
-    sweep(&server);
+    run_sweeps(&server);
     let first = sweep_summaries(&server, "orphans", 1);
     assert_eq!(first[0]["removed"], 0, "{first:?}");
     assert_eq!(first[0]["kept_young"], 2, "{first:?}");
@@ -344,8 +320,8 @@ fn orphan_sweep_removes_unreferenced_blobs_past_retention_only() {
     // Past the window they go, and only they.
     thread::sleep(Duration::from_millis(2100));
     server.restart_with(&[("COFFER_BLOB_RETENTION_SECONDS", "1")]);
-    sweep(&server);
-    sweep(&server);
+    run_sweeps(&server);
+    run_sweeps(&server);
     // The log holds every run since the first start.
     let summaries = sweep_summaries(&server, "orphans", 3);
     assert_eq!(summaries[1]["removed"], 2, "{summaries:?}");
@@ -368,7 +344,7 @@ fn orphan_sweep_spares_young_blobs_even_with_a_short_window() {
     let mut server = Server::start(&vars);
     let owner = tenant();
     orphan_blobs_by_failed_creates(&mut server, owner, 1, &vars);
-    sweep(&server);
+    run_sweeps(&server);
     let summaries = sweep_summaries(&server, "orphans", 1);
     assert_eq!(summaries[0]["kept_young"], 1, "{summaries:?}");
     assert_eq!(summaries[0]["removed"], 0, "{summaries:?}");
@@ -390,8 +366,8 @@ fn orphan_sweep_keeps_and_counts_blobs_of_unknown_age() {
         &unknown,
         "bytes-of-unknown-age",
     ]);
-    sweep(&server);
-    sweep(&server);
+    run_sweeps(&server);
+    run_sweeps(&server);
     let summaries = sweep_summaries(&server, "orphans", 2);
     for summary in &summaries {
         assert_eq!(summary["removed"], 0, "{summaries:?}");
