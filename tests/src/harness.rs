@@ -326,19 +326,8 @@ impl Server {
     /// Stops the server, signalling its process group; `kill` skips the
     /// TERM grace (used by crash tests).
     pub fn stop_with(&mut self, kill: bool) {
-        if let Some(mut child) = self.child.take() {
-            let pgid = i32::try_from(child.id()).expect("pid fits in i32");
-            if !kill {
-                signal_group(pgid, "-TERM");
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
-            // Whatever is left of the group (workerd) goes now.
-            signal_group(pgid, "-KILL");
-            let _ = child.wait();
-            GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
+        if let Some(child) = self.child.take() {
+            stop_group(child, kill);
         }
     }
 
@@ -640,18 +629,26 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pgid = i32::try_from(child.id()).expect("pid fits in i32");
-            signal_group(pgid, "-TERM");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                thread::sleep(Duration::from_millis(50));
-            }
-            signal_group(pgid, "-KILL");
-            let _ = child.wait();
-            GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
+        if let Some(child) = self.child.take() {
+            stop_group(child, false);
         }
     }
+}
+
+/// Stops `child`'s process group: TERM with a 5 s grace (unless `kill`),
+/// then KILL for whatever is left (workerd), and forgets the group.
+fn stop_group(mut child: Child, kill: bool) {
+    let pgid = i32::try_from(child.id()).expect("pid fits in i32");
+    if !kill {
+        signal_group(pgid, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    signal_group(pgid, "-KILL");
+    let _ = child.wait();
+    GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
 }
 
 /// A free TCP port on 127.0.0.1 (released before it is returned).
