@@ -7,6 +7,12 @@ pub(crate) const DB: &str = "DB";
 pub(crate) const SECRETS: &str = "SECRETS";
 /// KV namespace holding cached JWKS documents.
 pub(crate) const CACHE: &str = "CACHE";
+/// R2 bucket: audit events moved out of D1 after the retention window.
+pub(crate) const AUDIT: &str = "AUDIT";
+/// Var: days an audit event stays in D1 before the sweep archives it (default 30).
+pub(crate) const AUDIT_RETENTION_DAYS: &str = "COFFER_AUDIT_RETENTION_DAYS";
+/// Var: archive objects (of at most 1,000 events) the sweep writes per run (default 100).
+pub(crate) const AUDIT_ARCHIVE_OBJECTS_PER_RUN: &str = "COFFER_AUDIT_ARCHIVE_OBJECTS_PER_RUN";
 /// Secret: master keys, `kid:base64(32 bytes)` comma-separated, first active.
 pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";
 /// Var: seconds an unreferenced KV blob is kept before the orphan sweep removes it.

@@ -52,6 +52,8 @@ pub(crate) enum Missing {
     Integration(String),
     /// No visible record with this id (as the client wrote it).
     Credential(String),
+    /// No archived audit events of the tenant for this day.
+    ArchiveDay(String),
 }
 
 /// Everything a request can fail with.
@@ -178,6 +180,11 @@ impl ApiError {
                 "Credential not found",
                 format!("No credential exists with ID: {id}"),
             ),
+            Self::NotFound(Missing::ArchiveDay(day)) => (
+                "NOT_FOUND",
+                "Not found",
+                format!("No archived audit events for {day}"),
+            ),
             Self::NotActive(id) => (
                 "CREDENTIAL_NOT_ACTIVE",
                 "Credential is not active",
@@ -243,6 +250,9 @@ impl ApiError {
             Self::Forbidden => "You do not have access to this resource".into(),
             Self::NotFound(Missing::Credential(id) | Missing::Integration(id)) => {
                 format!("Connection with ID {id} not found")
+            }
+            Self::NotFound(Missing::ArchiveDay(day)) => {
+                format!("No archived audit events for {day}")
             }
             Self::NotActive(id) => format!("Connection {id} is not active"),
             Self::PreconditionFailed { current } => {

@@ -49,7 +49,14 @@ pub(crate) struct Reply {
     pub(crate) etag: Option<u64>,
     /// Further response headers.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// A body that is not JSON: its content type and a stream of chunks
+    /// (an archived day's NDJSON). Replaces `body`.
+    pub(crate) stream: Option<(&'static str, ByteChunks)>,
 }
+
+/// A streamed body's chunks.
+pub(crate) type ByteChunks =
+    core::pin::Pin<Box<dyn futures_util::Stream<Item = worker::Result<Vec<u8>>>>>;
 
 impl Reply {
     /// 200 with `body`.
@@ -60,6 +67,15 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            stream: None,
+        }
+    }
+
+    /// 200 with a streamed body of `content_type`.
+    pub(crate) fn streamed(content_type: &'static str, chunks: ByteChunks) -> Self {
+        Self {
+            stream: Some((content_type, chunks)),
+            ..Self::no_content().status(200)
         }
     }
 
@@ -105,6 +121,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            stream: None,
         }
     }
 }
@@ -345,6 +362,13 @@ fn new_request_id() -> String {
 /// Serves one request: route, handle, render, log.
 pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    #[cfg(feature = "fault-injection")]
+    let now_ms = now_ms.saturating_add(crate::faults::clock_offset_ms(
+        req.headers()
+            .get(crate::faults::CLOCK_OFFSET_HEADER)
+            .ok()
+            .flatten(),
+    ));
     let path = req.path();
     let method = req.method();
     // workers-rs reads any method it does not know (`QUERY`, `PROPFIND`, ...)
@@ -482,6 +506,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     }
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
+    }
+    if let Some((content_type, chunks)) = reply.stream {
+        headers.set("content-type", content_type)?;
+        return Ok(Response::from_stream(chunks)?
+            .with_status(reply.status)
+            .with_headers(headers));
     }
     match reply.body {
         Some(value) if !reply.splices.is_empty() => {

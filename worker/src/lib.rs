@@ -9,6 +9,7 @@ use worker::{
     event, Context, Date, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
 };
 
+mod archive;
 mod auth;
 mod cors;
 mod env;
@@ -44,6 +45,8 @@ pub(crate) enum Op {
     CredentialUpdate,
     CredentialDelete,
     AuditList,
+    AuditArchives,
+    AuditArchiveDay,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -96,6 +99,12 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         Op::CredentialDelete,
     ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
+    (Method::Get, "/api/v1/audit/archives", Op::AuditArchives),
+    (
+        Method::Get,
+        "/api/v1/audit/archives/{day}",
+        Op::AuditArchiveDay,
+    ),
 ];
 
 /// Captured path parameters, by template name.

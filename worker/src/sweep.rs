@@ -1,4 +1,5 @@
-//! The scheduled sweeps: expiry, master-key rewrap, orphaned blobs.
+//! The scheduled sweeps: expiry, master-key rewrap, orphaned blobs, and the
+//! audit archive (`archive.rs`).
 //!
 //! Each is bounded per run (a Worker invocation has CPU and subrequest
 //! limits), idempotent, resumes where the last run stopped, and logs a
@@ -40,6 +41,7 @@ pub(crate) async fn run(env: &Env, now_ms: i64) {
         Err(error) => log_failure("rewrap", &error),
     }
     report("orphans", orphans(&store, env, now_ms).await);
+    report("archive", crate::archive::run(&store, env, now_ms).await);
 }
 
 fn report(sweep: &str, outcome: Result<Value, ApiError>) {

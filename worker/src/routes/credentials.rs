@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply, Step},
+    http::{rfc3339, Caller, Ctx, Reply, Step},
     store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
 };
 
@@ -402,12 +402,17 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         credential.map(|id| id.to_string()).unwrap_or_default()
     );
     let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
-    let page = ctx
+    let audit = ctx
         .store()?
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
         .await?;
+    let page = audit.page;
     Ok(Reply::ok(ctx.envelope(
         "Audit events retrieved successfully",
-        json!({"items": page.items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+        json!({
+            "items": page.items,
+            "nextCursor": page.next.map(|c| c.encode(&scope)),
+            "archivedBefore": audit.archived_before.map(rfc3339),
+        }),
     )))
 }

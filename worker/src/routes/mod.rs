@@ -16,6 +16,7 @@ use crate::{
     Op,
 };
 
+mod archives;
 mod body;
 mod connection;
 mod credentials;
@@ -42,6 +43,8 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::CredentialUpdate => credentials::update(ctx).await,
         Op::CredentialDelete => credentials::delete(ctx).await,
         Op::AuditList => credentials::audit(ctx).await,
+        Op::AuditArchives => archives::list(ctx).await,
+        Op::AuditArchiveDay => archives::day(ctx).await,
     }
 }
 

@@ -67,11 +67,19 @@ pub(crate) struct AuditEvent {
     pub(crate) request_id: String,
 }
 
+/// A page of the audit log and where the tenant's archive ends: every
+/// archived event happened before `archived_before` (Unix ms); `None` when
+/// nothing was archived.
+pub(crate) struct AuditPage {
+    pub(crate) page: Page<Value>,
+    pub(crate) archived_before: Option<i64>,
+}
+
 #[derive(Deserialize)]
-struct AuditRow {
-    seq: i64,
+pub(super) struct AuditRow {
+    pub(super) seq: i64,
     id: String,
-    at: i64,
+    pub(super) at: i64,
     action: String,
     outcome: String,
     credential_id: Option<String>,
@@ -116,14 +124,14 @@ impl Store {
     }
 
     /// One page of `tenant`'s audit log, newest first, as the contract's
-    /// JSON objects.
+    /// JSON objects, and where the tenant's archive ends; one round trip.
     pub(crate) async fn list_audit(
         &self,
         tenant: TenantId,
         credential: Option<CredentialId>,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Value>, ApiError> {
+    ) -> Result<AuditPage, ApiError> {
         let sql = sql::list_audit(credential.is_some(), after.is_some());
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(credential) = credential {
@@ -133,29 +141,47 @@ impl Store {
             params.push(int(cursor.created_at));
         }
         params.push(int(i64::from(limit) + 1));
-        let rows: Vec<AuditRow> = self.all(self.prepare(&sql, &params)?).await?;
+        let mark = self.prepare(sql::ARCHIVE_MARK_GET, &[tenant.to_string().into()])?;
+        let results = self.batch(vec![self.prepare(&sql, &params)?, mark]).await?;
+        let rows: Vec<AuditRow> = match results.first() {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
+        #[derive(Deserialize)]
+        struct Mark {
+            archived_before: i64,
+        }
+        let mark: Vec<Mark> = match results.get(1) {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
         let page = Page::from_overfetch(rows, limit, |row| Cursor {
             created_at: row.seq,
             id: String::new(),
         });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|row| {
-                    json!({
-                        "id": row.id,
-                        "at": crate::http::rfc3339(row.at),
-                        "action": row.action,
-                        "outcome": row.outcome,
-                        "credentialId": row.credential_id.map(|id| format!("cred-{id}")),
-                        "actor": {"id": row.actor_id, "name": row.actor_name, "email": row.actor_email},
-                        "actorTenantId": row.actor_tenant_id,
-                        "requestId": row.request_id,
-                    })
-                })
-                .collect(),
-            next: page.next,
+        Ok(AuditPage {
+            page: Page {
+                items: page.items.into_iter().map(AuditRow::into_json).collect(),
+                next: page.next,
+            },
+            archived_before: mark.first().map(|m| m.archived_before),
+        })
+    }
+}
+
+impl AuditRow {
+    /// The contract's event object: what the audit route serves and what
+    /// the archive stores, one shape.
+    pub(super) fn into_json(self) -> Value {
+        json!({
+            "id": self.id,
+            "at": crate::http::rfc3339(self.at),
+            "action": self.action,
+            "outcome": self.outcome,
+            "credentialId": self.credential_id.map(|id| format!("cred-{id}")),
+            "actor": {"id": self.actor_id, "name": self.actor_name, "email": self.actor_email},
+            "actorTenantId": self.actor_tenant_id,
+            "requestId": self.request_id,
         })
     }
 }

@@ -19,6 +19,7 @@ use worker::{D1Database, D1PreparedStatement, Env, KvStore};
 
 use crate::{env, error::ApiError};
 
+mod archive;
 mod audit;
 mod guesses;
 pub(crate) mod jwks_cache;
@@ -29,7 +30,8 @@ mod sweep;
 
 pub(crate) use guesses::{Lookup, Remembered};
 
-pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
+pub(crate) use archive::{object_key, valid_day, ArchiveBucket, ArchiveObject, DueEvent};
+pub(crate) use audit::{AuditAction, AuditEvent, AuditPage, Outcome};
 pub(crate) use page::{Cursor, Page};
 
 /// A stored credential, parsed from its D1 row.

@@ -195,6 +195,49 @@ pub(super) const META_SET: &str = "INSERT INTO coffer_meta (key, value) VALUES (
 /// ?1 key.
 pub(super) const META_DELETE: &str = "DELETE FROM coffer_meta WHERE key = ?1";
 
+/// ?1 0: the oldest audit event of any tenant (the archive sweep).
+pub(super) const AUDIT_OLDEST: &str =
+    "SELECT seq, tenant_id, at FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT 1";
+
+/// The columns of an audit event, in `AuditRow` order.
+macro_rules! audit_columns {
+    () => {
+        "seq, id, at, action, outcome, credential_id, actor_id, actor_name, actor_email, \
+         actor_tenant_id, request_id"
+    };
+}
+
+/// ?1 tenant, ?2 first sequence, ?3 limit: the tenant's events from ?2 on,
+/// oldest first (the archive sweep).
+pub(super) const AUDIT_FROM: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3"
+);
+
+/// ?1 tenant, ?2 first, ?3 last sequence, ?4 limit: exactly those events.
+pub(super) const AUDIT_RANGE: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
+);
+
+/// ?1 tenant, ?2 first, ?3 last sequence, ?4 the count archived: removes
+/// the archived events, only if D1 holds exactly that many of them.
+pub(super) const AUDIT_DELETE_ARCHIVED: &str =
+    "DELETE FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3 \
+       AND (SELECT count(*) FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3) = ?4";
+
+/// ?1 tenant, ?2 archived before (Unix ms): moves the tenant's archive mark
+/// forward, only if the batch's delete removed events.
+pub(super) const ARCHIVE_MARK_SET: &str =
+    "INSERT INTO audit_archive_marks (tenant_id, archived_before) SELECT ?1, ?2 WHERE changes() > 0 \
+     ON CONFLICT (tenant_id) DO UPDATE SET archived_before = max(archived_before, excluded.archived_before)";
+
+/// ?1 tenant: where the tenant's archive ends (the audit route's page).
+pub(super) const ARCHIVE_MARK_GET: &str =
+    "SELECT archived_before FROM audit_archive_marks WHERE tenant_id = ?1";
+
 /// Appends ` AND <fragment>` with the next parameter numbers; `next` is the
 /// number of parameters bound so far.
 struct Builder {
@@ -331,6 +374,12 @@ pub(super) fn all() -> Vec<String> {
         META_GET,
         META_SET,
         META_DELETE,
+        AUDIT_OLDEST,
+        AUDIT_FROM,
+        AUDIT_RANGE,
+        AUDIT_DELETE_ARCHIVED,
+        ARCHIVE_MARK_SET,
+        ARCHIVE_MARK_GET,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -387,10 +436,11 @@ mod tests {
     /// look up one tenant's rows or one record: the scheduled sweeps, which
     /// read across every tenant in bounded batches. They still must not scan
     /// a whole table without an index.
-    const SWEEPS: [&str; 3] = [
+    const SWEEPS: [&str; 4] = [
         super::EXPIRE_DUE,
         super::WRAPS_NOT_UNDER,
         super::COUNT_NOT_UNDER,
+        super::AUDIT_OLDEST,
     ];
 
     /// The plan's detail lines (column 3 of `EXPLAIN QUERY PLAN`).
