@@ -30,7 +30,13 @@ pub(crate) struct Ctx {
     pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
     /// Storage round trips of this request.
     pub(crate) io: alloc::rc::Rc<Io>,
+    /// The request's D1 session (see `store/session.rs`), when its route has one.
+    pub(crate) session: Option<alloc::rc::Rc<worker::D1DatabaseSession>>,
 }
+
+/// The response header carrying the D1 session's bookmark; sent back on a
+/// request, it starts that request's session at least as new.
+pub(crate) const BOOKMARK_HEADER: &str = "x-coffer-bookmark";
 
 /// A verified principal acting for one tenant.
 pub(crate) struct Caller {
@@ -247,7 +253,10 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 impl Ctx {
     /// The store, counting this request's round trips.
     pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        let store = Store::open(&self.env, self.io.clone())?;
+        let store = match &self.session {
+            Some(session) => Store::open_in(&self.env, self.io.clone(), session.clone())?,
+            None => Store::open(&self.env, self.io.clone())?,
+        };
         #[cfg(feature = "fault-injection")]
         let store = store.with_commit_delay(crate::faults::commit_delay_ms(
             self.header(crate::faults::COMMIT_DELAY_HEADER),
@@ -378,6 +387,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let request_id = new_request_id();
     let mut op_name = None;
     let mut tenant = None;
+    let mut session = None;
     let io = alloc::rc::Rc::new(Io::default());
     let request_log = crate::env::RequestLog::from_env(&env);
     // The allowlist is read only for requests that come with an origin.
@@ -400,6 +410,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         match crate::resolve(&method, &path) {
             Ok((op, params)) => {
                 op_name = Some(op);
+                session = start_session(&req, &env, op, &request_id);
                 let mut ctx = Ctx {
                     req,
                     env,
@@ -409,6 +420,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
                     now_ms,
                     tenant: core::cell::Cell::new(None),
                     io: io.clone(),
+                    session: session.clone(),
                 };
                 let outcome = routes::dispatch(op, &mut ctx).await;
                 tenant = ctx.tenant.get();
@@ -434,6 +446,9 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     if surface == Surface::Connection {
         headers.set("x-api-version", routes::API_VERSION)?;
     }
+    if let Some(bookmark) = session.as_deref().and_then(crate::store::session::bookmark) {
+        headers.set(BOOKMARK_HEADER, &bookmark)?;
+    }
     if let Some(origin) = &allowed_origin {
         cors::allow(&headers, origin)?;
     }
@@ -454,6 +469,41 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         });
     }
     Ok(response.with_headers(headers))
+}
+
+/// The request's D1 session, from the route's start and the client's
+/// `x-coffer-bookmark`. A malformed bookmark is ignored with a logged
+/// reason; a session that cannot start leaves the route on the database
+/// (whose own errors then answer).
+fn start_session(
+    req: &Request,
+    env: &Env,
+    op: crate::Op,
+    request_id: &str,
+) -> Option<alloc::rc::Rc<worker::D1DatabaseSession>> {
+    let start = routes::session_start(op)?;
+    let db = env.d1(crate::env::DB).ok()?;
+    let sent = req.headers().get(BOOKMARK_HEADER).ok().flatten();
+    match crate::store::session::start(&db, start, sent.as_deref()) {
+        Ok((session, ignored)) => {
+            if let Some(reason) = ignored {
+                console_log!(
+                    "{}",
+                    json!({"level": "warn", "request_id": request_id,
+                           "event": "bookmark_ignored", "reason": reason})
+                );
+            }
+            Some(alloc::rc::Rc::new(session))
+        }
+        Err(error) => {
+            console_log!(
+                "{}",
+                json!({"level": "warn", "request_id": request_id,
+                       "event": "session_not_started", "reason": error.to_string()})
+            );
+            None
+        }
+    }
 }
 
 /// Serialized straight to text (no intermediate `Value`), one console call.

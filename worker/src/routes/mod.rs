@@ -12,7 +12,7 @@ use crate::{
     env,
     error::{ApiError, Missing, Place},
     http::{rfc3339, Caller, Ctx, Reply},
-    store::{AuditAction, AuditEvent, Cursor, Outcome, Record},
+    store::{session::Start, AuditAction, AuditEvent, Cursor, Outcome, Record},
     Op,
 };
 
@@ -45,6 +45,30 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::AuditList => credentials::audit(ctx).await,
         Op::AuditArchives => archives::list(ctx).await,
         Op::AuditArchiveDay => archives::day(ctx).await,
+    }
+}
+
+/// Where `op`'s D1 session starts: metadata reads on any replica, writes
+/// and decrypted reads (which write their audit event) on the primary;
+/// `None` for routes without a session.
+pub(crate) fn session_start(op: Op) -> Option<Start> {
+    match op {
+        Op::Healthz | Op::OpenApi => None,
+        Op::CredentialDetails
+        | Op::CredentialList
+        | Op::ConnectionGet
+        | Op::ConnectionList
+        | Op::SharesList
+        | Op::AuditList
+        | Op::AuditArchives
+        | Op::AuditArchiveDay => Some(Start::AnyReplica),
+        Op::ConnectionCredentials
+        | Op::CredentialRead
+        | Op::CredentialCreate
+        | Op::CredentialUpdate
+        | Op::CredentialDelete
+        | Op::ShareGrant
+        | Op::ShareRevoke => Some(Start::Primary),
     }
 }
 

@@ -24,6 +24,7 @@ mod audit;
 mod guesses;
 pub(crate) mod jwks_cache;
 mod page;
+pub(crate) mod session;
 mod shares;
 mod sql;
 mod sweep;
@@ -206,9 +207,10 @@ impl Io {
     }
 }
 
-/// Handles on D1 and the secrets KV namespace.
+/// Handles on D1 (the database, or a request's session) and the secrets
+/// KV namespace.
 pub(crate) struct Store {
-    db: D1Database,
+    db: session::Db,
     secrets: KvStore,
     io: Rc<Io>,
     /// Test builds only: wait this long before a write's D1 commit.
@@ -234,12 +236,23 @@ impl Store {
             .kv(env::SECRETS)
             .map_err(|error| ApiError::Unavailable(format!("kv binding: {error}")))?;
         Ok(Self {
-            db,
+            db: session::Db::Database(db),
             secrets,
             io,
             #[cfg(feature = "fault-injection")]
             commit_delay_ms: 0,
         })
+    }
+
+    /// As [`Store::open`], running every statement in a request's D1 session.
+    pub(crate) fn open_in(
+        env: &Env,
+        io: Rc<Io>,
+        session: Rc<worker::D1DatabaseSession>,
+    ) -> Result<Self, ApiError> {
+        let mut store = Self::open(env, io)?;
+        store.db = session::Db::Session(session);
+        Ok(store)
     }
 
     /// Test builds only: every create and update waits `ms` before its D1
