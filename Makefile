@@ -108,7 +108,7 @@ capacity:
 ## server (MEASURE_RECORDS=2000 MEASURE_READS=10000); needs sqlite3.
 measure-storage:
 	$(MAKE) --no-print-directory build
-	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin measure-storage
+	COFFER_SKIP_BUILD=1 cargo run -q --release -p coffer-tests --bin measure-storage
 
 ## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
 token:

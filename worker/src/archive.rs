@@ -65,11 +65,12 @@ pub(crate) fn objects_per_run(env: &Env) -> usize {
         .map_or(DEFAULT_OBJECTS_PER_RUN, |n| n.clamp(1, MAX_OBJECTS_PER_RUN))
 }
 
-/// The UTC day (`yyyy-mm-dd`) of a Unix ms time.
+/// The UTC day (`yyyy-mm-dd`) of a Unix ms time. Arithmetic rather than
+/// chrono's `format`, whose format-string machinery costs the `.wasm` more
+/// than this whole module.
 pub(crate) fn utc_day(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|at| at.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
+    let (year, month, day) = crate::store::civil_from_days(ms.div_euclid(DAY_MS));
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// The events that go into one object: the leading run of `events` (one

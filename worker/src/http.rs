@@ -55,14 +55,10 @@ pub(crate) struct Reply {
     pub(crate) etag: Option<u64>,
     /// Further response headers.
     pub(crate) headers: Vec<(&'static str, String)>,
-    /// A body that is not JSON: its content type and a stream of chunks
-    /// (an archived day's NDJSON). Replaces `body`.
-    pub(crate) stream: Option<(&'static str, ByteChunks)>,
+    /// A body that is not JSON: its content type and a JS stream (an
+    /// archived day's NDJSON, written as it is read). Replaces `body`.
+    pub(crate) stream: Option<(&'static str, web_sys::ReadableStream)>,
 }
-
-/// A streamed body's chunks.
-pub(crate) type ByteChunks =
-    core::pin::Pin<Box<dyn futures_util::Stream<Item = worker::Result<Vec<u8>>>>>;
 
 impl Reply {
     /// 200 with `body`.
@@ -78,9 +74,9 @@ impl Reply {
     }
 
     /// 200 with a streamed body of `content_type`.
-    pub(crate) fn streamed(content_type: &'static str, chunks: ByteChunks) -> Self {
+    pub(crate) fn streamed(content_type: &'static str, stream: web_sys::ReadableStream) -> Self {
         Self {
-            stream: Some((content_type, chunks)),
+            stream: Some((content_type, stream)),
             ..Self::no_content().status(200)
         }
     }
@@ -557,9 +553,9 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
     }
-    if let Some((content_type, chunks)) = reply.stream {
+    if let Some((content_type, stream)) = reply.stream {
         headers.set("content-type", content_type)?;
-        return Ok(Response::from_stream(chunks)?
+        return Ok(Response::from_body(worker::ResponseBody::Stream(stream))?
             .with_status(reply.status)
             .with_headers(headers));
     }

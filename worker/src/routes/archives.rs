@@ -3,12 +3,13 @@
 //! role admin, the tenant's own archive only.
 use coffer_core::{parse_page_limit, Action, TenantId};
 use serde_json::json;
+use worker::{js_sys::Uint8Array, wasm_bindgen_futures, wasm_bindgen_futures::JsFuture};
 
 use super::{allow, cursor_param};
 use crate::{
     archive::{count_lines, gzip, hex, sha256},
     error::{ApiError, Missing, Place},
-    http::{ByteChunks, Ctx, Reply},
+    http::{Ctx, Reply},
     store::{valid_day, ArchiveBucket, ArchiveObject, Cursor},
 };
 
@@ -108,22 +109,35 @@ pub(crate) async fn day(ctx: &Ctx) -> Result<Reply, ApiError> {
     }
     Ok(Reply::streamed(
         "application/x-ndjson",
-        stream(bucket, caller.tenant, objects),
+        stream(bucket, caller.tenant, objects)?,
     ))
 }
 
-/// Each object's events in turn, decompressed and checked. A missing or
-/// altered object ends the stream with an error (the client sees a cut-off
-/// body, never events that do not match their hash), logged with its key.
-fn stream(bucket: ArchiveBucket, tenant: TenantId, objects: Vec<ArchiveObject>) -> ByteChunks {
-    let state = (bucket, objects.into_iter());
-    Box::pin(futures_util::stream::unfold(
-        Some(state),
-        move |state| async move {
-            let (bucket, mut objects) = state?;
-            let object = objects.next()?;
-            match read_checked(&bucket, &object).await {
-                Ok(events) => Some((Ok(events), Some((bucket, objects)))),
+/// Each object's events in turn, written into a `TransformStream` whose
+/// readable side is the response body: objects are fetched, decompressed
+/// and checked one at a time after the response has started, so a day of
+/// any size costs the Worker one object of memory. (The runtime's streams,
+/// not a Rust stream adapter: that would cost the `.wasm` more than this
+/// whole route.) A missing or altered object aborts the stream (the client
+/// sees a cut-off body, never events that do not match their hash), logged
+/// with its key.
+fn stream(
+    bucket: ArchiveBucket,
+    tenant: TenantId,
+    objects: Vec<ArchiveObject>,
+) -> Result<web_sys::ReadableStream, ApiError> {
+    let pipe = web_sys::TransformStream::new().map_err(|_| ApiError::internal("TransformStream"))?;
+    let writer = pipe
+        .writable()
+        .get_writer()
+        .map_err(|_| ApiError::internal("stream writer"))?;
+    wasm_bindgen_futures::spawn_local(async move {
+        for object in &objects {
+            let written = match read_checked(&bucket, object).await {
+                Ok(events) => {
+                    let chunk = Uint8Array::from(events.as_slice());
+                    JsFuture::from(writer.write_with_chunk(&chunk)).await.is_ok()
+                }
                 Err(error) => {
                     worker::console_error!(
                         "{}",
@@ -131,11 +145,17 @@ fn stream(bucket: ArchiveBucket, tenant: TenantId, objects: Vec<ArchiveObject>) 
                                "tenant": tenant.to_string(), "key": object.key,
                                "error": error.log_reason().unwrap_or("failed")})
                     );
-                    Some((Err(worker::Error::RustError("archive object".into())), None))
+                    false
                 }
+            };
+            if !written {
+                let _ = JsFuture::from(writer.abort()).await;
+                return;
             }
-        },
-    ))
+        }
+        let _ = JsFuture::from(writer.close()).await;
+    });
+    Ok(pipe.readable())
 }
 
 async fn read_checked(bucket: &ArchiveBucket, object: &ArchiveObject) -> Result<Vec<u8>, ApiError> {

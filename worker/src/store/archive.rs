@@ -84,9 +84,46 @@ fn first_prefix(tenant: TenantId, day: &str, first: i64) -> String {
     format!("{}{day}/{first:0w$}-", tenant_prefix(tenant), w = SEQ_WIDTH)
 }
 
-/// Whether `day` is `yyyy-mm-dd` of a real date.
+/// Whether `day` is `yyyy-mm-dd` of a real date (years 1970 to 9999).
 pub(crate) fn valid_day(day: &str) -> bool {
-    day.len() == 10 && chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok()
+    let bytes = day.as_bytes();
+    let digits = |range: core::ops::Range<usize>| -> Option<u32> {
+        let part = bytes.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return false;
+    }
+    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return false;
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    year >= 1970 && (1..=days_in_month).contains(&day)
+}
+
+/// The proleptic Gregorian `(year, month, day)` of a count of days since
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`,
+/// <https://howardhinnant.github.io/date_algorithms.html#civil_from_days>).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parses `audit/v1/<tenant>/<day>/<first>-<last>.ndjson.gz` of `tenant`.
@@ -172,9 +209,11 @@ impl ArchiveBucket {
         .into();
         self.bucket
             .put(key, gzip)
+            // The gzip file itself, not NDJSON with a content encoding: a
+            // reader must get the stored bytes, never a transparently
+            // decoded body.
             .http_metadata(worker::HttpMetadata {
-                content_type: Some("application/x-ndjson".into()),
-                content_encoding: Some("gzip".into()),
+                content_type: Some("application/gzip".into()),
                 ..Default::default()
             })
             .custom_metadata(metadata)
@@ -355,5 +394,32 @@ impl Store {
         )?;
         let results = self.batch(vec![delete, mark]).await?;
         super::changes(results.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{civil_from_days, valid_day};
+
+    #[test]
+    fn days_become_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(20_453), (2025, 12, 31));
+    }
+
+    #[test]
+    fn only_real_dates_are_days() {
+        for good in ["2026-01-01", "2024-02-29", "2000-02-29", "1970-01-01", "2026-12-31"] {
+            assert!(valid_day(good), "{good}");
+        }
+        for bad in [
+            "2026-13-01", "2026-00-10", "2026-02-29", "1900-02-29", "2026-04-31", "2026-1-01",
+            "26-01-01", "2026/01/01", "2026-01-01T", "yesterday", "", "1969-12-31", "2026-01-00",
+        ] {
+            assert!(!valid_day(bad), "{bad}");
+        }
     }
 }

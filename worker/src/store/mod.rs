@@ -15,7 +15,7 @@ use coffer_core::{CredentialId, Status, TenantId};
 use serde::Deserialize;
 use serde_json::{value::RawValue, Value};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env, KvStore};
+use worker::{D1PreparedStatement, Env, KvStore};
 
 use crate::{env, error::ApiError};
 
@@ -31,8 +31,10 @@ mod sweep;
 
 pub(crate) use guesses::{Lookup, Remembered};
 
-pub(crate) use archive::{object_key, valid_day, ArchiveBucket, ArchiveObject, DueEvent};
-pub(crate) use audit::{AuditAction, AuditEvent, AuditPage, Outcome};
+pub(crate) use archive::{
+    civil_from_days, object_key, valid_day, ArchiveBucket, ArchiveObject, DueEvent,
+};
+pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
 
 /// A stored credential, parsed from its D1 row.
