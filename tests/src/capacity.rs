@@ -23,13 +23,16 @@ pub struct Sizes {
 }
 
 /// The sizes measured by `make measure-storage` on this code (2026-12-05,
-/// see `docs/capacity.md`).
+/// 1,000 records and 5,000 decrypted reads; see `docs/capacity.md`):
+/// a record is 942 bytes when created and about 345 more once read (the
+/// `last_read` column keeps the last reader's audit fields); an event is
+/// its row (315) and its three indexes (95 + 94 + 49).
 pub const MEASURED: Sizes = Sizes {
-    d1_base: 53_248.0,
-    d1_per_record: 1_105.0,
-    d1_per_event: 540.0,
-    kv_per_blob: 1_206.0,
-    r2_per_event: 120.0,
+    d1_base: 90_112.0,
+    d1_per_record: 1_287.0,
+    d1_per_event: 553.0,
+    kv_per_blob: 1_189.0,
+    r2_per_event: 76.0,
 };
 
 /// The platform's published limits (Workers Paid), cited in `docs/capacity.md`.
@@ -208,6 +211,19 @@ impl Model {
         })
     }
 
+    /// D1 databases the workload needs, each kept under `fill` of `limit`,
+    /// with tenants spread evenly and the archive on; `None` when the
+    /// archive cannot keep up (then no number of databases holds it for
+    /// long).
+    pub fn databases_needed(&self, limit: f64, fill: f64) -> Option<u64> {
+        let steady = self.d1_steady_bytes()?;
+        let room = limit * fill - self.sizes.d1_base;
+        if room <= 0.0 {
+            return None;
+        }
+        Some(((steady - self.sizes.d1_base) / room).ceil().max(1.0) as u64)
+    }
+
     /// The longest retention (days) that keeps D1 under `limit` at this
     /// read rate with the records it holds; `None` when the records alone
     /// do not fit.
@@ -354,6 +370,19 @@ mod tests {
             m.max_reads_per_second(limit),
             43_200_000.0 * 5.0 / (500.0 * 31.0 * 86_400.0),
         );
+    }
+
+    #[test]
+    fn databases_needed_to_hold_the_steady_log() {
+        let m = model(0.01, 30.0);
+        // Steady: 1,001,000 + 864 * 31 * 500 = 14,393,000 bytes; less the
+        // 1,000 base, over 80% of 5 MB less the base each.
+        let steady: f64 = 1_001_000.0 + 864.0 * 31.0 * 500.0;
+        let expected = ((steady - 1_000.0) / (4_000_000.0 - 1_000.0)).ceil() as u64;
+        assert_eq!(m.databases_needed(5_000_000.0, 0.8), Some(expected));
+        assert_eq!(expected, 4);
+        assert_eq!(m.databases_needed(1e12, 0.8), Some(1));
+        assert_eq!(model(0.02, 1.0).databases_needed(1e12, 0.8), None);
     }
 
     #[test]

@@ -139,10 +139,14 @@ fn report(model: &Model, days: u32) -> String {
         day(model.day_d1_reaches(limits::D1_DATABASE_BYTES, false)),
         day(model.day_d1_reaches(limits::D1_DATABASE_BYTES, true)),
     ));
-    line(format!(
-        "D1 1 TB per account (one database cannot reach it; shards can): without archive {}",
-        day(model.day_d1_reaches(limits::D1_ACCOUNT_BYTES, false)),
-    ));
+    match model.databases_needed(limits::D1_DATABASE_BYTES, 0.8) {
+        Some(n) => line(format!(
+            "D1 databases needed with the archive, each under 80% of 10 GB: {n} ({}; the account holds {:.0} full ones in 1 TB)",
+            if n == 1 { "one is enough" } else { "a tenant directory over several, docs/capacity.md" },
+            limits::D1_ACCOUNT_BYTES / limits::D1_DATABASE_BYTES
+        )),
+        None => line("D1 databases needed with the archive: no number, the archive does not keep up".into()),
+    }
     match model.d1_steady_bytes() {
         Some(bytes) => line(format!(
             "with archive D1 levels off at {} ({:.0}% of 10 GB)",
