@@ -6,7 +6,6 @@
 //! Bodies with exact numbers are sent and checked as text: the tests crate
 //! parses JSON with serde_json too, and a `Value` would change the digits
 //! under test.
-extern crate alloc;
 
 use alloc::sync::Arc;
 use core::{
@@ -20,11 +19,9 @@ use std::{
 };
 
 use coffer_tests::{
+    assertions::{assert_error, assert_invalid, assert_not_logged},
     client::{Api, Reply},
-    fixtures::{
-        api_for, assert_error, assert_invalid, assert_not_logged, bare_id, create_credential,
-        credential_body, tenant,
-    },
+    fixtures::{api_for, bare_id, create_credential, credential_body, tenant},
     harness::{self, Server},
 };
 use reqwest::{
