@@ -51,7 +51,7 @@ unit:
 ## servers it launched (target/wrangler-tests/launches.log).
 e2e: build build-faults
 	mkdir -p target/wrangler-tests && rm -f target/wrangler-tests/launches.log
-	COFFER_SKIP_BUILD=1 cargo test -p coffer-tests --test '*'
+	COFFER_SKIP_BUILD=1 cargo test -p coffer-tests --no-fail-fast --test '*'
 	@printf 'wrangler dev launches: '; wc -l < target/wrangler-tests/launches.log
 
 # The core's tests compiled to wasm, once per browser.
