@@ -194,8 +194,8 @@ impl Model {
         if !archive || unarchived <= starts {
             return Some(unarchived);
         }
-        let residual = (self.workload.events_per_day() - self.archived_per_day())
-            * self.sizes.d1_per_event;
+        let residual =
+            (self.workload.events_per_day() - self.archived_per_day()) * self.sizes.d1_per_event;
         if residual <= 0.0 {
             return None;
         }
@@ -294,7 +294,10 @@ mod tests {
 
     #[test]
     fn fixed_bytes_are_schema_plus_records() {
-        close(model(0.0, 30.0).d1_fixed_bytes(), 1_000.0 + 1_000.0 * 1_000.0);
+        close(
+            model(0.0, 30.0).d1_fixed_bytes(),
+            1_000.0 + 1_000.0 * 1_000.0,
+        );
         close(model(0.0, 30.0).kv_bytes(), 1_000.0 * 1_200.0);
     }
 
@@ -303,10 +306,7 @@ mod tests {
         let m = model(1.0, 30.0);
         close(m.workload.events_per_day(), 86_400.0);
         close(m.events_in_d1(10.0, false), 864_000.0);
-        close(
-            m.d1_bytes(10.0, false),
-            1_001_000.0 + 864_000.0 * 500.0,
-        );
+        close(m.d1_bytes(10.0, false), 1_001_000.0 + 864_000.0 * 500.0);
         close(m.r2_bytes(10.0, false), 0.0);
     }
 
@@ -348,7 +348,10 @@ mod tests {
         // 86,400 a day: after day 2 the log grows by 85,400 events a day.
         let short = model(1.0, 1.0);
         let expected = 2.0 + (limit - 1_001_000.0 - 43_200_000.0 * 2.0) / (85_400.0 * 500.0);
-        close(short.day_d1_reaches(limit, true).expect("reached"), expected);
+        close(
+            short.day_d1_reaches(limit, true).expect("reached"),
+            expected,
+        );
         // An archive that keeps up below the limit never reaches it.
         let slow = model(0.01, 1.0);
         assert_eq!(slow.day_d1_reaches(limit, true), None);

@@ -71,7 +71,12 @@ fn audit_log(api: &Api<'_>) -> (Vec<Value>, Value) {
         };
         let page = api.get(&path);
         assert_eq!(page.status, 200, "{}", page.text);
-        events.extend(page.body["data"]["items"].as_array().expect("items").clone());
+        events.extend(
+            page.body["data"]["items"]
+                .as_array()
+                .expect("items")
+                .clone(),
+        );
         match page.body["data"]["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => return (events, page.body["data"]["archivedBefore"].clone()),
@@ -90,7 +95,12 @@ fn archives(api: &Api<'_>, query: &str) -> Vec<Value> {
         }
         let page = api.get(&path);
         assert_eq!(page.status, 200, "{}", page.text);
-        objects.extend(page.body["data"]["items"].as_array().expect("items").clone());
+        objects.extend(
+            page.body["data"]["items"]
+                .as_array()
+                .expect("items")
+                .clone(),
+        );
         match page.body["data"]["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
             None => return objects,
@@ -184,7 +194,10 @@ fn old_events_move_to_the_archive_and_come_back_unchanged() {
     let objects = archives(&admin, "");
     let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for event in before[2..].iter().rev() {
-        by_day.entry(day_of(&event["at"])).or_default().push(event.clone());
+        by_day
+            .entry(day_of(&event["at"]))
+            .or_default()
+            .push(event.clone());
     }
     assert_eq!(objects.len(), 2, "{objects:?}");
     for (object, (day, expected)) in objects.iter().zip(&by_day) {
@@ -227,8 +240,11 @@ fn old_events_move_to_the_archive_and_come_back_unchanged() {
     let foreign = other.get(&format!("/api/v1/audit/archives/{first_day}"));
     assert_eq!(foreign.status, 404, "{}", foreign.text);
     // Naming the owner's tenant in x-tenantid without belonging to it: 403.
-    let as_other_tenant = Api::new(&server, TokenBuilder::new(stranger, "integration_admin").sign())
-        .header("x-tenantid", owner.to_string());
+    let as_other_tenant = Api::new(
+        &server,
+        TokenBuilder::new(stranger, "integration_admin").sign(),
+    )
+    .header("x-tenantid", owner.to_string());
     for path in [
         "/api/v1/audit/archives".to_string(),
         format!("/api/v1/audit/archives/{first_day}"),
@@ -273,7 +289,10 @@ fn a_sweep_stopped_at_any_step_loses_nothing_and_duplicates_nothing() {
         if step == "delete" {
             assert_eq!(left, Vec::<Value>::new(), "{step}: the events were removed");
         } else {
-            assert_eq!(left, before, "{step}: no event was removed before the delete");
+            assert_eq!(
+                left, before,
+                "{step}: no event was removed before the delete"
+            );
         }
 
         server.restart_with(&[]);
@@ -306,8 +325,7 @@ fn fifty_thousand_events_of_twenty_tenants_move_within_the_per_run_bounds() {
     const THREADS: usize = 4;
     // 10 objects a run (the default is 100), so the 50,000 take several.
     const OBJECTS_PER_RUN: u64 = 10;
-    let server =
-        Server::start_with_faults(&[("COFFER_AUDIT_ARCHIVE_OBJECTS_PER_RUN", "10")]);
+    let server = Server::start_with_faults(&[("COFFER_AUDIT_ARCHIVE_OBJECTS_PER_RUN", "10")]);
     let tenants: Vec<Uuid> = (0..TENANTS).map(|_| tenant()).collect();
     let per_tenant = total / TENANTS;
     // Each tenant: one create and per_tenant - 1 reads, 40 days ago.
@@ -349,10 +367,15 @@ fn fifty_thousand_events_of_twenty_tenants_move_within_the_per_run_bounds() {
     for (n, &owner) in tenants.iter().enumerate() {
         let admin = api_at(&server, owner, "integration_admin", 0);
         let objects = archives(&admin, "");
-        let events: u64 = objects.iter().map(|o| o["events"].as_u64().unwrap_or(0)).sum();
+        let events: u64 = objects
+            .iter()
+            .map(|o| o["events"].as_u64().unwrap_or(0))
+            .sum();
         assert_eq!(events, per_tenant as u64, "tenant {n}: {objects:?}");
         assert!(
-            objects.iter().all(|o| o["events"].as_u64().unwrap_or(0) <= OBJECT_EVENTS),
+            objects
+                .iter()
+                .all(|o| o["events"].as_u64().unwrap_or(0) <= OBJECT_EVENTS),
             "tenant {n}"
         );
         let (left, _) = audit_log(&admin);

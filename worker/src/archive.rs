@@ -176,7 +176,9 @@ async fn archive_one(
         }
     };
     let (Some(head), Some(tail)) = (events.first(), events.last()) else {
-        return Err(ApiError::internal(format!("archive: {key} has no events in D1")));
+        return Err(ApiError::internal(format!(
+            "archive: {key} has no events in D1"
+        )));
     };
     let (first, last) = (head.seq, tail.seq);
     let archived_before = events.iter().map(|e| e.at).max().unwrap_or(head.at) + 1;
@@ -272,8 +274,8 @@ pub(crate) async fn gzip(data: &[u8], compress: bool) -> Result<Vec<u8>, ApiErro
         .body()
         .ok_or_else(|| ApiError::internal(format!("{what}: no body")))?;
     let piped = source.pipe_through(&transform);
-    let output = web_sys::Response::new_with_opt_readable_stream(Some(&piped))
-        .map_err(js_error(what))?;
+    let output =
+        web_sys::Response::new_with_opt_readable_stream(Some(&piped)).map_err(js_error(what))?;
     let buffer = JsFuture::from(output.array_buffer().map_err(js_error(what))?)
         .await
         .map_err(js_error(what))?;
@@ -298,7 +300,12 @@ mod tests {
         let (late, midnight) = (1_767_311_999_999, 1_767_312_000_000);
         assert_eq!(utc_day(late), "2026-01-01");
         assert_eq!(utc_day(midnight), "2026-01-02");
-        let events = [event(1, late - 5), event(2, late), event(3, midnight), event(4, late)];
+        let events = [
+            event(1, late - 5),
+            event(2, late),
+            event(3, midnight),
+            event(4, late),
+        ];
         let seqs = |run: &[DueEvent]| run.iter().map(|e| e.seq).collect::<Vec<_>>();
         // The day ends the run, even when a later event is of the same day.
         assert_eq!(seqs(object_run(&events, i64::MAX)), vec![1, 2]);

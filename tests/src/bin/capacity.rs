@@ -110,7 +110,9 @@ fn report(model: &Model, days: u32) -> String {
         "{:>6}  {:>16}  {:>16}  {:>14}",
         "day", "D1, no archive", "D1, archive", "R2 archive"
     ));
-    let mut marks: Vec<u32> = vec![0, 1, 2, 3, 7, 14, 30, 31, 45, 60, 90, 180, 365, 730, 1825, 3650];
+    let mut marks: Vec<u32> = vec![
+        0, 1, 2, 3, 7, 14, 30, 31, 45, 60, 90, 180, 365, 730, 1825, 3650,
+    ];
     marks.retain(|d| *d <= days);
     if marks.last() != Some(&days) {
         marks.push(days);
@@ -192,7 +194,13 @@ mod tests {
         ))
         .expect("parses");
         assert_eq!(
-            (w.tenants, w.records_per_tenant, w.reads_per_second, w.retention_days, days),
+            (
+                w.tenants,
+                w.records_per_tenant,
+                w.reads_per_second,
+                w.retention_days,
+                days
+            ),
             (5.0, 7.0, 2.5, 3.0, 10)
         );
         assert_eq!(per_run, Some(500.0));
@@ -206,7 +214,10 @@ mod tests {
     fn the_report_names_both_days() {
         let (w, _, _) = parse(args("--reads-per-second 100 --retention-days 30")).expect("parses");
         let text = report(&Model::new(w), 30);
-        assert!(text.contains("D1 10 GB per database reached: without archive day"), "{text}");
+        assert!(
+            text.contains("D1 10 GB per database reached: without archive day"),
+            "{text}"
+        );
         assert!(text.contains("longest retention"), "{text}");
     }
 }

@@ -118,7 +118,11 @@ fn kv_value_bytes(server: &Server) -> (usize, u64) {
         }
     }
     let (mut files, mut bytes) = (0, 0);
-    walk(&server.state_dir().join("v3").join("kv"), &mut files, &mut bytes);
+    walk(
+        &server.state_dir().join("v3").join("kv"),
+        &mut files,
+        &mut bytes,
+    );
     (files, bytes)
 }
 
@@ -139,7 +143,10 @@ fn gzip_len(data: &[u8]) -> usize {
 }
 
 fn log_counts(server: &Server, reply: &Reply) -> (u64, u64) {
-    let id = reply.header("x-request-id").expect("x-request-id").to_string();
+    let id = reply
+        .header("x-request-id")
+        .expect("x-request-id")
+        .to_string();
     let deadline = std::time::Instant::now() + core::time::Duration::from_secs(20);
     loop {
         if let Some(line) = server
@@ -206,7 +213,12 @@ fn main() {
     let paths: Vec<String> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| format!("/api/v1/credentials/servicenow-prod-{:03}?credentialId={id}", i % 1000))
+        .map(|(i, id)| {
+            format!(
+                "/api/v1/credentials/servicenow-prod-{:03}?credentialId={id}",
+                i % 1000
+            )
+        })
         .collect();
     for i in 0..reads {
         let reply = api.get(&paths[i % paths.len()]);
@@ -223,7 +235,9 @@ fn main() {
     println!(
         "after {records} records: {with_records:.0} bytes; per record (less its create event): {per_record:.0}"
     );
-    println!("after {reads} decrypted reads: {with_events:.0} bytes; per audit event: {per_event:.0}");
+    println!(
+        "after {reads} decrypted reads: {with_events:.0} bytes; per audit event: {per_event:.0}"
+    );
     println!("\nper record, by table and index (dbstat, create event included):");
     for (name, bytes) in delta(&empty_objects, &record_objects, records as f64) {
         println!("  {name:<40} {bytes:>8.0}");
@@ -275,27 +289,80 @@ fn main() {
     println!("\n== Storage round trips per request (from each request's log line) ==");
     let id = &ids[0];
     let bare = id.trim_start_matches("cred-");
-    let conn = Api::new(&server, coffer_tests::fixtures::token(owner, "integration_admin"));
+    let conn = Api::new(
+        &server,
+        coffer_tests::fixtures::token(owner, "integration_admin"),
+    );
     let routes: Vec<(&str, Box<dyn Fn() -> Reply>)> = vec![
-        ("decrypted read (credentials, by id)", Box::new(|| api.get(&paths[0]))),
-        ("decrypted read (selection rule)", Box::new(|| api.get("/api/v1/credentials/servicenow-prod-000"))),
-        ("decrypted read (connection)", Box::new(|| conn.get(&format!("/connection/{bare}/credentials")))),
-        ("details", Box::new(|| api.get(&format!("/api/v1/credentials/servicenow-prod-000/details?credentialId={id}")))),
+        (
+            "decrypted read (credentials, by id)",
+            Box::new(|| api.get(&paths[0])),
+        ),
+        (
+            "decrypted read (selection rule)",
+            Box::new(|| api.get("/api/v1/credentials/servicenow-prod-000")),
+        ),
+        (
+            "decrypted read (connection)",
+            Box::new(|| conn.get(&format!("/connection/{bare}/credentials"))),
+        ),
+        (
+            "details",
+            Box::new(|| {
+                api.get(&format!(
+                    "/api/v1/credentials/servicenow-prod-000/details?credentialId={id}"
+                ))
+            }),
+        ),
         ("list", Box::new(|| api.get("/api/v1/credentials?limit=20"))),
-        ("connection metadata", Box::new(|| conn.get(&format!("/connection/{bare}")))),
-        ("connection list", Box::new(|| conn.get("/connection?limit=20"))),
+        (
+            "connection metadata",
+            Box::new(|| conn.get(&format!("/connection/{bare}"))),
+        ),
+        (
+            "connection list",
+            Box::new(|| conn.get("/connection?limit=20")),
+        ),
         ("audit page", Box::new(|| api.get("/api/v1/audit?limit=20"))),
-        ("create", Box::new(|| api.post("/api/v1/credentials", &record_body(1)))),
-        ("update (metadata)", Box::new(|| api.patch(&format!("/api/v1/credentials/{id}"), &json!({"description": "changed"})))),
-        ("update (secret)", Box::new(|| api.patch(&format!("/api/v1/credentials/{id}"), &json!({"credentials": {"k": "v"}})))),
-        ("healthz", Box::new(|| Api::anonymous(&server).get("/healthz"))),
+        (
+            "create",
+            Box::new(|| api.post("/api/v1/credentials", &record_body(1))),
+        ),
+        (
+            "update (metadata)",
+            Box::new(|| {
+                api.patch(
+                    &format!("/api/v1/credentials/{id}"),
+                    &json!({"description": "changed"}),
+                )
+            }),
+        ),
+        (
+            "update (secret)",
+            Box::new(|| {
+                api.patch(
+                    &format!("/api/v1/credentials/{id}"),
+                    &json!({"credentials": {"k": "v"}}),
+                )
+            }),
+        ),
+        (
+            "healthz",
+            Box::new(|| Api::anonymous(&server).get("/healthz")),
+        ),
     ];
-    println!("{:<40} {:>4} {:>4}  (cold: first of its kind in the isolate)", "route", "D1", "KV");
+    println!(
+        "{:<40} {:>4} {:>4}  (cold: first of its kind in the isolate)",
+        "route", "D1", "KV"
+    );
     for (name, call) in &routes {
         let first = call();
         let second = call();
         let (d1a, kva) = log_counts(&server, &first);
         let (d1b, kvb) = log_counts(&server, &second);
-        println!("{name:<40} {d1b:>4} {kvb:>4}  (cold {d1a}/{kva}, status {})", second.status);
+        println!(
+            "{name:<40} {d1b:>4} {kvb:>4}  (cold {d1a}/{kva}, status {})",
+            second.status
+        );
     }
 }

@@ -5,11 +5,12 @@ use coffer_core::{parse_page_limit, Action, TenantId};
 use serde_json::json;
 use worker::{js_sys::Uint8Array, wasm_bindgen_futures, wasm_bindgen_futures::JsFuture};
 
-use super::{allow, cursor_param};
+use super::cursor_param;
 use crate::{
+    access,
     archive::{count_lines, gzip, hex, sha256},
+    context::{Ctx, Reply},
     error::{ApiError, Missing, Place},
-    http::{Ctx, Reply},
     store::{valid_day, ArchiveBucket, ArchiveObject, Cursor},
 };
 
@@ -48,9 +49,7 @@ fn object_json(object: &ArchiveObject) -> serde_json::Value {
 /// archive objects, oldest day first, `from` and `to` inclusive.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::ReadAudit, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::ReadAudit)?;
     let limit = parse_page_limit(query(ctx, "limit").as_deref())
         .map_err(|error| ApiError::invalid(Place::Query, "limit", error, "value_error"))?;
     let from = day_param(query(ctx, "from"), Place::Query, "from")?;
@@ -96,11 +95,9 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// before its events are sent. 404 when the tenant has none that day.
 pub(crate) async fn day(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::ReadAudit, None, || {
-        Missing::Integration(String::new())
-    })?;
-    let day = day_param(Some(ctx.param("day").to_string()), Place::Path, "day")?
-        .unwrap_or_default();
+    access::admit(&caller, Action::ReadAudit)?;
+    let day =
+        day_param(Some(ctx.param("day").to_string()), Place::Path, "day")?.unwrap_or_default();
     let store = ctx.store()?;
     let bucket = ArchiveBucket::open(&ctx.env, &store)?;
     let objects = bucket.day(caller.tenant, &day).await?;
@@ -126,7 +123,8 @@ fn stream(
     tenant: TenantId,
     objects: Vec<ArchiveObject>,
 ) -> Result<web_sys::ReadableStream, ApiError> {
-    let pipe = web_sys::TransformStream::new().map_err(|_| ApiError::internal("TransformStream"))?;
+    let pipe =
+        web_sys::TransformStream::new().map_err(|_| ApiError::internal("TransformStream"))?;
     let writer = pipe
         .writable()
         .get_writer()
@@ -136,7 +134,9 @@ fn stream(
             let written = match read_checked(&bucket, object).await {
                 Ok(events) => {
                     let chunk = Uint8Array::from(events.as_slice());
-                    JsFuture::from(writer.write_with_chunk(&chunk)).await.is_ok()
+                    JsFuture::from(writer.write_with_chunk(&chunk))
+                        .await
+                        .is_ok()
                 }
                 Err(error) => {
                     worker::console_error!(
@@ -167,7 +167,9 @@ async fn read_checked(bucket: &ArchiveBucket, object: &ArchiveObject) -> Result<
     let digest = hex(&sha256(&plain).await?);
     let count = count_lines(&plain) as i64;
     if body.sha256.as_deref() != Some(digest.as_str()) || body.events != Some(count) {
-        return Err(ApiError::internal("object does not match its count and hash"));
+        return Err(ApiError::internal(
+            "object does not match its count and hash",
+        ));
     }
     Ok(plain)
 }

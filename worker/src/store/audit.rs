@@ -1,11 +1,11 @@
 //! Audit events: who did what to which record, when, with what outcome.
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{int, opt, sql, Cursor, Page, Store};
+use super::{int, opt, rfc3339, sql, ts, Cursor, Page, Store};
 use crate::error::ApiError;
 
 /// What was done.
@@ -56,7 +56,7 @@ impl Outcome {
 pub(crate) struct AuditEvent {
     pub(crate) id: String,
     pub(crate) owner: TenantId,
-    pub(crate) at: i64,
+    pub(crate) at: Timestamp,
     pub(crate) action: AuditAction,
     pub(crate) outcome: Outcome,
     pub(crate) credential: Option<CredentialId>,
@@ -68,11 +68,11 @@ pub(crate) struct AuditEvent {
 }
 
 /// A page of the audit log and where the tenant's archive ends: every
-/// archived event happened before `archived_before` (Unix ms); `None` when
-/// nothing was archived.
+/// archived event happened before `archived_before` (RFC 3339); `None`
+/// when nothing was archived.
 pub(crate) struct AuditPage {
     pub(crate) page: Page<Value>,
-    pub(crate) archived_before: Option<i64>,
+    pub(crate) archived_before: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +110,7 @@ impl Store {
             &[
                 event.id.as_str().into(),
                 event.owner.to_string().into(),
-                int(event.at),
+                ts(event.at),
                 event.action.as_str().into(),
                 event.outcome.as_str().into(),
                 opt(credential.as_deref()),
@@ -164,7 +164,7 @@ impl Store {
                 items: page.items.into_iter().map(AuditRow::into_json).collect(),
                 next: page.next,
             },
-            archived_before: mark.first().map(|m| m.archived_before),
+            archived_before: mark.first().map(|m| rfc3339(m.archived_before)),
         })
     }
 }
@@ -175,7 +175,7 @@ impl AuditRow {
     pub(super) fn into_json(self) -> Value {
         json!({
             "id": self.id,
-            "at": crate::http::rfc3339(self.at),
+            "at": rfc3339(self.at),
             "action": self.action,
             "outcome": self.outcome,
             "credentialId": self.credential_id.map(|id| format!("cred-{id}")),

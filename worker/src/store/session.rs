@@ -31,10 +31,12 @@ pub(crate) fn bookmark_fault(raw: &str) -> Option<&'static str> {
     if groups.len() < 3 {
         return Some("not hex groups joined by '-'");
     }
-    if groups
-        .iter()
-        .any(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-    {
+    if groups.iter().any(|g| {
+        g.is_empty()
+            || !g
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }) {
         return Some("a group is not lowercase hex");
     }
     None

@@ -72,7 +72,10 @@ fn a_bookmark_round_trips_and_a_read_with_it_sees_the_write() {
     let after_create = bookmark(&created);
     let details = format!("/api/v1/credentials/bookmarks-ryw/details?credentialId={id}");
 
-    let read = api.clone().header(HEADER, after_create.clone()).get(&details);
+    let read = api
+        .clone()
+        .header(HEADER, after_create.clone())
+        .get(&details);
     assert_eq!(read.status, 200, "{}", read.text);
     assert_eq!(read.body["data"]["credentialName"], "Before");
     // The session continues from the bookmark sent: never older.
@@ -86,9 +89,15 @@ fn a_bookmark_round_trips_and_a_read_with_it_sees_the_write() {
     assert_eq!(patched.status, 200, "{}", patched.text);
     let after_patch = bookmark(&patched);
     assert!(after_patch > after_create, "a write moves the bookmark on");
-    let read = api.clone().header(HEADER, after_patch.clone()).get(&details);
+    let read = api
+        .clone()
+        .header(HEADER, after_patch.clone())
+        .get(&details);
     assert_eq!(read.status, 200, "{}", read.text);
-    assert_eq!(read.body["data"]["credentialName"], "After", "read-your-writes");
+    assert_eq!(
+        read.body["data"]["credentialName"], "After",
+        "read-your-writes"
+    );
     assert_eq!(read.body["data"]["version"], 2);
     let list = api
         .clone()
@@ -117,17 +126,26 @@ fn malformed_bookmarks_are_ignored_with_a_logged_reason() {
     ] {
         let with = api.clone().header(HEADER, bad);
         for reply in [
-            with.get(&format!("/api/v1/credentials/bookmarks-bad/details?credentialId={id}")),
-            with.get(&format!("/api/v1/credentials/bookmarks-bad?credentialId={id}")),
+            with.get(&format!(
+                "/api/v1/credentials/bookmarks-bad/details?credentialId={id}"
+            )),
+            with.get(&format!(
+                "/api/v1/credentials/bookmarks-bad?credentialId={id}"
+            )),
             with.get("/api/v1/credentials"),
         ] {
             assert_eq!(reply.status, 200, "{bad:?}: {}", reply.text);
             let served = bookmark(&reply);
             assert_ne!(served, bad, "a malformed bookmark is not echoed");
-            let request_id = reply.header("x-request-id").expect("request id").to_string();
+            let request_id = reply
+                .header("x-request-id")
+                .expect("request id")
+                .to_string();
             let log = server.log_through(&request_id);
             let reason = log.lines().any(|line| {
-                line.contains(&request_id) && line.contains("bookmark_ignored") && line.contains("reason")
+                line.contains(&request_id)
+                    && line.contains("bookmark_ignored")
+                    && line.contains("reason")
             });
             assert!(reason, "{bad:?}: no logged reason for request {request_id}");
         }
