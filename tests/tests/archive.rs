@@ -8,8 +8,10 @@
 //! clock, so the Worker itself writes events dated weeks ago. No test
 //! writes a row. Each test runs its own server: the sweep acts on the
 //! whole store.
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
 use std::{
-    collections::BTreeMap,
     io::Write as _,
     process::{Command, Stdio},
 };

@@ -164,6 +164,9 @@ fn log_counts(server: &Server, reply: &Reply) -> (u64, u64) {
     }
 }
 
+/// One request of the round-trip table.
+type Call<'a> = Box<dyn Fn() -> Reply + 'a>;
+
 fn record_body(index: usize) -> Value {
     // A 1 KiB secret: the compact JSON text of `credentials` is 1,024 bytes.
     let filler = 1024 - r#"{"accessToken":"","refreshToken":"rt-0000"}"#.len();
@@ -293,7 +296,7 @@ fn main() {
         &server,
         coffer_tests::fixtures::token(owner, "integration_admin"),
     );
-    let routes: Vec<(&str, Box<dyn Fn() -> Reply>)> = vec![
+    let routes: Vec<(&str, Call<'_>)> = vec![
         (
             "decrypted read (credentials, by id)",
             Box::new(|| api.get(&paths[0])),
