@@ -85,6 +85,8 @@ pub fn default_vars() -> Vec<(String, String)> {
         ("COFFER_KEYS".into(), fixtures::COFFER_KEYS.into()),
         ("AUTH_REALMS".into(), "{}".into()),
         ("AUTH_DEFAULT_REALM".into(), String::new()),
+        // Tests read the request lines (round trips, reasons, leaks).
+        ("COFFER_REQUEST_LOG".into(), "all".into()),
     ]
 }
 

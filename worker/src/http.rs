@@ -12,7 +12,7 @@ use serde_json::{value::RawValue, Value};
 use worker::{console_log, Date, Env, Headers, Method, Request, Response};
 
 use crate::{
-    context::{Ctx, Reply, Step},
+    context::{self, Ctx, Reply, Step},
     error::{json_response, ApiError, Surface},
     random, router,
     store::Io,
@@ -138,7 +138,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
     // The runtime's clock is always within the years 0000-9999.
     let now = Timestamp::from_unix_millis(now_ms).unwrap_or(Timestamp::MAX);
-    let path = req.path();
+    let path = context::url_parts(&req.inner().url()).0.to_string();
     let method = req.method();
     // workers-rs reads any method it does not know (`QUERY`, `PROPFIND`, ...)
     // as GET; such a request must get a 405, never a GET handler.

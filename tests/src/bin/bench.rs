@@ -193,7 +193,8 @@ fn main() {
         compare(Path::new(&peer), seconds, rounds);
         return;
     }
-    let server = Server::start(&[]);
+    let log_level = request_log_level();
+    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     let owner = tenant();
     let bearer = token(owner, "integration_admin");
     let api = Api::new(&server, bearer.clone()).header("x-tenantid", owner.to_string());
@@ -246,6 +247,12 @@ fn main() {
             );
         }
     }
+}
+
+/// `COFFER_REQUEST_LOG` for the measured server: the environment's, else
+/// empty, which is the Worker's own default (the test servers log `all`).
+fn request_log_level() -> String {
+    std::env::var("COFFER_REQUEST_LOG").unwrap_or_default()
 }
 
 /// A server under comparison: its base URL.
@@ -310,16 +317,11 @@ struct Compared {
 ///
 /// `BENCH_ROUTES` (comma-separated words) keeps only the routes whose name
 /// contains one of them, `BENCH_CONNS` (e.g. `1` or `1,8`) picks the
-/// connection counts, and `COFFER_REQUEST_LOG`, when set, is passed to
-/// Coffer's server (to measure the request log's share).
+/// connection counts, and `COFFER_REQUEST_LOG` sets Coffer's log level
+/// (unset: the Worker's default, as deployed).
 fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
-    let log_level = std::env::var("COFFER_REQUEST_LOG").unwrap_or_default();
-    let vars: Vec<(&str, &str)> = if log_level.is_empty() {
-        Vec::new()
-    } else {
-        vec![("COFFER_REQUEST_LOG", log_level.as_str())]
-    };
-    let server = Server::start(&vars);
+    let log_level = request_log_level();
+    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     eprintln!("bench: starting the peer from {}", peer_dir.display());
     let peer = Peer::start(peer_dir);
     let coffer = Side {
