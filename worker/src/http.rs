@@ -49,6 +49,8 @@ pub(crate) struct Reply {
     pub(crate) etag: Option<u64>,
     /// Further response headers.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// An HTML page sent instead of `body` (the console's).
+    pub(crate) page: Option<&'static str>,
 }
 
 impl Reply {
@@ -60,6 +62,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            page: None,
         }
     }
 
@@ -97,6 +100,14 @@ impl Reply {
         self
     }
 
+    /// 200 with an HTML page.
+    pub(crate) fn page(html: &'static str) -> Self {
+        Self {
+            page: Some(html),
+            ..Self::no_content().status(200)
+        }
+    }
+
     /// 204 without a body.
     pub(crate) fn no_content() -> Self {
         Self {
@@ -105,6 +116,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            page: None,
         }
     }
 }
@@ -482,6 +494,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     }
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
+    }
+    if let Some(html) = reply.page {
+        headers.set("content-type", "text/html; charset=utf-8")?;
+        return Ok(Response::from_html(html)?
+            .with_status(reply.status)
+            .with_headers(headers));
     }
     match reply.body {
         Some(value) if !reply.splices.is_empty() => {

@@ -44,6 +44,9 @@ pub(crate) enum Op {
     CredentialUpdate,
     CredentialDelete,
     AuditList,
+    ConsolePage,
+    ConsoleRedirect,
+    ConsoleConfig,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -96,6 +99,11 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         Op::CredentialDelete,
     ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
+    // The console's page and sign-in configuration (public, secret-free);
+    // its scripts and styles are static assets (`[assets]`).
+    (Method::Get, "/console", Op::ConsoleRedirect),
+    (Method::Get, "/console/", Op::ConsolePage),
+    (Method::Get, "/console/config.json", Op::ConsoleConfig),
 ];
 
 /// Captured path parameters, by template name.

@@ -18,6 +18,7 @@ use crate::{
 
 mod body;
 mod connection;
+mod console;
 mod credentials;
 mod secret;
 
@@ -42,6 +43,9 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::CredentialUpdate => credentials::update(ctx).await,
         Op::CredentialDelete => credentials::delete(ctx).await,
         Op::AuditList => credentials::audit(ctx).await,
+        Op::ConsolePage => console::page(ctx),
+        Op::ConsoleRedirect => console::redirect(),
+        Op::ConsoleConfig => console::config(ctx),
     }
 }
 
