@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=61440
 out=console/dist
+# Type-check first (esbuild strips types without checking them).
+node_modules/.bin/tsc -p console/tsconfig.json
 rm -rf "$out"
 mkdir -p "$out/console"
 node_modules/.bin/esbuild console/src/app.tsx --bundle --minify --format=esm --target=es2022 \
