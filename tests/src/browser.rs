@@ -149,6 +149,13 @@ impl Browser {
             .unwrap_or_else(|error| panic!("goto {url}: {error}"));
     }
 
+    /// Reloads the page.
+    pub fn refresh(&self) {
+        self.runtime
+            .block_on(self.client().refresh())
+            .expect("refresh");
+    }
+
     /// The current URL.
     pub fn url(&self) -> String {
         self.runtime
@@ -228,10 +235,16 @@ impl Browser {
             .unwrap_or_else(|error| panic!("click: {error}"));
     }
 
-    /// Clears the control matching `css` and types `text` into it.
+    /// Clears the control matching `css` and types `text` into it. The
+    /// clearing sends an `input` event, as a user's deleting would (the
+    /// WebDriver clear command sends only `change` in some browsers).
     pub fn fill(&self, css: &str, text: &str) {
         let element = self.find(css);
-        self.runtime.block_on(element.clear()).expect("clear");
+        let as_json = serde_json::to_value(&element).expect("element reference");
+        self.js(
+            "arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![as_json],
+        );
         if !text.is_empty() {
             self.runtime
                 .block_on(element.send_keys(text))

@@ -758,7 +758,7 @@ impl Run<'_> {
             vec![json!(forged)],
         );
         b.goto(&self.proxy.url("/console/#/"));
-        b.js("location.reload();", vec![]);
+        b.refresh();
         b.find("textarea[name=token]");
         b.wait_for_text("401");
         assert_eq!(
