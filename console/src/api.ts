@@ -41,9 +41,9 @@ export interface Credential {
 }
 
 export interface Connection {
-  id: string;
+  connection_id: string;
   integration_id: string;
-  credential_name: string;
+  name: string;
   auth_type: string;
   status: string;
   expires_at: string | null;

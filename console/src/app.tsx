@@ -563,8 +563,8 @@ function CredentialsScreen({ api, role }: { api: Api; role: Role | null }) {
         {shared && shared.length ? (
           <ul class="shared">
             {shared.map((c) => (
-              <li key={c.id} data-id={c.id}>
-                <a href={credentialHref(c.integration_id, c.id)}>{c.credential_name}</a> <span class="muted">{c.integration_id}</span>{" "}
+              <li key={c.connection_id} data-id={c.connection_id}>
+                <a href={credentialHref(c.integration_id, c.connection_id)}>{c.name}</a> <span class="muted">{c.integration_id}</span>{" "}
                 <Badge status={c.status} expired={c.is_expired} /> <span class="muted">owner {c.owner_tenant_id}</span>
               </li>
             ))}
@@ -875,7 +875,7 @@ function SecretPanel({ api, record, write, cancel }: { api: Api; record: Credent
         }}
       />
       <button type="submit" class="primary">
-        Replace secret
+        Save new secret
       </button>
       <button type="button" onClick={cancel}>
         Cancel

@@ -578,7 +578,7 @@ impl Run<'_> {
         let replaced = canary("replaced");
         b.fill("input[name=secret-key-0]", "accessToken");
         b.fill("input[name=secret-value-0]", &replaced);
-        b.click_text("Replace secret");
+        b.click_text("Save new secret");
         b.wait_for_text("Secret replaced");
         self.wait_field("version", "3");
         self.canaries.borrow_mut().push(replaced.clone());
