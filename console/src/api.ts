@@ -77,6 +77,32 @@ export interface Page<T> {
   next: string | null;
 }
 
+/**
+ * JSON text sent as it was typed (metadata, a raw JSON secret): the API
+ * keeps both exactly as sent, numbers' digits included, which a trip
+ * through JSON.parse and JSON.stringify would not (1.50 would become 1.5).
+ * The text has been checked to parse as a JSON object.
+ */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** `body` as JSON text, with each RawJson's text in its place. */
+export function serialize(body: unknown): string {
+  const raws: string[] = [];
+  // A fresh nonce, so no string of the body can pose as a placeholder.
+  const nonce = Array.from(crypto.getRandomValues(new Uint32Array(2)), (n) => n.toString(36)).join("");
+  const text = JSON.stringify(body, (_key, value) => {
+    if (value instanceof RawJson) {
+      raws.push(value.text);
+      return `\u0000${nonce}:${raws.length - 1}\u0000`;
+    }
+    return value;
+  });
+  const placeholder = new RegExp(`"\\\\u0000${nonce}:(\\d+)\\\\u0000"`, "g");
+  return text.replace(placeholder, (_m, index: string) => raws[Number(index)]);
+}
+
 /** An API error, with what the console shows. */
 export class ApiError extends Error {
   constructor(
@@ -152,7 +178,7 @@ export class Api {
     let body: string | undefined;
     if (options.body !== undefined) {
       headers["content-type"] = "application/json";
-      body = JSON.stringify(options.body);
+      body = serialize(options.body);
     }
     let response: Response;
     try {

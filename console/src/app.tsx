@@ -5,7 +5,7 @@
 import { render } from "preact";
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import type { JSX } from "preact";
-import { Api, ApiError, consoleConfig, setUnauthenticatedHandler } from "./api";
+import { Api, ApiError, RawJson, consoleConfig, setUnauthenticatedHandler } from "./api";
 import type { AuditEvent, Connection, Credential, Share } from "./api";
 import * as oidc from "./oidc";
 import type { ConsoleRealm } from "./oidc";
@@ -174,7 +174,7 @@ function metadataBody(values: FieldValues, creating: boolean): { body: Record<st
     const metadata = JSON.parse(metadataText);
     if (!metadata || typeof metadata !== "object" || Array.isArray(metadata)) errors.metadata = "must be a JSON object";
     else if (utf8Length(JSON.stringify(metadata)) > MAX_METADATA_BYTES) errors.metadata = "at most 16 KiB";
-    body.metadata = metadata;
+    body.metadata = new RawJson(metadataText);
   } catch {
     errors.metadata = "not valid JSON";
   }
@@ -195,7 +195,7 @@ interface SecretRow {
 }
 
 /** The secret object from key/value rows or raw JSON; never pre-filled. */
-function secretValue(mode: "rows" | "json", rows: SecretRow[], raw: string): { value?: Record<string, unknown>; error?: string } {
+function secretValue(mode: "rows" | "json", rows: SecretRow[], raw: string): { value?: Record<string, unknown> | RawJson; error?: string } {
   let value: unknown;
   if (mode === "rows") {
     const filled = rows.filter((r) => r.key.trim() !== "" || r.value !== "");
@@ -217,7 +217,7 @@ function secretValue(mode: "rows" | "json", rows: SecretRow[], raw: string): { v
   }
   if (!value || typeof value !== "object" || Array.isArray(value)) return { error: "must be a JSON object" };
   if (utf8Length(JSON.stringify(value)) > MAX_SECRET_BYTES) return { error: "at most 64 KiB" };
-  return { value: value as Record<string, unknown> };
+  return { value: mode === "json" ? new RawJson(raw) : (value as Record<string, unknown>) };
 }
 
 /** Puts an API 400 beside the field it names (else under the form). */
@@ -811,13 +811,24 @@ function CredentialScreen({ api, role, session, integrationId, id }: { api: Api;
 type Write = (action: () => Promise<unknown>, done: string) => Promise<boolean>;
 
 function EditPanel({ api, record, write, cancel }: { api: Api; record: Credential; write: Write; cancel: () => void }) {
-  const [values, setValues] = useState(() => valuesOf(record));
+  const initial = useMemo(() => valuesOf(record), [record]);
+  const [values, setValues] = useState(initial);
   const [errors, setErrors] = useState<Errors>({});
   const submit = async (e: Event) => {
     e.preventDefault();
     const { body, errors } = metadataBody(values, false);
     setErrors(errors);
     if (Object.keys(errors).length) return;
+    // Only the fields that changed: metadata the user did not touch is not
+    // sent back, so the API keeps it exactly as stored (JSON.parse would
+    // turn 1.50 into 1.5).
+    for (const key of Object.keys(body) as (keyof FieldValues)[]) {
+      if (values[key] === initial[key]) delete body[key];
+    }
+    if (Object.keys(body).length === 0) {
+      setErrors({ credentialName: "nothing changed" });
+      return;
+    }
     let apiErrors: Errors | null = null;
     await write(
       () =>
@@ -1031,11 +1042,13 @@ function AuditTable({ api, credentialId, reloads = 0 }: { api: Api; credentialId
           <tbody>
             {shown.map((e) => (
               <tr key={e.id} data-action={e.action}>
-                <td data-label="When">
+                <td data-label="When" class="nowrap">
                   <When at={e.at} />
                 </td>
-                <td data-label="Action">{e.action}</td>
-                <td data-label="Outcome">
+                <td data-label="Action" class="nowrap">
+                  {e.action}
+                </td>
+                <td data-label="Outcome" class="nowrap">
                   <span class={`outcome outcome-${e.outcome}`}>{e.outcome}</span>
                 </td>
                 <td data-label="Credential">{e.credentialId ?? ""}</td>

@@ -63,14 +63,14 @@ fn capabilities(kind: Kind) -> Capabilities {
                 "binary": which("chromium"),
                 // Root in a container: no sandbox; no GPU headless.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1440,900",
+                         "--disable-dev-shm-usage", "--window-size=1440,1100",
                          "--no-first-run", "--disable-extensions"],
             },
         }),
         Kind::Firefox => json!({
             "browserName": "firefox",
             "moz:firefoxOptions": {
-                "args": ["-headless", "-width=1440", "-height=900"],
+                "args": ["-headless", "-width=1440", "-height=1100"],
                 "prefs": {"browser.shell.checkDefaultBrowser": false},
             },
         }),
@@ -129,7 +129,7 @@ impl Browser {
             client: Some(client),
             _driver: driver,
         };
-        browser.resize(1440, 900);
+        browser.resize(1440, 1100);
         browser
     }
 

@@ -569,6 +569,8 @@ impl Run<'_> {
         assert_eq!(data["credentialName"], "Renamed in the browser");
         assert_eq!(data["description"], "edited");
         assert_eq!(data["version"], 2);
+        let raw = self.details("browser-made", id).text;
+        assert!(raw.contains(r#""n":1.50"#), "untouched metadata keeps its digits: {raw}");
 
         // Replace the secret: write-only, never pre-filled.
         b.click_text("Replace secret");
@@ -617,6 +619,8 @@ impl Run<'_> {
         b.fill("input[name=share-tenant]", &partner.to_string());
         b.click_text("Grant share");
         b.find(&format!("[data-section=shares] li[data-tenant=\"{partner}\"]"));
+        b.js("window.scrollTo(0, 0);", vec![]);
+        b.screenshot("credential-shared");
         let shares = self.admin().get(&format!("/connection/{id}/shares"));
         assert_eq!(shares.status, 200, "{}", shares.text);
         assert_eq!(shares.body["data"][0]["tenant_id"], json!(partner.to_string()));
@@ -708,7 +712,7 @@ impl Run<'_> {
 
     fn narrow_screen(&self, created: &str) {
         let b = self.b();
-        for (width, height) in [(375, 812), (1440, 900)] {
+        for (width, height) in [(375, 812), (1440, 1100)] {
             b.resize(width, height);
             for path in ["/console/#/".to_owned(), format!("/console/#/credential/browser-made/cred-{created}")] {
                 b.goto(&self.proxy.url(&path));
@@ -747,6 +751,16 @@ impl Run<'_> {
         b.screenshot("viewer");
         b.goto(&self.proxy.url("/console/#/new"));
         b.wait_for_text("Your role does not allow this screen.");
+
+        // A token without a contract role: every action hidden, and the
+        // API's 403 reads cleanly.
+        b.click_text("Sign out");
+        let no_role = TokenBuilder::new(self.tenant, "integration_viewer")
+            .claim("roles", json!(["auditor"]))
+            .sign();
+        self.sign_in_screen_quick(&no_role);
+        b.wait_for_text("Your role or tenant does not allow this (403 INSUFFICIENT_PERMISSIONS)");
+        assert!(!b.has_text_control("New credential"));
 
         // 401 mid-session: the stored token stops being accepted (signed
         // with a key the Worker does not know, as after a key rotation).
