@@ -38,6 +38,8 @@ export interface Credential {
   version: number;
   tenant: { id: string; name: string | null } | null;
   refresh?: Refresh | null;
+  /** `metadata` as the API sent it (digits kept), for display and editing. */
+  metadataText?: string;
 }
 
 export interface Connection {
@@ -85,6 +87,35 @@ export interface Page<T> {
  */
 export class RawJson {
   constructor(readonly text: string) {}
+}
+
+/**
+ * The text of the first object member named `name` in JSON `text` (a
+ * record's `metadata` comes before any nested member of that name: the
+ * members before it are strings, numbers and the API's own objects).
+ */
+export function rawMember(text: string, name: string): string | undefined {
+  const key = `"${name}":`;
+  const at = text.indexOf(key);
+  if (at < 0) return undefined;
+  let i = at + key.length;
+  while (text[i] === " ") i++;
+  const start = i;
+  let depth = 0;
+  let inString = false;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") {
+      depth--;
+      if (depth === 0) return text.slice(start, i + 1);
+    }
+  }
+  return undefined;
 }
 
 /** `body` as JSON text, with each RawJson's text in its place. */
@@ -166,7 +197,7 @@ function errorFrom(status: number, body: any): ApiError {
 export class Api {
   constructor(private readonly session: Session) {}
 
-  async call<T>(method: string, path: string, options: Options = {}): Promise<Answer<T>> {
+  async call<T>(method: string, path: string, options: Options = {}): Promise<Answer<T> & { text: string }> {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v) url.searchParams.set(k, v);
     const headers: Record<string, string> = {
@@ -196,7 +227,7 @@ export class Api {
     if (response.status === 401) onUnauthenticated?.();
     if (!response.ok) throw errorFrom(response.status, parsed);
     const etag = response.headers.get("etag");
-    return { data: parsed as T, etag: etag ? Number(etag.replace(/"/g, "")) : null };
+    return { data: parsed as T, etag: etag ? Number(etag.replace(/"/g, "")) : null, text };
   }
 
   async credentials(filters: { integrationId?: string; status?: string; cursor?: string | null; limit?: number }): Promise<Page<Credential>> {
@@ -224,7 +255,9 @@ export class Api {
       `/api/v1/credentials/${encodeURIComponent(integrationId)}/details`,
       { query: { credentialId } },
     );
-    return { data: answer.data.data, etag: answer.etag ?? answer.data.data.version };
+    const data = answer.data.data;
+    data.metadataText = rawMember(answer.text, "metadata");
+    return { data, etag: answer.etag ?? data.version };
   }
 
   async create(body: Record<string, unknown>): Promise<Credential> {

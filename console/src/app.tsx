@@ -591,7 +591,7 @@ function valuesOf(c: Credential): FieldValues {
     scopes: c.scopes.join("\n"),
     tokenEndpoint: c.tokenEndpoint ?? "",
     authorizationEndpoint: c.authorizationEndpoint ?? "",
-    metadata: JSON.stringify(c.metadata, null, 2),
+    metadata: c.metadataText ?? JSON.stringify(c.metadata),
     expiresAt: c.expiresAt ?? "",
   };
 }
@@ -753,7 +753,7 @@ function CredentialScreen({ api, role, session, integrationId, id }: { api: Api;
         <dd data-field="authorizationEndpoint">{record.authorizationEndpoint ?? <span class="muted">none</span>}</dd>
         <dt>Metadata</dt>
         <dd data-field="metadata">
-          <pre>{JSON.stringify(record.metadata, null, 2)}</pre>
+          <pre>{record.metadataText ?? JSON.stringify(record.metadata, null, 2)}</pre>
         </dd>
         <dt>Expires</dt>
         <dd data-field="expiresAt">

@@ -540,6 +540,7 @@ impl Run<'_> {
         let id = id.strip_prefix("cred-").expect("cred- id").to_owned();
         self.canaries.borrow_mut().push(secret.clone());
         assert_eq!(self.field("scopes"), "read, write");
+        assert!(self.field("metadata").contains(r#""n":1.50"#), "metadata as stored");
 
         let reply = self.details("browser-made", &id);
         assert_eq!(reply.status, 200, "{}", reply.text);
