@@ -335,7 +335,8 @@ fn serve(stream: TcpStream, published: &Mutex<Published>) {
         let mut published = published.lock().expect("idp lock");
         *published.fetches.entry(path.clone()).or_default() += 1;
         if published.down {
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                .into()
         } else if let Some(answer) = published
             .oidc
             .as_mut()

@@ -55,7 +55,12 @@ fn world() -> &'static World {
             "name": "Olivia Idp",
             "email": "olivia@example.com",
         });
-        idp.serve_oidc("/realms/console", CLIENT_ID, Key::es256("console-k1"), claims);
+        idp.serve_oidc(
+            "/realms/console",
+            CLIENT_ID,
+            Key::es256("console-k1"),
+            claims,
+        );
         let mut entry = realm_entry(
             &issuer,
             &idp.url("/realms/console/jwks"),
@@ -126,7 +131,11 @@ fn console_headers_and_sign_in_configuration() {
             "{path}: {csp}"
         );
         assert!(!csp.contains("unsafe"), "{path}: {csp}");
-        assert_eq!(header(&asset, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(
+            header(&asset, "x-content-type-options"),
+            "nosniff",
+            "{path}"
+        );
         assert_eq!(header(&asset, "referrer-policy"), "no-referrer", "{path}");
     }
 
@@ -326,7 +335,10 @@ impl Run<'_> {
         );
         let seen = seen.as_str().unwrap_or_default();
         for canary in self.canaries.borrow().iter() {
-            assert!(!seen.contains(canary.as_str()), "{canary} reached the page or storage");
+            assert!(
+                !seen.contains(canary.as_str()),
+                "{canary} reached the page or storage"
+            );
         }
     }
 
@@ -344,9 +356,11 @@ impl Run<'_> {
     }
 
     fn open_detail(&self, integration: &str, id: &str) {
-        self.b().goto(&self.proxy.url(&format!(
-            "/console/#/credential/{integration}/cred-{id}"
-        )));
+        self.b().goto(
+            &self
+                .proxy
+                .url(&format!("/console/#/credential/{integration}/cred-{id}")),
+        );
         self.b()
             .find(&format!("[data-screen=credential][data-id=\"cred-{id}\"]"));
     }
@@ -357,9 +371,10 @@ impl Run<'_> {
     }
 
     fn wait_field(&self, name: &str, expected: &str) {
-        self.b().wait_until(&format!("{name} to read {expected:?}"), || {
-            (self.field(name) == expected).then_some(())
-        });
+        self.b()
+            .wait_until(&format!("{name} to read {expected:?}"), || {
+                (self.field(name) == expected).then_some(())
+            });
     }
 
     fn sign_in_screen(&self, token: &str) {
@@ -412,11 +427,12 @@ impl Run<'_> {
         let row = b.find(&format!("tr[data-id=\"cred-{}\"]", paging[44]));
         let expiry = b.find(&format!("tr[data-id=\"cred-{}\"] time", paging[44]));
         assert!(b.text(&expiry).starts_with("in 3 h"), "{}", b.text(&expiry));
-        assert!(b.attr(&expiry, "title").unwrap_or_default().ends_with("UTC"));
+        assert!(b
+            .attr(&expiry, "title")
+            .unwrap_or_default()
+            .ends_with("UTC"));
         assert!(b.text(&row).contains("active"));
-        b.find(&format!(
-            "[data-list=shared] li[data-id=\"{shared}\"]"
-        ));
+        b.find(&format!("[data-list=shared] li[data-id=\"{shared}\"]"));
         b.screenshot("list");
 
         // Filter by integration and page through the 45 with the cursor.
@@ -435,7 +451,8 @@ impl Run<'_> {
                 assert_eq!(b.attr(&next, "disabled").as_deref(), Some("true"));
             }
         }
-        let mut expected: Vec<String> = paging.iter().rev().map(|id| format!("cred-{id}")).collect();
+        let mut expected: Vec<String> =
+            paging.iter().rev().map(|id| format!("cred-{id}")).collect();
         assert_eq!(seen, expected, "45 records, newest first, each once");
         b.click_text("Previous page");
         self.wait_results(&format!("{PAGING}||2"));
@@ -456,7 +473,10 @@ impl Run<'_> {
 
         // Open one: every metadata field, the shared one too (read-only).
         b.click_text("Paging record 44");
-        b.find(&format!("[data-screen=credential][data-id=\"cred-{}\"]", paging[44]));
+        b.find(&format!(
+            "[data-screen=credential][data-id=\"cred-{}\"]",
+            paging[44]
+        ));
         assert_eq!(self.field("integrationId"), PAGING);
         assert_eq!(self.field("authType"), "oauth2_bearer");
         assert_eq!(self.field("version"), "1");
@@ -468,7 +488,10 @@ impl Run<'_> {
         b.screenshot("credential");
         self.open_detail("partner-api", shared);
         assert!(self.field("tenant").contains("shared with this tenant"));
-        assert!(b.try_find("[data-actions]").is_none(), "no actions on a shared record");
+        assert!(
+            b.try_find("[data-actions]").is_none(),
+            "no actions on a shared record"
+        );
         assert!(b.try_find("[data-section=shares]").is_none());
     }
 
@@ -484,7 +507,9 @@ impl Run<'_> {
         self.open_detail("xss", xss);
         assert_eq!(b.text(&b.find("h1[data-name]")), XSS_NAME);
         assert_eq!(self.field("description"), "<script>alert(2)</script>");
-        assert!(self.field("metadata").contains("<img src=x onerror=alert(3)>"));
+        assert!(self
+            .field("metadata")
+            .contains("<img src=x onerror=alert(3)>"));
         assert!(b.find_all("main img, main script").is_empty());
         assert!(!b.alert_open(), "a script from the API ran");
     }
@@ -519,7 +544,10 @@ impl Run<'_> {
         b.select("select[name=authType]", "api_key");
         b.fill("textarea[name=scopes]", "read\nwrite");
         b.fill("input[name=tokenEndpoint]", "ftp://example.com/token");
-        b.fill("textarea[name=metadata]", r#"{"team": "payments", "n": 1.50}"#);
+        b.fill(
+            "textarea[name=metadata]",
+            r#"{"team": "payments", "n": 1.50}"#,
+        );
         b.fill("input[name=expiresAt]", "2031-01-31T12:00:00Z");
         b.fill("input[name=secret-key-0]", "accessToken");
         b.fill("input[name=secret-value-0]", &secret);
@@ -540,7 +568,10 @@ impl Run<'_> {
         let id = id.strip_prefix("cred-").expect("cred- id").to_owned();
         self.canaries.borrow_mut().push(secret.clone());
         assert_eq!(self.field("scopes"), "read, write");
-        assert!(self.field("metadata").contains(r#""n":1.50"#), "metadata as stored");
+        assert!(
+            self.field("metadata").contains(r#""n":1.50"#),
+            "metadata as stored"
+        );
 
         let reply = self.details("browser-made", &id);
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -571,13 +602,22 @@ impl Run<'_> {
         assert_eq!(data["description"], "edited");
         assert_eq!(data["version"], 2);
         let raw = self.details("browser-made", id).text;
-        assert!(raw.contains(r#""n":1.50"#), "untouched metadata keeps its digits: {raw}");
+        assert!(
+            raw.contains(r#""n":1.50"#),
+            "untouched metadata keeps its digits: {raw}"
+        );
 
         // Replace the secret: write-only, never pre-filled.
         b.click_text("Replace secret");
         let value = b.find("input[name=secret-value-0]");
         assert_eq!(b.attr(&value, "type").as_deref(), Some("password"));
-        assert_eq!(b.js("return document.querySelector('input[name=secret-value-0]').value;", vec![]), json!(""));
+        assert_eq!(
+            b.js(
+                "return document.querySelector('input[name=secret-value-0]').value;",
+                vec![]
+            ),
+            json!("")
+        );
         let replaced = canary("replaced");
         b.fill("input[name=secret-key-0]", "accessToken");
         b.fill("input[name=secret-value-0]", &replaced);
@@ -591,25 +631,34 @@ impl Run<'_> {
 
         // A lost write: someone else changes the record; the console's
         // next write gets 412, says so and reloads.
-        let reply = self
-            .admin()
-            .header("if-match", "\"3\"")
-            .patch(&format!("/api/v1/credentials/{id}"), &json!({"description": "changed elsewhere"}));
+        let reply = self.admin().header("if-match", "\"3\"").patch(
+            &format!("/api/v1/credentials/{id}"),
+            &json!({"description": "changed elsewhere"}),
+        );
         assert_eq!(reply.status, 200, "{}", reply.text);
         b.click_text("Set inactive");
         b.wait_for_text("(412)");
         self.wait_field("description", "changed elsewhere");
         self.wait_field("version", "4");
-        assert_eq!(self.details("browser-made", id).body["data"]["status"], "active");
+        assert_eq!(
+            self.details("browser-made", id).body["data"]["status"],
+            "active"
+        );
         // Now inactive, then active again.
         b.click_text("Set inactive");
         b.wait_for_text("Set inactive.");
         self.wait_field("version", "5");
-        assert_eq!(self.details("browser-made", id).body["data"]["status"], "inactive");
+        assert_eq!(
+            self.details("browser-made", id).body["data"]["status"],
+            "inactive"
+        );
         b.click_text("Set active");
         b.wait_for_text("Set active.");
         self.wait_field("version", "6");
-        assert_eq!(self.details("browser-made", id).body["data"]["status"], "active");
+        assert_eq!(
+            self.details("browser-made", id).body["data"]["status"],
+            "active"
+        );
     }
 
     fn share(&self, id: &str, partner: Uuid) {
@@ -619,12 +668,17 @@ impl Run<'_> {
         b.find("[data-field-error=share-tenant]");
         b.fill("input[name=share-tenant]", &partner.to_string());
         b.click_text("Grant share");
-        b.find(&format!("[data-section=shares] li[data-tenant=\"{partner}\"]"));
+        b.find(&format!(
+            "[data-section=shares] li[data-tenant=\"{partner}\"]"
+        ));
         b.js("window.scrollTo(0, 0);", vec![]);
         b.screenshot("credential-shared");
         let shares = self.admin().get(&format!("/connection/{id}/shares"));
         assert_eq!(shares.status, 200, "{}", shares.text);
-        assert_eq!(shares.body["data"][0]["tenant_id"], json!(partner.to_string()));
+        assert_eq!(
+            shares.body["data"][0]["tenant_id"],
+            json!(partner.to_string())
+        );
         let as_partner = fixtures::api_for(self.server(), partner, "integration_viewer");
         assert_eq!(as_partner.get(&format!("/connection/{id}")).status, 200);
 
@@ -642,11 +696,16 @@ impl Run<'_> {
         b.click_text("Revoke");
         let question = b.find("#revoke-q");
         let question = b.text(&question);
-        assert!(question.contains(&name) && question.contains(id), "{question}");
+        assert!(
+            question.contains(&name) && question.contains(id),
+            "{question}"
+        );
         b.click_text(&format!("Revoke {name}"));
         b.wait_for_text("Revoked.");
         let badge = b.find("[data-screen=credential] .title .badge");
-        b.wait_until("the revoked badge", || (b.text(&badge) == "revoked").then_some(()));
+        b.wait_until("the revoked badge", || {
+            (b.text(&badge) == "revoked").then_some(())
+        });
         assert_eq!(self.details(PAGING, id).body["data"]["status"], "revoked");
         assert!(!b.has_text_control("Edit metadata"), "revoked is final");
 
@@ -695,14 +754,19 @@ impl Run<'_> {
         b.select("select[name=filter-action]", "share.grant");
         let rows = b.find_all("table[data-list=audit] tr[data-action]");
         assert_eq!(rows.len(), 1);
-        assert_eq!(b.attr(&rows[0], "data-action").as_deref(), Some("share.grant"));
+        assert_eq!(
+            b.attr(&rows[0], "data-action").as_deref(),
+            Some("share.grant")
+        );
         assert!(b.text(&rows[0]).contains("Ada Example"));
 
         b.select("select[name=filter-action]", "credential.delete");
         b.fill("input[name=filter-credential]", &format!("cred-{deleted}"));
         b.click_text("Apply filters");
         b.wait_until("the deleted record's delete event", || {
-            (b.find_all("table[data-list=audit] tr[data-action=\"credential.delete\"]").len() == 1)
+            (b.find_all("table[data-list=audit] tr[data-action=\"credential.delete\"]")
+                .len()
+                == 1)
                 .then_some(())
         });
         let api = self
@@ -715,7 +779,10 @@ impl Run<'_> {
         let b = self.b();
         for (width, height) in [(375, 812), (1440, 1100)] {
             b.resize(width, height);
-            for path in ["/console/#/".to_owned(), format!("/console/#/credential/browser-made/cred-{created}")] {
+            for path in [
+                "/console/#/".to_owned(),
+                format!("/console/#/credential/browser-made/cred-{created}"),
+            ] {
                 b.goto(&self.proxy.url(&path));
                 b.find("[data-screen] h1");
                 b.find("main table, main dl");
@@ -745,7 +812,14 @@ impl Run<'_> {
         assert!(!b.has_text_control("New credential"));
         assert!(!b.has_text_control("Audit log"));
         self.open_detail("browser-made", created);
-        for action in ["Edit metadata", "Replace secret", "Set inactive", "Revoke", "Delete", "Grant share"] {
+        for action in [
+            "Edit metadata",
+            "Replace secret",
+            "Set inactive",
+            "Revoke",
+            "Delete",
+            "Grant share",
+        ] {
             assert!(!b.has_text_control(action), "a viewer sees {action}");
         }
         assert!(b.try_find("[data-section=audit]").is_none());
@@ -811,8 +885,15 @@ impl Run<'_> {
             who.contains(&self.world.oidc_tenant.to_string()) && who.contains(REALM),
             "{who}"
         );
-        assert_eq!(b.url(), self.proxy.url("/console/"), "the code is not left in the URL");
-        let session = b.js("return JSON.parse(sessionStorage.getItem('coffer.session'));", vec![]);
+        assert_eq!(
+            b.url(),
+            self.proxy.url("/console/"),
+            "the code is not left in the URL"
+        );
+        let session = b.js(
+            "return JSON.parse(sessionStorage.getItem('coffer.session'));",
+            vec![],
+        );
         assert_eq!(session["realm"], json!(REALM));
         assert!(self
             .proxy
@@ -832,7 +913,9 @@ impl Run<'_> {
             let path = exchange.target.split('?').next().unwrap_or_default();
             let segments: Vec<&str> = path.split('/').collect();
             let decrypted = (segments.len() == 5 && path.starts_with("/api/v1/credentials/"))
-                || (segments.len() == 4 && segments[1] == "connection" && segments[3] == "credentials");
+                || (segments.len() == 4
+                    && segments[1] == "connection"
+                    && segments[3] == "credentials");
             assert!(
                 !(decrypted && exchange.method == "GET"),
                 "the browser called a decrypted-read route: {} {}",
@@ -866,7 +949,9 @@ impl Run<'_> {
     /// typed (the only decrypted reads of the run, by the test itself).
     fn secrets_stored_as_typed(&self, created: &str) {
         let user = fixtures::api_for(self.server(), self.tenant, "integration_user");
-        let reply = user.get(&format!("/api/v1/credentials/browser-made?credentialId={created}"));
+        let reply = user.get(&format!(
+            "/api/v1/credentials/browser-made?credentialId={created}"
+        ));
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(
             reply.body["data"]["credentials"],
