@@ -726,6 +726,16 @@ impl Run<'_> {
         b.find("[data-screen=audit] table[data-list=audit] tr[data-action]");
         self.assert_labelled();
         b.screenshot("audit");
+        // The tenant has more events than a page (45 creates alone): paged
+        // with the API's cursor.
+        assert_eq!(
+            b.find_all("table[data-list=audit] tr[data-action]").len(),
+            50
+        );
+        b.click_text("Load older events");
+        b.wait_until("the next page of events", || {
+            (b.find_all("table[data-list=audit] tr[data-action]").len() > 50).then_some(())
+        });
         b.fill("input[name=filter-credential]", &format!("cred-{created}"));
         b.click_text("Apply filters");
         b.wait_until("the created record's events", || {
@@ -877,6 +887,8 @@ impl Run<'_> {
         b.goto(&self.proxy.url("/console/"));
         b.click(&b.find(&format!("button[data-realm=\"{REALM}\"]")));
         b.find("[data-screen=credentials]");
+        // The API accepted the realm's token: with no default realm, only
+        // a `realmname` header makes it look past HS256.
         self.wait_results("||1");
         assert_eq!(self.world.idp.token_exchanges(), exchanges + 1);
         let who = b.find(".who");
