@@ -5,7 +5,7 @@ use alloc::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::{routes::OPENAPI, ROUTES};
+use crate::{router::ROUTES, routes::OPENAPI};
 
 /// The HTTP methods an OpenAPI path item may hold operations under.
 const METHODS: [&str; 8] = [

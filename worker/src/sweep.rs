@@ -4,11 +4,11 @@
 //! limits), idempotent, resumes where the last run stopped, and logs a
 //! one-line JSON summary.
 use coffer_core::{rewrap, Binding, Keyring, Rewrapped};
-use rand_core::OsRng;
+
 use serde_json::{json, Value};
 use worker::{console_error, console_log, Env};
 
-use crate::{env, error::ApiError, routes::keyring, store::Store};
+use crate::{env, error::ApiError, keyring::keyring, random, store::Store};
 
 /// Records marked expired per D1 statement, and statements per run.
 const EXPIRE_BATCH: u32 = 500;
@@ -86,9 +86,9 @@ pub(crate) async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<Value
             let binding = Binding {
                 tenant: wrap.owner,
                 credential: wrap.id,
-                version: u64::try_from(wrap.secret_version).unwrap_or(0),
+                version: wrap.secret_version.get(),
             };
-            match rewrap(keyring, &mut OsRng, &binding, &wrap.wrapped_dek) {
+            match rewrap(keyring, &mut random::rng(), &binding, &wrap.wrapped_dek) {
                 Ok(Rewrapped::Rewrapped { wrapped_dek, kid }) => {
                     updates.push((wrap, kid, wrapped_dek))
                 }

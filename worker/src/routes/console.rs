@@ -7,7 +7,11 @@
 use serde_json::json;
 use worker::Url;
 
-use crate::{auth, error::ApiError, http::Ctx, http::Reply};
+use crate::{
+    auth,
+    context::{Ctx, Reply},
+    error::ApiError,
+};
 
 /// The page: a shell that loads `/console/app.js` (no inline script).
 const PAGE: &str = include_str!("../../../console/index.html");

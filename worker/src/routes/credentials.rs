@@ -1,19 +1,20 @@
 //! The credentials surface, `/api/v1/credentials` and `/api/v1/audit`.
 use coffer_core::{
-    check_transition, parse_page_limit, Action, CredentialId, IntegrationId, Relation, Status,
+    check_transition, parse_page_limit, Action, CredentialId, IntegrationId, Status, Version,
 };
 use serde_json::{json, Value};
 
 use super::{
-    actor, admit, allow, body, check_if_match, credential_id_param, credential_json, cursor_param,
-    event, if_match, relation,
-    secret::{self, new_blob_nonce, new_credential_id, seal_for},
+    actor, body, check_if_match, credential_id_param, credential_json, cursor_param, if_match,
+    secret::{self, seal_for},
     IfMatch,
 };
 use crate::{
-    error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply, Step},
-    store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
+    access::{self, Target},
+    context::{Caller, Ctx, Reply, Step},
+    error::{ApiError, Place},
+    random,
+    store::{AuditAction, Filters, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
@@ -36,35 +37,21 @@ fn limit(ctx: &Ctx) -> Result<u32, ApiError> {
         .map_err(|error| ApiError::invalid(Place::Query, "limit", error, "value_error"))
 }
 
-/// Loads the record `GET .../{integrationId}[...]?credentialId=` names, with
-/// the acting tenant's relation to it: by id (owned or shared; another
-/// integration's record is not found), else by the selection rule.
-async fn load_for_integration(
+/// What `GET .../{integrationId}[...]?credentialId=` names: the record by
+/// id within the integration (owned or shared; another integration's
+/// record is not found), else the selection rule's pick.
+fn integration_target(
     ctx: &Ctx,
     caller: &Caller,
-    store: &Store,
-    integration: &IntegrationId,
-) -> Result<(Option<(Record, bool)>, Missing), ApiError> {
-    match query(ctx, "credentialId") {
+    integration: IntegrationId,
+) -> Result<Target, ApiError> {
+    Ok(match query(ctx, "credentialId") {
         Some(raw) => {
             let id = credential_id_param(&raw, Place::Query, "credentialId")?;
-            let found = store
-                .find(id, caller.tenant)
-                .await?
-                .filter(|(record, _)| record.integration == integration.as_str());
-            Ok((found, Missing::Credential(id.prefixed())))
+            Target::credential_in(id, integration)
         }
-        None => {
-            let found = store
-                .select_for_integration(caller.tenant, integration.as_str(), ctx.now_ms)
-                .await?
-                .map(|record| (record, false));
-            Ok((
-                found,
-                Missing::Integration(integration.as_str().to_string()),
-            ))
-        }
-    }
+        None => Target::selection(caller.tenant, integration),
+    })
 }
 
 /// `GET /api/v1/credentials/{integrationId}/details`: metadata, viewer.
@@ -72,20 +59,15 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "integrationId")?;
     let store = ctx.store()?;
-    let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
-    let rel = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(&caller, Action::ReadMetadata, rel, || missing)?;
-    let Some((record, _)) = found else {
-        return Err(ApiError::internal("policy allowed a missing record"));
-    };
+    let target = integration_target(ctx, &caller, integration)?;
+    let visible = access::load_visible(ctx, &store, &caller, &target, Action::ReadMetadata).await?;
+    let record = visible.record();
     Ok(Reply::ok(ctx.envelope(
         "Credential details retrieved successfully",
-        credential_json(&record, ctx.now_ms),
+        credential_json(record, ctx.now),
     ))
-    .metadata(vec![Step::Key("data")], &record)
-    .etag(record.version as u64))
+    .metadata(vec![Step::Key("data")], record)
+    .etag(record.version))
 }
 
 /// `GET /api/v1/credentials/{integrationId}`: metadata and the decrypted
@@ -94,37 +76,9 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "id")?;
     let store = ctx.store()?;
-    let lookup = match query(ctx, "credentialId") {
-        Some(raw) => Lookup::Id(credential_id_param(&raw, Place::Query, "credentialId")?),
-        None => Lookup::Selection(caller.tenant, integration.as_str().to_string()),
-    };
-    let fast =
-        secret::read_remembered(ctx, &caller, &store, &lookup, Some(integration.as_str())).await?;
-    let (record, credentials) = match fast {
-        Some(served) => served,
-        None => {
-            // The blob fetch runs alongside the D1 read; D1 still decides.
-            let (loaded, prefetched) = futures_util::future::join(
-                load_for_integration(ctx, &caller, &store, &integration),
-                store.prefetch_blob(&lookup),
-            )
-            .await;
-            let (found, missing) = loaded?;
-            let Some((record, shared)) = found else {
-                allow(&caller, Action::ReadSecret, None, || missing)?;
-                return Err(ApiError::internal("policy allowed a missing record"));
-            };
-            let rendered = record.id.prefixed();
-            let found = secret::Found {
-                record,
-                shared,
-                lookup,
-                prefetched,
-            };
-            secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?
-        }
-    };
-    let data = credential_json(&record, ctx.now_ms);
+    let target = integration_target(ctx, &caller, integration)?;
+    let (record, credentials) = secret::read(ctx, &caller, &store, &target).await?;
+    let data = credential_json(&record, ctx.now);
     Ok(
         Reply::ok(ctx.envelope("Credential retrieved successfully", data))
             .metadata(vec![Step::Key("data")], &record)
@@ -132,16 +86,14 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
                 vec![Step::Key("data"), Step::Key("credentials")],
                 credentials,
             )
-            .etag(record.version as u64),
+            .etag(record.version),
     )
 }
 
 /// `GET /api/v1/credentials`: the tenant's own records, paginated.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::List, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::List)?;
     let limit = limit(ctx)?;
     let mut filters = Filters::default();
     if let Some(raw) = query(ctx, "integrationId") {
@@ -165,12 +117,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
     let page = ctx
         .store()?
-        .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now_ms)
+        .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now)
         .await?;
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|record| credential_json(record, ctx.now_ms))
+        .map(|record| credential_json(record, ctx.now))
         .collect();
     let mut reply = Reply::ok(ctx.envelope(
         "Credentials retrieved successfully",
@@ -186,61 +138,58 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `POST /api/v1/credentials`: a new record and its first secret version.
 pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::Create, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::Create)?;
     let input = body::parse_create(&body::read_body(ctx).await?)?;
     let who = actor(&caller);
     let mut record = Record {
-        id: new_credential_id(),
+        id: CredentialId::from_uuid(random::uuid()?),
         owner: caller.tenant,
-        integration: input.integration.as_str().to_string(),
+        integration: input.integration,
         name: input.name,
         description: input.description,
-        auth_type: input.auth_type.as_str().to_string(),
+        auth_type: input.auth_type,
         scopes: input.scopes,
         token_endpoint: input.token_endpoint,
         authorization_endpoint: input.authorization_endpoint,
         metadata: input.metadata,
         status: Status::Active,
         expires_at: input.expires_at,
-        created_at: ctx.now_ms,
+        created_at: ctx.now,
         created_by: who.clone(),
-        updated_at: ctx.now_ms,
+        updated_at: ctx.now,
         updated_by: who,
         tenant_name: caller.principal.tenant_name().map(str::to_string),
         last_accessed_at: None,
         access_count: 0,
-        version: 1,
-        secret_version: 1,
+        version: Version::FIRST,
+        secret_version: Version::FIRST,
         kid: String::new(),
         wrapped_dek: Vec::new(),
-        blob_nonce: new_blob_nonce(),
+        blob_nonce: random::blob_nonce()?,
     };
     let sealed = seal_for(ctx, &record, input.secret.as_bytes())?;
     record.kid = sealed.kid;
     record.wrapped_dek = sealed.wrapped_dek;
-    let audit = event(
-        ctx,
+    let audit = ctx.audit_event(
         &caller,
         record.owner,
         AuditAction::Create,
         Outcome::Success,
         Some(record.id),
-    );
+    )?;
     ctx.store()?.insert(&record, &sealed.blob, &audit).await?;
     Ok(Reply::ok(ctx.envelope(
         "Credential stored successfully",
-        credential_json(&record, ctx.now_ms),
+        credential_json(&record, ctx.now),
     ))
     .metadata(vec![Step::Key("data")], &record)
     .status(201)
-    .etag(1))
+    .etag(Version::FIRST))
 }
 
-/// Loads a record by the `{id}` path parameter for a write, checking the
-/// policy for `action` (a stranger's record is not found; a shared one is
-/// forbidden) and `If-Match`.
+/// Loads a record by the `{id}` path parameter for a write through the
+/// gate (a stranger's record is not found; a shared one is forbidden) and
+/// checks `If-Match`.
 async fn load_for_write(
     ctx: &Ctx,
     caller: &Caller,
@@ -249,17 +198,9 @@ async fn load_for_write(
     action: Action,
     expected: Option<&IfMatch>,
 ) -> Result<Record, ApiError> {
-    let found = store.find(id, caller.tenant).await?;
-    let rel: Option<Relation> = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(caller, action, rel, || Missing::Credential(id.prefixed()))?;
-    let Some((record, _)) = found else {
-        return Err(ApiError::internal("policy allowed a missing record"));
-    };
-    let _ = ctx;
-    check_if_match(expected, &record)?;
-    Ok(record)
+    let visible = access::load_visible(ctx, store, caller, &Target::credential(id), action).await?;
+    check_if_match(expected, visible.record())?;
+    Ok(visible.into_record())
 }
 
 /// `PATCH /api/v1/credentials/{credentialId}`.
@@ -268,7 +209,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     // Whoever could never update is refused before the body is read; the
     // full decision follows on the loaded record.
-    admit(&caller, Action::Update)?;
+    access::admit(&caller, Action::Update)?;
     let patch = body::parse_patch(&body::read_body(ctx).await?)?;
     let expected = if_match(ctx);
     let store = ctx.store()?;
@@ -302,26 +243,28 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         if let Some(expires_at) = patch.expires_at {
             next.expires_at = expires_at;
         }
-        next.version = current.version + 1;
-        next.updated_at = ctx.now_ms;
+        next.version = current
+            .version
+            .next()
+            .map_err(|error| ApiError::internal(format!("version of {id}: {error}")))?;
+        next.updated_at = ctx.now;
         next.updated_by = actor(&caller);
         let mut blob = None;
         if let Some(secret) = &patch.secret {
             next.secret_version = next.version;
-            next.blob_nonce = new_blob_nonce();
+            next.blob_nonce = random::blob_nonce()?;
             let sealed = seal_for(ctx, &next, secret.as_bytes())?;
             next.kid = sealed.kid;
             next.wrapped_dek = sealed.wrapped_dek;
             blob = Some(sealed.blob);
         }
-        let audit = event(
-            ctx,
+        let audit = ctx.audit_event(
             &caller,
             current.owner,
             AuditAction::Update,
             Outcome::Success,
             Some(id),
-        );
+        )?;
         if store
             .update(&next, current.version, blob.as_deref(), &audit)
             .await?
@@ -332,16 +275,16 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             }
             return Ok(Reply::ok(ctx.envelope(
                 "Credential updated successfully",
-                credential_json(&next, ctx.now_ms),
+                credential_json(&next, ctx.now),
             ))
             .metadata(vec![Step::Key("data")], &next)
-            .etag(next.version as u64));
+            .etag(next.version));
         }
         if expected.is_some() {
             // Someone else changed it after our read: the precondition that
             // the client stated no longer holds.
             return Err(ApiError::PreconditionFailed {
-                current: current.version as u64 + 1,
+                current: current.version.get() + 1,
             });
         }
     }
@@ -360,14 +303,13 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     for _ in 0..WRITE_ATTEMPTS {
         let current =
             load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_ref()).await?;
-        let audit = event(
-            ctx,
+        let audit = ctx.audit_event(
             &caller,
             current.owner,
             AuditAction::Delete,
             Outcome::Success,
             Some(id),
-        );
+        )?;
         if store.delete(&current, current.version, &audit).await? {
             return Ok(Reply::ok(ctx.envelope(
                 "Credential deleted successfully",
@@ -376,7 +318,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
         }
         if expected.is_some() {
             return Err(ApiError::PreconditionFailed {
-                current: current.version as u64 + 1,
+                current: current.version.get() + 1,
             });
         }
     }
@@ -388,9 +330,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `GET /api/v1/audit`: the tenant's audit log, newest first, admin.
 pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::ReadAudit, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::ReadAudit)?;
     let limit = limit(ctx)?;
     let credential = match query(ctx, "credentialId") {
         Some(raw) => Some(credential_id_param(&raw, Place::Query, "credentialId")?),

@@ -1,57 +1,23 @@
 //! Thin handlers per surface: load → decide (core) → store.
-use alloc::rc::Rc;
-
-use coffer_core::{
-    decide, effective_status, is_expired, Action, CredentialId, Denial, Keyring, Relation,
-    TenantId, Timestamp, Zeroizing,
-};
+use coffer_core::{effective_status, is_expired, CredentialId, TenantId, Timestamp};
 use serde_json::{json, Value};
-use worker::Env;
 
 use crate::{
+    context::{Caller, Ctx, Reply},
     env,
-    error::{ApiError, Missing, Place},
-    http::{rfc3339, Caller, Ctx, Reply},
-    store::{AuditAction, AuditEvent, Cursor, Outcome, Record},
-    Op,
+    error::{ApiError, Place},
+    store::{Actor, Cursor, Record},
 };
 
 mod body;
-mod connection;
-mod console;
-mod credentials;
+pub(crate) mod connection;
+pub(crate) mod console;
+pub(crate) mod credentials;
 mod secret;
-
-/// The connection surface's API version served (and the default).
-pub(crate) const API_VERSION: &str = "2024-03-27";
-
-/// Runs the handler of `op`.
-pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
-    match op {
-        Op::Healthz => healthz(ctx).await,
-        Op::OpenApi => openapi(),
-        Op::ConnectionCredentials => connection::credentials(ctx).await,
-        Op::ConnectionGet => connection::get(ctx).await,
-        Op::ConnectionList => connection::list(ctx).await,
-        Op::SharesList => connection::shares(ctx).await,
-        Op::ShareGrant => connection::grant(ctx).await,
-        Op::ShareRevoke => connection::revoke(ctx).await,
-        Op::CredentialDetails => credentials::details(ctx).await,
-        Op::CredentialRead => credentials::read(ctx).await,
-        Op::CredentialList => credentials::list(ctx).await,
-        Op::CredentialCreate => credentials::create(ctx).await,
-        Op::CredentialUpdate => credentials::update(ctx).await,
-        Op::CredentialDelete => credentials::delete(ctx).await,
-        Op::AuditList => credentials::audit(ctx).await,
-        Op::ConsolePage => console::page(ctx),
-        Op::ConsoleRedirect => console::redirect(),
-        Op::ConsoleConfig => console::config(ctx),
-    }
-}
 
 /// `GET /healthz`: 200 once D1 and both KV namespaces answer. The three
 /// checks run concurrently: the route costs one storage round trip.
-async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
+pub(crate) async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
     let unavailable = |error: String| ApiError::Unavailable(error);
     let db = ctx
         .env
@@ -84,118 +50,45 @@ async fn healthz(ctx: &Ctx) -> Result<Reply, ApiError> {
     ))
 }
 
-/// The OpenAPI 3.1 document of every route, checked against [`crate::ROUTES`]
+/// The OpenAPI 3.1 document of every route, checked against the route table
 /// by a test: `src/openapi.json` as `build.rs` minified it (the `.wasm`
 /// carries no indentation).
 pub(crate) const OPENAPI: &str = include_str!(concat!(core::env!("OUT_DIR"), "/openapi.min.json"));
 
 /// `GET /openapi.json`.
-fn openapi() -> Result<Reply, ApiError> {
+pub(crate) fn openapi() -> Result<Reply, ApiError> {
     serde_json::from_str(OPENAPI)
         .map(Reply::ok)
         .map_err(|error| ApiError::internal(format!("openapi.json: {error}")))
 }
 
-thread_local! {
-    /// `COFFER_KEYS` parsed once per isolate, keyed by its text (which only
-    /// changes with a deployment); both are wiped when replaced.
-    static PARSED_KEYRING: core::cell::RefCell<Option<(Zeroizing<String>, Rc<Keyring>)>> =
-        const { core::cell::RefCell::new(None) };
-}
-
-/// The master keys. A malformed `COFFER_KEYS` fails the request with a
-/// logged reason (never the value) and a generic 500.
-pub(crate) fn keyring(env: &Env) -> Result<Rc<Keyring>, ApiError> {
-    let raw = Zeroizing::new(
-        env.secret(env::COFFER_KEYS)
-            .map(|secret| secret.to_string())
-            .or_else(|_| env.var(env::COFFER_KEYS).map(|var| var.to_string()))
-            .map_err(|_| ApiError::internal("COFFER_KEYS is not set"))?,
-    );
-    let cached = PARSED_KEYRING.with(|cell| {
-        cell.borrow()
-            .as_ref()
-            .filter(|(text, _)| **text == *raw)
-            .map(|(_, keyring)| Rc::clone(keyring))
-    });
-    if let Some(keyring) = cached {
-        return Ok(keyring);
-    }
-    let keyring = Rc::new(
-        Keyring::parse(&raw)
-            .map_err(|error| ApiError::internal(format!("COFFER_KEYS: {error}")))?,
-    );
-    PARSED_KEYRING.with(|cell| *cell.borrow_mut() = Some((raw, Rc::clone(&keyring))));
-    Ok(keyring)
-}
-
-/// The acting tenant's relation to a loaded record.
-pub(crate) fn relation(record: &Record, shared: bool, acting: TenantId) -> Relation {
-    Relation::from_share_flag(acting, record.owner, shared)
-}
-
-/// Asks the core's policy; `NotVisible` becomes the surface's 404.
-pub(crate) fn allow(
-    caller: &Caller,
-    action: Action,
-    record: Option<Relation>,
-    missing: impl FnOnce() -> Missing,
-) -> Result<(), ApiError> {
-    decide(&caller.principal, caller.tenant, action, record).map_err(|denial| match denial {
-        Denial::NotVisible => ApiError::NotFound(missing()),
-        _ => ApiError::Forbidden,
-    })
-}
-
-/// A milliseconds value as the core's timestamp (stored values are always
-/// in range; an out-of-range one is clamped, never trusted to panic).
-pub(crate) fn timestamp(ms: i64) -> Timestamp {
-    Timestamp::from_unix_millis(ms).unwrap_or(if ms < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
-}
-
-/// `{id, name, email}` of the caller, for `createdBy` / `updatedBy`.
-pub(crate) fn actor(caller: &Caller) -> Value {
+/// The caller, for `createdBy` / `updatedBy`.
+pub(crate) fn actor(caller: &Caller) -> Actor {
     let principal = &caller.principal;
-    json!({"id": principal.sub(), "name": principal.name(), "email": principal.email()})
+    Actor {
+        id: principal.sub().to_string(),
+        name: principal.name().map(str::to_string),
+        email: principal.email().map(str::to_string),
+    }
 }
 
-/// An audit event by `caller` in `owner`'s log.
-pub(crate) fn event(
-    ctx: &Ctx,
-    caller: &Caller,
-    owner: TenantId,
-    action: AuditAction,
-    outcome: Outcome,
-    credential: Option<CredentialId>,
-) -> AuditEvent {
-    AuditEvent {
-        id: secret::random_uuid(),
-        owner,
-        at: ctx.now_ms,
-        action,
-        outcome,
-        credential,
-        actor_id: caller.principal.sub().to_string(),
-        actor_name: caller.principal.name().map(str::to_string),
-        actor_email: caller.principal.email().map(str::to_string),
-        actor_tenant: caller.tenant,
-        request_id: ctx.request_id.clone(),
-    }
+/// `{id, name, email}`, as `createdBy` / `updatedBy` are rendered.
+fn actor_json(actor: &Actor) -> Value {
+    json!({"id": actor.id, "name": actor.name, "email": actor.email})
 }
 
 /// Common fields of both surfaces' metadata, as `(camelCase, snake_case, value)`.
-fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static str, Value)> {
-    let now = timestamp(now_ms);
-    let expires = record.expires_at.map(timestamp);
+fn metadata_fields(record: &Record, now: Timestamp) -> Vec<(&'static str, &'static str, Value)> {
+    let expires = record.expires_at;
     vec![
-        ("integrationId", "integration_id", json!(record.integration)),
+        (
+            "integrationId",
+            "integration_id",
+            json!(record.integration.as_str()),
+        ),
         ("credentialName", "name", json!(record.name)),
         ("description", "description", json!(record.description)),
-        ("authType", "auth_type", json!(record.auth_type)),
+        ("authType", "auth_type", json!(record.auth_type.as_str())),
         ("scopes", "scopes", json!(record.scopes)),
         (
             "tokenEndpoint",
@@ -218,28 +111,36 @@ fn metadata_fields(record: &Record, now_ms: i64) -> Vec<(&'static str, &'static 
         (
             "expiresAt",
             "expires_at",
-            json!(record.expires_at.map(rfc3339)),
+            json!(record.expires_at.map(Timestamp::to_rfc3339)),
         ),
         ("isExpired", "is_expired", json!(is_expired(expires, now))),
-        ("createdAt", "created_at", json!(rfc3339(record.created_at))),
-        ("createdBy", "created_by", record.created_by.clone()),
-        ("updatedAt", "updated_at", json!(rfc3339(record.updated_at))),
-        ("updatedBy", "updated_by", record.updated_by.clone()),
+        (
+            "createdAt",
+            "created_at",
+            json!(record.created_at.to_rfc3339()),
+        ),
+        ("createdBy", "created_by", actor_json(&record.created_by)),
+        (
+            "updatedAt",
+            "updated_at",
+            json!(record.updated_at.to_rfc3339()),
+        ),
+        ("updatedBy", "updated_by", actor_json(&record.updated_by)),
         (
             "lastAccessedAt",
             "last_accessed_at",
-            json!(record.last_accessed_at.map(rfc3339)),
+            json!(record.last_accessed_at.map(Timestamp::to_rfc3339)),
         ),
         ("accessCount", "access_count", json!(record.access_count)),
-        ("version", "version", json!(record.version)),
+        ("version", "version", json!(record.version.get())),
     ]
 }
 
 /// The credentials surface's details object (the seed's `data` fields).
-pub(crate) fn credential_json(record: &Record, now_ms: i64) -> Value {
+pub(crate) fn credential_json(record: &Record, now: Timestamp) -> Value {
     let mut object = serde_json::Map::new();
     object.insert("id".into(), json!(record.id.prefixed()));
-    for (name, _, value) in metadata_fields(record, now_ms) {
+    for (name, _, value) in metadata_fields(record, now) {
         object.insert(name.into(), value);
     }
     object.insert(
@@ -250,10 +151,10 @@ pub(crate) fn credential_json(record: &Record, now_ms: i64) -> Value {
 }
 
 /// The connection surface's metadata object.
-pub(crate) fn connection_json(record: &Record, acting: TenantId, now_ms: i64) -> Value {
+pub(crate) fn connection_json(record: &Record, acting: TenantId, now: Timestamp) -> Value {
     let mut object = serde_json::Map::new();
     object.insert("connection_id".into(), json!(record.id.to_string()));
-    for (_, name, value) in metadata_fields(record, now_ms) {
+    for (_, name, value) in metadata_fields(record, now) {
         object.insert(name.into(), value);
     }
     object.insert("owner_tenant_id".into(), json!(record.owner.to_string()));
@@ -333,17 +234,10 @@ pub(crate) fn if_match(ctx: &Ctx) -> Option<IfMatch> {
 pub(crate) fn check_if_match(expected: Option<&IfMatch>, record: &Record) -> Result<(), ApiError> {
     match expected {
         Some(condition) if !condition.matches(record) => Err(ApiError::PreconditionFailed {
-            current: record.version as u64,
+            current: record.version.get(),
         }),
         _ => Ok(()),
     }
-}
-
-/// The checks that need no record (tenant membership and the route's
-/// minimum role, from the core's policy), run before a request body is
-/// read; the full decision follows once the record is loaded.
-pub(crate) fn admit(caller: &Caller, action: Action) -> Result<(), ApiError> {
-    coffer_core::admit(&caller.principal, caller.tenant, action).map_err(|_| ApiError::Forbidden)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! Audit events: who did what to which record, when, with what outcome.
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{int, opt, sql, Cursor, Page, Store};
+use super::{int, opt, rfc3339, sql, ts, Cursor, Page, Store};
 use crate::error::ApiError;
 
 /// What was done.
@@ -56,7 +56,7 @@ impl Outcome {
 pub(crate) struct AuditEvent {
     pub(crate) id: String,
     pub(crate) owner: TenantId,
-    pub(crate) at: i64,
+    pub(crate) at: Timestamp,
     pub(crate) action: AuditAction,
     pub(crate) outcome: Outcome,
     pub(crate) credential: Option<CredentialId>,
@@ -102,7 +102,7 @@ impl Store {
             &[
                 event.id.as_str().into(),
                 event.owner.to_string().into(),
-                int(event.at),
+                ts(event.at),
                 event.action.as_str().into(),
                 event.outcome.as_str().into(),
                 opt(credential.as_deref()),
@@ -145,7 +145,7 @@ impl Store {
                 .map(|row| {
                     json!({
                         "id": row.id,
-                        "at": crate::http::rfc3339(row.at),
+                        "at": rfc3339(row.at),
                         "action": row.action,
                         "outcome": row.outcome,
                         "credentialId": row.credential_id.map(|id| format!("cred-{id}")),

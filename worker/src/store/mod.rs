@@ -11,9 +11,8 @@ use alloc::rc::Rc;
 use core::cell::Cell;
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use coffer_core::{CredentialId, Status, TenantId};
+use coffer_core::{CredentialId, IntegrationId, Status, TenantId, Timestamp, Version};
 use serde::Deserialize;
-use serde_json::{value::RawValue, Value};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env, KvStore};
 
@@ -23,6 +22,7 @@ mod audit;
 mod guesses;
 pub(crate) mod jwks_cache;
 mod page;
+mod record;
 mod shares;
 mod sql;
 mod sweep;
@@ -31,107 +31,8 @@ pub(crate) use guesses::{Lookup, Remembered};
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
-
-/// A stored credential, parsed from its D1 row.
-#[derive(Debug, Clone)]
-pub(crate) struct Record {
-    pub(crate) id: CredentialId,
-    pub(crate) owner: TenantId,
-    pub(crate) integration: String,
-    pub(crate) name: String,
-    pub(crate) description: Option<String>,
-    pub(crate) auth_type: String,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) token_endpoint: Option<String>,
-    pub(crate) authorization_endpoint: Option<String>,
-    /// Compact JSON text as the client sent it (numbers keep their digits).
-    pub(crate) metadata: Box<RawValue>,
-    pub(crate) status: Status,
-    pub(crate) expires_at: Option<i64>,
-    pub(crate) created_at: i64,
-    pub(crate) created_by: Value,
-    pub(crate) updated_at: i64,
-    pub(crate) updated_by: Value,
-    pub(crate) tenant_name: Option<String>,
-    pub(crate) last_accessed_at: Option<i64>,
-    pub(crate) access_count: i64,
-    pub(crate) version: i64,
-    pub(crate) secret_version: i64,
-    pub(crate) kid: String,
-    pub(crate) wrapped_dek: Vec<u8>,
-    /// Makes this secret write's KV key unique (see migration 0004).
-    pub(crate) blob_nonce: String,
-}
-
-/// The row as D1 returns it. Nullable columns are `Option`s: D1 gives
-/// `null`, which serde-wasm-bindgen maps to `None`.
-#[derive(Deserialize)]
-struct Row {
-    id: String,
-    tenant_id: String,
-    integration_id: String,
-    name: String,
-    description: Option<String>,
-    auth_type: String,
-    scopes: String,
-    token_endpoint: Option<String>,
-    authorization_endpoint: Option<String>,
-    metadata: String,
-    status: String,
-    expires_at: Option<i64>,
-    created_at: i64,
-    created_by: String,
-    updated_at: i64,
-    updated_by: String,
-    tenant_name: Option<String>,
-    last_accessed_at: Option<i64>,
-    access_count: i64,
-    version: i64,
-    secret_version: i64,
-    kid: String,
-    wrapped_dek: String,
-    blob_nonce: String,
-    #[serde(default)]
-    shared: Option<i64>,
-}
-
-impl Row {
-    fn into_record(self) -> Result<(Record, bool), ApiError> {
-        let corrupt =
-            |what: &str| ApiError::internal(format!("stored row {} has a bad {what}", self.id));
-        let record = Record {
-            id: CredentialId::parse(&self.id).map_err(|_| corrupt("id"))?,
-            owner: TenantId::parse(&self.tenant_id).map_err(|_| corrupt("tenant_id"))?,
-            scopes: serde_json::from_str(&self.scopes).map_err(|_| corrupt("scopes"))?,
-            metadata: RawValue::from_string(self.metadata).map_err(|_| corrupt("metadata"))?,
-            status: Status::parse(&self.status).map_err(|_| corrupt("status"))?,
-            created_by: serde_json::from_str(&self.created_by)
-                .map_err(|_| corrupt("created_by"))?,
-            updated_by: serde_json::from_str(&self.updated_by)
-                .map_err(|_| corrupt("updated_by"))?,
-            wrapped_dek: STANDARD
-                .decode(&self.wrapped_dek)
-                .map_err(|_| corrupt("wrapped_dek"))?,
-            integration: self.integration_id,
-            name: self.name,
-            description: self.description,
-            auth_type: self.auth_type,
-            token_endpoint: self.token_endpoint,
-            authorization_endpoint: self.authorization_endpoint,
-            expires_at: self.expires_at,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            tenant_name: self.tenant_name,
-            last_accessed_at: self.last_accessed_at,
-            access_count: self.access_count,
-            version: self.version,
-            secret_version: self.secret_version,
-            kid: self.kid,
-            blob_nonce: self.blob_nonce,
-        };
-        Ok((record, self.shared == Some(1)))
-    }
-}
+use record::Row;
+pub(crate) use record::{Actor, Record};
 
 /// `None` binds as SQL NULL. (`JsValue::UNDEFINED` is refused by D1, and
 /// `Option` has no `Into<JsValue>` that would pick NULL for us.)
@@ -145,8 +46,18 @@ fn int(value: i64) -> JsValue {
     JsValue::from_f64(value as f64)
 }
 
-fn opt_int(value: Option<i64>) -> JsValue {
-    value.map_or(JsValue::NULL, int)
+/// A timestamp binds as its Unix milliseconds.
+fn ts(value: Timestamp) -> JsValue {
+    int(value.as_unix_millis())
+}
+
+fn opt_ts(value: Option<Timestamp>) -> JsValue {
+    value.map_or(JsValue::NULL, ts)
+}
+
+/// A version binds as its number (at most 2^53 - 1, exact as a double).
+fn ver(value: Version) -> JsValue {
+    JsValue::from_f64(value.get() as f64)
 }
 
 /// D1 errors are storage failures: logged, answered generically.
@@ -299,8 +210,9 @@ impl Store {
         self.db.batch(statements).await.map_err(db_error)
     }
 
-    /// A record by id, with whether it is shared with `acting`.
-    pub(crate) async fn find(
+    /// A record by id, with whether it is shared with `acting`. Handlers
+    /// reach records through `access::load_visible`, never this.
+    pub(crate) async fn find_record(
         &self,
         id: CredentialId,
         acting: TenantId,
@@ -314,15 +226,20 @@ impl Store {
 
     /// The selection rule for an integration without `credentialId`: the
     /// tenant's newest effectively active record, else its newest record.
+    /// Handlers reach records through `access::load_visible`, never this.
     pub(crate) async fn select_for_integration(
         &self,
         tenant: TenantId,
-        integration: &str,
-        now_ms: i64,
+        integration: &IntegrationId,
+        now: Timestamp,
     ) -> Result<Option<Record>, ApiError> {
         let statement = self.prepare(
             sql::SELECT_FOR_INTEGRATION,
-            &[tenant.to_string().into(), integration.into(), int(now_ms)],
+            &[
+                tenant.to_string().into(),
+                integration.as_str().into(),
+                ts(now),
+            ],
         )?;
         Ok(self
             .rows(statement)
@@ -339,7 +256,7 @@ impl Store {
         filters: &Filters,
         after: Option<&Cursor>,
         limit: u32,
-        now_ms: i64,
+        now: Timestamp,
     ) -> Result<Page<Record>, ApiError> {
         let sql = sql::list(
             filters.integration.is_some(),
@@ -351,7 +268,7 @@ impl Store {
             params.push(integration.as_str().into());
         }
         if filters.status.is_some() {
-            params.push(int(now_ms));
+            params.push(ts(now));
         }
         if let Some(cursor) = after {
             params.push(int(cursor.created_at));
@@ -364,8 +281,8 @@ impl Store {
             .into_iter()
             .map(|(record, _)| record)
             .collect();
-        Ok(Page::from_overfetch(records, limit, |r| Cursor {
-            created_at: r.created_at,
+        Ok(Page::from_overfetch(records, limit, |r: &Record| Cursor {
+            created_at: r.created_at.as_unix_millis(),
             id: r.id.to_string(),
         }))
     }
@@ -388,19 +305,19 @@ impl Store {
                 record.name.as_str().into(),
                 opt(record.description.as_deref()),
                 record.auth_type.as_str().into(),
-                json_text(&Value::from(record.scopes.clone())).into(),
+                scopes_text(&record.scopes).into(),
                 opt(record.token_endpoint.as_deref()),
                 opt(record.authorization_endpoint.as_deref()),
                 record.metadata.get().into(),
                 record.status.as_str().into(),
-                opt_int(record.expires_at),
-                int(record.created_at),
-                json_text(&record.created_by).into(),
-                int(record.updated_at),
-                json_text(&record.updated_by).into(),
+                opt_ts(record.expires_at),
+                ts(record.created_at),
+                record.created_by.to_column().into(),
+                ts(record.updated_at),
+                record.updated_by.to_column().into(),
                 opt(record.tenant_name.as_deref()),
-                int(record.version),
-                int(record.secret_version),
+                ver(record.version),
+                ver(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
@@ -419,7 +336,7 @@ impl Store {
     pub(crate) async fn update(
         &self,
         record: &Record,
-        expected: i64,
+        expected: Version,
         new_blob: Option<&[u8]>,
         event: &AuditEvent,
     ) -> Result<bool, ApiError> {
@@ -428,24 +345,24 @@ impl Store {
         }
         let mut params: Vec<JsValue> = vec![
             record.id.to_string().into(),
-            int(expected),
+            ver(expected),
             record.name.as_str().into(),
             opt(record.description.as_deref()),
-            json_text(&Value::from(record.scopes.clone())).into(),
+            scopes_text(&record.scopes).into(),
             opt(record.token_endpoint.as_deref()),
             opt(record.authorization_endpoint.as_deref()),
             record.metadata.get().into(),
             record.status.as_str().into(),
-            opt_int(record.expires_at),
-            int(record.updated_at),
-            json_text(&record.updated_by).into(),
-            int(record.version),
+            opt_ts(record.expires_at),
+            ts(record.updated_at),
+            record.updated_by.to_column().into(),
+            ver(record.version),
         ];
         // Only a secret change writes the key columns (see
         // `sql::UPDATE_METADATA`).
         let statement = if new_blob.is_some() {
             params.extend([
-                int(record.secret_version),
+                ver(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
@@ -473,11 +390,11 @@ impl Store {
     pub(crate) async fn delete(
         &self,
         record: &Record,
-        expected: i64,
+        expected: Version,
         event: &AuditEvent,
     ) -> Result<bool, ApiError> {
         let id: JsValue = record.id.to_string().into();
-        let delete = self.prepare(sql::DELETE, &[id.clone(), int(expected)])?;
+        let delete = self.prepare(sql::DELETE, &[id.clone(), ver(expected)])?;
         let audit = self.audit_statement(event, true)?;
         let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id])?;
         let results = self.batch(vec![delete, audit, shares]).await?;
@@ -501,31 +418,40 @@ impl Store {
         &self,
         record: &Record,
         reader: TenantId,
-        now_ms: i64,
+        now: Timestamp,
         event: &AuditEvent,
-    ) -> Result<Option<(i64, i64)>, ApiError> {
+    ) -> Result<Option<(u64, Timestamp)>, ApiError> {
         #[derive(Deserialize)]
         struct Counted {
-            access_count: i64,
-            last_accessed_at: i64,
+            access_count: f64,
+            last_accessed_at: f64,
         }
         let counted: Vec<Counted> = self
             .all(self.prepare(
                 sql::RECORD_READ,
                 &[
                     record.id.to_string().into(),
-                    int(now_ms),
-                    int(record.secret_version),
+                    ts(now),
+                    ver(record.secret_version),
                     read_audit_fields(event).into(),
                     record.blob_nonce.as_str().into(),
                     reader.to_string().into(),
                 ],
             )?)
             .await?;
-        Ok(counted
+        counted
             .into_iter()
             .next()
-            .map(|c| (c.access_count, c.last_accessed_at)))
+            .map(|c| {
+                let count =
+                    record::safe_integer(c.access_count).and_then(|n| u64::try_from(n).ok());
+                count
+                    .zip(record::timestamp(c.last_accessed_at))
+                    .ok_or_else(|| {
+                        ApiError::internal(format!("stored row {} has a bad count", record.id))
+                    })
+            })
+            .transpose()
     }
 
     /// Writes one audit event on its own (refusals, failed decryptions).
@@ -607,9 +533,9 @@ impl Store {
         &self,
         remembered: &Remembered,
         lookup: &Lookup,
-        integration: Option<&str>,
+        integration: Option<&IntegrationId>,
         reader: TenantId,
-        now_ms: i64,
+        now: Timestamp,
         event: &AuditEvent,
     ) -> Result<Option<Record>, ApiError> {
         let scope = match (lookup, integration) {
@@ -619,14 +545,14 @@ impl Store {
         };
         let mut params: Vec<JsValue> = vec![
             remembered.id.to_string().into(),
-            int(now_ms),
-            int(remembered.secret_version),
+            ts(now),
+            ver(remembered.secret_version),
             read_audit_fields(event).into(),
             remembered.blob_nonce.as_str().into(),
             reader.to_string().into(),
         ];
         if let Some(integration) = integration {
-            params.push(integration.into());
+            params.push(integration.as_str().into());
         }
         let statement = self.prepare(&sql::record_read_returning(scope), &params)?;
         Ok(self
@@ -647,7 +573,7 @@ impl Store {
             .put_bytes(&blob_key(record), blob)
             .map_err(kv_error)?
             .metadata(BlobMetadata {
-                written_at: record.updated_at,
+                written_at: record.updated_at.as_unix_millis(),
             })
             .map_err(kv_error)?
             .execute()
@@ -699,6 +625,15 @@ pub(crate) struct BlobMetadata {
     pub(crate) written_at: i64,
 }
 
-fn json_text(value: &Value) -> String {
-    value.to_string()
+/// RFC 3339 with milliseconds and `Z` (audit and share JSON, until the
+/// store returns data rather than API JSON).
+fn rfc3339(ms: i64) -> String {
+    coffer_core::Timestamp::from_unix_millis(ms)
+        .map(coffer_core::Timestamp::to_rfc3339)
+        .unwrap_or_default()
+}
+
+/// The `scopes` column: a JSON array of strings.
+fn scopes_text(scopes: &[String]) -> String {
+    serde_json::to_string(scopes).unwrap_or_default()
 }

@@ -1,11 +1,11 @@
 //! Shares and the connection surface's list (own and shared records).
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 
-use super::{db_error, int, sql, AuditEvent, Cursor, Page, Record, Store};
-use crate::{error::ApiError, http::rfc3339};
+use super::{db_error, int, rfc3339, sql, ts, AuditEvent, Cursor, Page, Record, Store};
+use crate::error::ApiError;
 
 #[derive(Deserialize)]
 struct ShareRow {
@@ -48,7 +48,7 @@ impl Store {
         params.push(int(i64::from(limit) + 1));
         let rows = self.rows(self.prepare(&sql, &params)?).await?;
         Ok(Page::from_overfetch(rows, limit, |(record, _)| Cursor {
-            created_at: record.created_at,
+            created_at: record.created_at.as_unix_millis(),
             id: record.id.to_string(),
         }))
     }
@@ -68,7 +68,7 @@ impl Store {
         &self,
         id: CredentialId,
         tenant: TenantId,
-        now_ms: i64,
+        now: Timestamp,
         granted_by: &str,
         event: &AuditEvent,
     ) -> Result<Option<Value>, ApiError> {
@@ -77,7 +77,7 @@ impl Store {
             &[
                 id.to_string().into(),
                 tenant.to_string().into(),
-                int(now_ms),
+                ts(now),
                 granted_by.into(),
             ],
         )?;

@@ -2,19 +2,19 @@
 use std::collections::HashMap;
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Version};
 use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 
-use super::{int, kv_error, sql, BlobMetadata, Store, BLOB_PREFIX};
+use super::{int, kv_error, sql, ver, BlobMetadata, Store, BLOB_PREFIX};
 use crate::error::ApiError;
 
 /// A data key still wrapped under a retired master key.
 pub(crate) struct Wrap {
     pub(crate) id: CredentialId,
     pub(crate) owner: TenantId,
-    pub(crate) secret_version: i64,
+    pub(crate) secret_version: Version,
     pub(crate) kid: String,
     pub(crate) wrapped_dek: Vec<u8>,
 }
@@ -23,7 +23,7 @@ pub(crate) struct Wrap {
 struct WrapRow {
     id: String,
     tenant_id: String,
-    secret_version: i64,
+    secret_version: f64,
     kid: String,
     wrapped_dek: String,
 }
@@ -74,7 +74,7 @@ impl Store {
                     id: CredentialId::parse(&row.id).map_err(|_| bad())?,
                     owner: TenantId::parse(&row.tenant_id).map_err(|_| bad())?,
                     wrapped_dek: STANDARD.decode(&row.wrapped_dek).map_err(|_| bad())?,
-                    secret_version: row.secret_version,
+                    secret_version: super::record::version(row.secret_version).ok_or_else(bad)?,
                     kid: row.kid,
                 })
             })
@@ -107,7 +107,7 @@ impl Store {
                     sql::REWRAP,
                     &[
                         old.id.to_string().into(),
-                        int(old.secret_version),
+                        ver(old.secret_version),
                         kid.as_str().into(),
                         STANDARD.encode(wrapped).into(),
                         old.kid.as_str().into(),
