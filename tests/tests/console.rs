@@ -785,6 +785,9 @@ impl Run<'_> {
         assert_eq!(api.body["data"]["items"][0]["action"], "credential.delete");
     }
 
+    /// No sideways scrolling on the list and a credential, narrow and
+    /// wide. Chromium's window goes down to 375 CSS px; Firefox's stops at
+    /// its minimum window width (500 px headless), which is then checked.
     fn narrow_screen(&self, created: &str) {
         let b = self.b();
         for (width, height) in [(375, 812), (1440, 1100)] {
@@ -801,8 +804,19 @@ impl Run<'_> {
                     vec![],
                 );
                 assert_eq!(fits[1], json!(true), "{path} scrolls sideways at {fits}");
+                let inner = fits[0].as_u64().unwrap_or_default();
+                let narrowest = match b.kind() {
+                    Kind::Chromium => 375,
+                    Kind::Firefox => 500,
+                };
+                if width == 375 {
+                    assert!(inner <= narrowest, "{} px wide, not narrow", inner);
+                } else {
+                    assert!(inner >= 1400, "{inner} px wide, not 1440");
+                }
                 if width == 375 && path == "/console/#/" {
-                    b.screenshot("list-375");
+                    println!("{}: narrow viewport {inner} px", b.kind().name());
+                    b.screenshot("list-narrow");
                 }
             }
         }
