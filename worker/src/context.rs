@@ -173,16 +173,6 @@ impl Ctx {
             .unwrap_or_default()
     }
 
-    /// The credentials surface's success envelope.
-    pub(crate) fn envelope(&self, message: &str, data: Value) -> Value {
-        json!({
-            "success": true,
-            "message": message,
-            "data": data,
-            "timestamp": self.now.to_rfc3339(),
-        })
-    }
-
     /// An audit event by `caller` in `owner`'s log, stamped with this
     /// request's id and time.
     pub(crate) fn audit_event(
