@@ -50,6 +50,8 @@ pub(crate) struct Reply {
     pub(crate) etag: Option<Version>,
     /// Further response headers.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// An HTML page sent instead of `body` (the console's).
+    pub(crate) page: Option<&'static str>,
 }
 
 impl Reply {
@@ -61,6 +63,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            page: None,
         }
     }
 
@@ -98,6 +101,14 @@ impl Reply {
         self
     }
 
+    /// 200 with an HTML page.
+    pub(crate) fn page(html: &'static str) -> Self {
+        Self {
+            page: Some(html),
+            ..Self::no_content().status(200)
+        }
+    }
+
     /// 204 without a body.
     pub(crate) fn no_content() -> Self {
         Self {
@@ -106,6 +117,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            page: None,
         }
     }
 }

@@ -277,6 +277,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
     }
+    if let Some(html) = reply.page {
+        headers.set("content-type", "text/html; charset=utf-8")?;
+        return Ok(Response::from_html(html)?
+            .with_status(reply.status)
+            .with_headers(headers));
+    }
     match reply.body {
         Some(value) if !reply.splices.is_empty() => {
             let splices = reply

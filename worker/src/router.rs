@@ -27,6 +27,9 @@ pub(crate) enum Op {
     CredentialUpdate,
     CredentialDelete,
     AuditList,
+    ConsolePage,
+    ConsoleRedirect,
+    ConsoleConfig,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -79,6 +82,11 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         Op::CredentialDelete,
     ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
+    // The console's page and sign-in configuration (public, secret-free);
+    // its scripts and styles are static assets (`[assets]`).
+    (Method::Get, "/console", Op::ConsoleRedirect),
+    (Method::Get, "/console/", Op::ConsolePage),
+    (Method::Get, "/console/config.json", Op::ConsoleConfig),
 ];
 
 /// Matches a template against a path; `Some(params)` on a match.
@@ -140,6 +148,9 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::CredentialUpdate => routes::credentials::update(ctx).await,
         Op::CredentialDelete => routes::credentials::delete(ctx).await,
         Op::AuditList => routes::credentials::audit(ctx).await,
+        Op::ConsolePage => routes::console::page(ctx),
+        Op::ConsoleRedirect => routes::console::redirect(),
+        Op::ConsoleConfig => routes::console::config(ctx),
     }
 }
 

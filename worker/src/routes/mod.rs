@@ -14,6 +14,7 @@ use crate::{
 mod body;
 mod change;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub(crate) mod credentials;
 mod render;
 mod secret;
