@@ -16,6 +16,8 @@ setup:
 
 ## Install what is needed, apply migrations and serve on 127.0.0.1:$(PORT).
 dev: setup migrate
+	@echo "Coffer Console: http://127.0.0.1:$(PORT)/console/"
+	@echo "Sign in with a token from: make -s token TENANT=$$(cat /proc/sys/kernel/random/uuid) ROLES=integration_admin"
 	$(WRANGLER) dev --local --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE)
 
 migrate:

@@ -85,6 +85,8 @@ pub fn default_vars() -> Vec<(String, String)> {
         ("COFFER_KEYS".into(), fixtures::COFFER_KEYS.into()),
         ("AUTH_REALMS".into(), "{}".into()),
         ("AUTH_DEFAULT_REALM".into(), String::new()),
+        // Tests read the request lines (round trips, reasons, leaks).
+        ("COFFER_REQUEST_LOG".into(), "all".into()),
     ]
 }
 
@@ -476,6 +478,12 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
     };
     let main = main.display().to_string();
     config.insert("main".into(), main.into());
+    if let Some(toml::Value::Table(assets)) = config.get_mut("assets") {
+        if let Some(dir) = assets.get("directory").and_then(toml::Value::as_str) {
+            let dir = root.join(dir).display().to_string();
+            assets.insert("directory".into(), dir.into());
+        }
+    }
     if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
         for database in databases {
             if let Some(table) = database.as_table_mut() {

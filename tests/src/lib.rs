@@ -7,9 +7,11 @@
 //! depend on each other's data: each makes its own tenants
 //! ([`fixtures::tenant`]).
 pub mod assertions;
+pub mod browser;
 pub mod capacity;
 pub mod client;
 pub mod fixtures;
 pub mod harness;
 pub mod idp;
 pub mod peer;
+pub mod recorder;

@@ -241,8 +241,8 @@ fn request_id(reply: &Reply) -> String {
         .to_owned()
 }
 
-/// The reason logged for the refused request `request_id` (its
-/// `auth_refused` line), waiting for it: workerd's logs reach wrangler's
+/// The reason logged for the refused request `request_id` (the `error` of
+/// its request line), waiting for it: workerd's logs reach wrangler's
 /// output asynchronously.
 fn refusal_reason(server: &Server, request_id: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -250,13 +250,13 @@ fn refusal_reason(server: &Server, request_id: &str) -> String {
         let found = server
             .log_entries()
             .into_iter()
-            .find(|entry| entry["event"] == "auth_refused" && entry["request_id"] == request_id);
+            .find(|entry| entry["request_id"] == request_id && entry.get("status").is_some());
         if let Some(entry) = found {
-            return entry["reason"].as_str().unwrap_or_default().to_owned();
+            return entry["error"].as_str().unwrap_or_default().to_owned();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no auth_refused line for request {request_id}"
+            "no request line for request {request_id}"
         );
         thread::sleep(Duration::from_millis(100));
     }

@@ -28,7 +28,7 @@ use worker::{
 use crate::{
     env,
     error::ApiError,
-    store::{object_key, ArchiveBucket, DueEvent, Store},
+    store::{object_key, ArchiveBucket, AuditEntry, DueEvent, Store},
 };
 
 /// Events per archive object at most.
@@ -88,12 +88,30 @@ pub(crate) fn object_run(events: &[DueEvent], cutoff: i64) -> &[DueEvent] {
     &events[..end]
 }
 
-/// NDJSON: one compact JSON object per line, each line ending in `\n`.
+/// One audit event as the contract shows it: the audit route's item
+/// (`routes::render::audit_event` is this) and an archive line, one shape.
+/// It lives here, below both the routes and the sweep, because the sweep
+/// may not import `routes` (they share a layer).
+pub(crate) fn event_json(entry: &AuditEntry) -> Value {
+    json!({
+        "id": entry.id,
+        "at": entry.at.to_rfc3339(),
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "credentialId": entry.credential_id.as_ref().map(|id| format!("cred-{id}")),
+        "actor": {"id": entry.actor_id, "name": entry.actor_name, "email": entry.actor_email},
+        "actorTenantId": entry.actor_tenant_id,
+        "requestId": entry.request_id,
+    })
+}
+
+/// NDJSON: one compact JSON object per line ([`event_json`]), each line
+/// ending in `\n`.
 pub(crate) fn ndjson(events: &[DueEvent]) -> Vec<u8> {
     let mut out = Vec::new();
     for event in events {
         // Serializing a `Value` cannot fail.
-        out.extend_from_slice(event.json.to_string().as_bytes());
+        out.extend_from_slice(event_json(&event.entry).to_string().as_bytes());
         out.push(b'\n');
     }
     out
@@ -290,7 +308,19 @@ mod tests {
         DueEvent {
             seq,
             at,
-            json: json!({"id": format!("e{seq}")}),
+            entry: AuditEntry {
+                id: format!("e{seq}"),
+                at: coffer_core::Timestamp::from_unix_millis(at)
+                    .unwrap_or(coffer_core::Timestamp::MAX),
+                action: "credential.read".into(),
+                outcome: "success".into(),
+                credential_id: None,
+                actor_id: "a".into(),
+                actor_name: None,
+                actor_email: None,
+                actor_tenant_id: "t".into(),
+                request_id: "r".into(),
+            },
         }
     }
 
@@ -318,7 +348,14 @@ mod tests {
     #[test]
     fn ndjson_is_one_line_per_event() {
         let text = ndjson(&[event(1, 0), event(2, 0)]);
-        assert_eq!(text, b"{\"id\":\"e1\"}\n{\"id\":\"e2\"}\n");
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 3, "two lines, each ending in a newline");
+        assert_eq!(lines[2], b"");
+        for (line, id) in lines.iter().zip(["e1", "e2"]) {
+            let value: Value = serde_json::from_slice(line).expect("a JSON line");
+            assert_eq!(value["id"], id);
+            assert_eq!(value["at"], "1970-01-01T00:00:00.000Z");
+        }
         assert_eq!(count_lines(&text), 2);
         assert_eq!(hex(&[0, 15, 255]), "000fff");
     }

@@ -3,8 +3,8 @@
 //! the handlers: it calls `auth` and opens the `store`, and calls nothing
 //! above it.
 use coffer_core::{CredentialId, Principal, TenantId, Timestamp, Version, Zeroizing};
-use serde_json::{json, Value};
-use worker::{console_log, Env, Request};
+use serde_json::Value;
+use worker::{Env, Request};
 
 use crate::{
     auth::{self, AuthError},
@@ -32,7 +32,7 @@ pub(crate) struct Ctx {
     /// Storage round trips of this request.
     pub(crate) io: alloc::rc::Rc<Io>,
     /// The request's D1 session (see `store/session.rs`), when its route has one.
-    pub(crate) session: Option<alloc::rc::Rc<worker::D1DatabaseSession>>,
+    pub(crate) session: Option<crate::store::session::Session>,
 }
 
 /// A verified principal acting for one tenant.
@@ -55,6 +55,8 @@ pub(crate) struct Reply {
     /// A body that is not JSON: its content type and a JS stream (an
     /// archived day's NDJSON, written as it is read). Replaces `body`.
     pub(crate) stream: Option<(&'static str, web_sys::ReadableStream)>,
+    /// An HTML page sent instead of `body` (the console's).
+    pub(crate) page: Option<&'static str>,
 }
 
 impl Reply {
@@ -67,6 +69,7 @@ impl Reply {
             etag: None,
             headers: Vec::new(),
             stream: None,
+            page: None,
         }
     }
 
@@ -112,6 +115,14 @@ impl Reply {
         self
     }
 
+    /// 200 with an HTML page.
+    pub(crate) fn page(html: &'static str) -> Self {
+        Self {
+            page: Some(html),
+            ..Self::no_content().status(200)
+        }
+    }
+
     /// 204 without a body.
     pub(crate) fn no_content() -> Self {
         Self {
@@ -121,6 +132,7 @@ impl Reply {
             etag: None,
             headers: Vec::new(),
             stream: None,
+            page: None,
         }
     }
 }
@@ -169,24 +181,10 @@ impl Ctx {
 
     /// The decoded query pairs.
     pub(crate) fn query_pairs(&self) -> Vec<(String, String)> {
-        self.req
-            .url()
-            .map(|url| {
-                url.query_pairs()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The credentials surface's success envelope.
-    pub(crate) fn envelope(&self, message: &str, data: Value) -> Value {
-        json!({
-            "success": true,
-            "message": message,
-            "data": data,
-            "timestamp": self.now.to_rfc3339(),
-        })
+        let url = self.req.inner().url();
+        form_urlencoded::parse(url_parts(&url).1.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 
     /// An audit event by `caller` in `owner`'s log, stamped with this
@@ -218,13 +216,11 @@ impl Ctx {
     pub(crate) async fn principal(&self) -> Result<Principal, ApiError> {
         auth::authenticate(&self.req, &self.env, &self.io, self.now_ms)
             .await
-            .map_err(|error| {
-                log_auth_refusal(&self.request_id, &error);
-                match error {
-                    AuthError::NotAJwt => ApiError::NotAJwt,
-                    AuthError::Missing | AuthError::Invalid(_) => ApiError::Unauthenticated,
-                    AuthError::Misconfigured(reason) => ApiError::internal(reason),
-                }
+            .map_err(|error| match error {
+                AuthError::NotAJwt => ApiError::NotAJwt,
+                AuthError::Missing => ApiError::Unauthenticated("missing bearer token"),
+                AuthError::Invalid(reason) => ApiError::Unauthenticated(reason),
+                AuthError::Misconfigured(reason) => ApiError::internal(reason),
             })
     }
 
@@ -256,15 +252,38 @@ impl Ctx {
     }
 }
 
-fn log_auth_refusal(request_id: &str, error: &AuthError) {
-    let reason = match error {
-        AuthError::Missing => "missing bearer token",
-        AuthError::NotAJwt => "not a JWT",
-        AuthError::Invalid(reason) => reason,
-        AuthError::Misconfigured(reason) => reason.as_str(),
-    };
-    console_log!(
-        "{}",
-        json!({"level": "warn", "request_id": request_id, "event": "auth_refused", "reason": reason})
-    );
+/// The path and the query (without `?`) of a URL as the runtime serialized
+/// it (`Request.url`, already in WHATWG form: scheme, `//`, authority, then
+/// a path that starts with `/`), without parsing it again.
+pub(crate) fn url_parts(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let rest = &url[after_scheme..];
+    let from_path = rest.find(['/', '?', '#']).map_or("", |at| &rest[at..]);
+    let without_fragment = from_path.split('#').next().unwrap_or("");
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_parts;
+
+    #[test]
+    fn url_parts_split_the_serialized_url() {
+        for (url, parts) in [
+            ("http://127.0.0.1:8787/healthz", ("/healthz", "")),
+            (
+                "https://vault.example.com/api/v1/credentials?limit=5&cursor=a%2Fb#x",
+                ("/api/v1/credentials", "limit=5&cursor=a%2Fb"),
+            ),
+            ("https://vault.example.com", ("/", "")),
+            ("https://vault.example.com?x=1", ("/", "x=1")),
+            ("https://vault.example.com/a/b?", ("/a/b", "")),
+            ("https://vault.example.com/p%20q?q=%3F", ("/p%20q", "q=%3F")),
+        ] {
+            assert_eq!(url_parts(url), parts, "{url}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use serde_json::{value::RawValue, Value};
 use worker::{console_log, Date, Env, Headers, Method, Request, Response};
 
 use crate::{
-    context::{Ctx, Reply, Step},
+    context::{self, Ctx, Reply, Step},
     error::{json_response, ApiError, Surface},
     random, router,
     store::{self, Io},
@@ -145,7 +145,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     ));
     // The runtime's clock is always within the years 0000-9999.
     let now = Timestamp::from_unix_millis(now_ms).unwrap_or(Timestamp::MAX);
-    let path = req.path();
+    let path = context::url_parts(&req.inner().url()).0.to_string();
     let method = req.method();
     // workers-rs reads any method it does not know (`QUERY`, `PROPFIND`, ...)
     // as GET; such a request must get a 405, never a GET handler.
@@ -252,11 +252,10 @@ fn start_session(
     env: &Env,
     op: router::Op,
     request_id: &str,
-) -> Option<alloc::rc::Rc<worker::D1DatabaseSession>> {
+) -> Option<store::session::Session> {
     let start = router::session_start(op)?;
-    let db = env.d1(crate::env::DB).ok()?;
     let sent = req.headers().get(BOOKMARK_HEADER).ok().flatten();
-    match store::session::start(&db, start, sent.as_deref()) {
+    match store::session::start(env, start, sent.as_deref()) {
         Ok((session, ignored)) => {
             if let Some(reason) = ignored {
                 console_log!(
@@ -265,7 +264,7 @@ fn start_session(
                                        "event": "bookmark_ignored", "reason": reason})
                 );
             }
-            Some(alloc::rc::Rc::new(session))
+            Some(session)
         }
         Err(error) => {
             console_log!(
@@ -332,6 +331,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     if let Some((content_type, stream)) = reply.stream {
         headers.set("content-type", content_type)?;
         return Ok(Response::from_body(worker::ResponseBody::Stream(stream))?
+            .with_status(reply.status)
+            .with_headers(headers));
+    }
+    if let Some(html) = reply.page {
+        headers.set("content-type", "text/html; charset=utf-8")?;
+        return Ok(Response::from_html(html)?
             .with_status(reply.status)
             .with_headers(headers));
     }

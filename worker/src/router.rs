@@ -30,6 +30,9 @@ pub(crate) enum Op {
     AuditList,
     AuditArchives,
     AuditArchiveDay,
+    ConsolePage,
+    ConsoleRedirect,
+    ConsoleConfig,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -88,6 +91,11 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         "/api/v1/audit/archives/{day}",
         Op::AuditArchiveDay,
     ),
+    // The console's page and sign-in configuration (public, secret-free);
+    // its scripts and styles are static assets (`[assets]`).
+    (Method::Get, "/console", Op::ConsoleRedirect),
+    (Method::Get, "/console/", Op::ConsolePage),
+    (Method::Get, "/console/config.json", Op::ConsoleConfig),
 ];
 
 /// Matches a template against a path; `Some(params)` on a match.
@@ -151,6 +159,9 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::AuditList => routes::credentials::audit(ctx).await,
         Op::AuditArchives => routes::archives::list(ctx).await,
         Op::AuditArchiveDay => routes::archives::day(ctx).await,
+        Op::ConsolePage => routes::console::page(ctx),
+        Op::ConsoleRedirect => routes::console::redirect(),
+        Op::ConsoleConfig => routes::console::config(ctx),
     }
 }
 
@@ -159,7 +170,9 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
 /// `None` for routes without a session.
 pub(crate) fn session_start(op: Op) -> Option<Start> {
     match op {
-        Op::Healthz | Op::OpenApi => None,
+        Op::Healthz | Op::OpenApi | Op::ConsolePage | Op::ConsoleRedirect | Op::ConsoleConfig => {
+            None
+        }
         Op::CredentialDetails
         | Op::CredentialList
         | Op::ConnectionGet

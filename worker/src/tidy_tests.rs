@@ -248,6 +248,87 @@ fn records_are_loaded_only_through_the_access_gate() {
     assert_eq!(loads_outside_the_gate(&[handler]).len(), 1);
 }
 
+/// What only `store/` may name: the bindings, their types, and SQL.
+const STORAGE_OUTSIDE_STORE: [&str; 9] = [
+    "env::DB",
+    "env::SECRETS",
+    "env::CACHE",
+    "D1Database",
+    "KvStore",
+    "SELECT ",
+    "INSERT ",
+    "UPDATE ",
+    "DELETE FROM",
+];
+
+/// Calls that go to D1, KV or R2, which inside `store/` only `io.rs` (the
+/// counted primitives) makes.
+const STORAGE_CALLS: [&str; 20] = [
+    "db.prepare(",
+    "db.batch(",
+    "db.exec(",
+    "statement.all(",
+    "statement.run(",
+    "statement.first",
+    "statement.raw(",
+    "secrets.get(",
+    "secrets.put",
+    "secrets.delete(",
+    "secrets.list(",
+    "kv.get(",
+    "session.prepare(",
+    "session.batch(",
+    "with_session(",
+    "get_bookmark(",
+    "bucket.put(",
+    "bucket.get(",
+    "bucket.list(",
+    "bucket.delete(",
+];
+
+/// Files that touch storage where they may not.
+fn storage_outside_its_place(files: &[(PathBuf, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let module = module_of(path);
+        let code = code(text);
+        let (forbidden, place): (&[&str], _) = if module == "store" {
+            if path.ends_with("io.rs") || path.ends_with("sql.rs") {
+                continue;
+            }
+            (&STORAGE_CALLS, "outside store/io.rs")
+        } else if matches!(module.as_str(), "tidy_tests" | "env") {
+            continue;
+        } else {
+            (&STORAGE_OUTSIDE_STORE, "outside store/")
+        };
+        for needle in forbidden {
+            if code.contains(needle) {
+                found.push(format!("{}: {needle:?} {place}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_the_store_knows_storage_and_only_its_io_calls_it() {
+    let files = sources(&source_dir());
+    let found = storage_outside_its_place(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // What today's tree is checked against, as the old healthz had it.
+    let healthz = (
+        PathBuf::from("routes/mod.rs"),
+        "let db = ctx.env.d1(env::DB)?; db.prepare(\"SELECT value FROM coffer_meta\");".to_string(),
+    );
+    assert_eq!(storage_outside_its_place(&[healthz]).len(), 2);
+    let uncounted = (
+        PathBuf::from("store/blobs.rs"),
+        "self.secrets.delete(&key).await".to_string(),
+    );
+    assert_eq!(storage_outside_its_place(&[uncounted]).len(), 1);
+}
+
 fn check(path: &str, text: &str, expected: &[&str]) {
     let found = violations(&[(PathBuf::from(path), text.to_string())]);
     assert_eq!(found.len(), expected.len(), "{path}: {found:#?}");

@@ -5,7 +5,7 @@ use coffer_core::{parse_page_limit, Action, TenantId};
 use serde_json::json;
 use worker::{js_sys::Uint8Array, wasm_bindgen_futures, wasm_bindgen_futures::JsFuture};
 
-use super::cursor_param;
+use super::{cursor_param, render};
 use crate::{
     access,
     archive::{count_lines, gzip, hex, sha256},
@@ -32,17 +32,6 @@ fn day_param(raw: Option<String>, place: Place, field: &str) -> Result<Option<St
         )),
         None => Ok(None),
     }
-}
-
-fn object_json(object: &ArchiveObject) -> serde_json::Value {
-    json!({
-        "day": object.day,
-        "firstSeq": object.first_seq,
-        "lastSeq": object.last_seq,
-        "events": object.events,
-        "bytes": object.bytes,
-        "sha256": object.sha256,
-    })
 }
 
 /// `GET /api/v1/audit/archives[?from=&to=&cursor=&limit=]`: the tenant's
@@ -83,10 +72,11 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     } else {
         None
     };
-    let items: Vec<_> = objects.iter().map(object_json).collect();
-    Ok(Reply::ok(ctx.envelope(
+    let items: Vec<_> = objects.iter().map(render::archive_object).collect();
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Audit archives retrieved successfully",
-        json!({"items": items, "nextCursor": next}),
+        render::credentials_page(items, next),
     )))
 }
 

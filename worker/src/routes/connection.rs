@@ -2,9 +2,8 @@
 //! for owners and the tenants a connection is shared with, and share
 //! management for the owner tenant's admins.
 use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, CredentialId, TenantId};
-use serde_json::json;
 
-use super::{check_if_match, connection_json, cursor_param, if_match, secret};
+use super::{check_if_match, cursor_param, if_match, render, secret};
 use crate::{
     access::{self, Target},
     context::{Caller, Ctx, Reply, Step},
@@ -47,14 +46,12 @@ pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
     let (record, credentials) = secret::read(ctx, &caller, &store, &Target::connection(id)).await?;
-    Ok(
-        Reply::ok(json!({"data": {"connection_id": record.id.to_string()}}))
-            .splice(
-                vec![Step::Key("data"), Step::Key("credentials")],
-                credentials,
-            )
-            .etag(record.version),
-    )
+    Ok(Reply::ok(render::connection_secret(&record))
+        .splice(
+            vec![Step::Key("data"), Step::Key("credentials")],
+            credentials,
+        )
+        .etag(record.version))
 }
 
 /// `GET /connection/{connection_id}`: metadata, owner or shared, viewer.
@@ -71,11 +68,13 @@ pub(crate) async fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
     )
     .await?;
     let record = visible.record();
-    Ok(
-        Reply::ok(json!({"data": connection_json(record, caller.tenant, ctx.now)}))
-            .metadata(vec![Step::Key("data")], record)
-            .etag(record.version),
-    )
+    Ok(Reply::ok(render::data(render::connection(
+        record,
+        caller.tenant,
+        ctx.now,
+    )))
+    .metadata(vec![Step::Key("data")], record)
+    .etag(record.version))
 }
 
 /// `GET /connection`: own and shared connections, paginated.
@@ -120,12 +119,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let items: Vec<_> = page
         .items
         .iter()
-        .map(|(record, _)| connection_json(record, caller.tenant, ctx.now))
+        .map(|(record, _)| render::connection(record, caller.tenant, ctx.now))
         .collect();
-    let mut reply = Reply::ok(json!({
-        "data": items,
-        "next_cursor": page.next.map(|c| c.encode(&scope)),
-    }));
+    let mut reply = Reply::ok(render::connection_page(
+        items,
+        page.next.map(|c| c.encode(&scope)),
+    ));
     for (index, (record, _)) in page.items.iter().enumerate() {
         reply = reply.metadata(vec![Step::Key("data"), Step::Index(index)], record);
     }
@@ -140,7 +139,13 @@ pub(crate) async fn shares(ctx: &Ctx) -> Result<Reply, ApiError> {
     let visible =
         access::load_visible(ctx, &store, &caller, &Target::connection(id), Action::Share).await?;
     let record = visible.record();
-    Ok(Reply::ok(json!({"data": store.list_shares(id).await?})).etag(record.version))
+    let shares: Vec<_> = store
+        .list_shares(id)
+        .await?
+        .iter()
+        .map(render::share)
+        .collect();
+    Ok(Reply::ok(render::data(shares.into())).etag(record.version))
 }
 
 fn tenant_param(ctx: &Ctx) -> Result<TenantId, ApiError> {
@@ -177,7 +182,7 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
         .grant_share(id, tenant, ctx.now, caller.principal.sub(), &audit)
         .await?
         .ok_or_else(|| ApiError::NotFound(Missing::Credential(id.to_string())))?;
-    Ok(Reply::ok(json!({"data": share})).etag(record.version))
+    Ok(Reply::ok(render::data(render::share(&share))).etag(record.version))
 }
 
 /// `DELETE /connection/{connection_id}/shares/{tenant_id}`: 204, also when

@@ -1,12 +1,12 @@
 //! The credentials surface, `/api/v1/credentials` and `/api/v1/audit`.
-use coffer_core::{
-    check_transition, parse_page_limit, Action, CredentialId, IntegrationId, Status, Version,
-};
-use serde_json::{json, Value};
+use coffer_core::{parse_page_limit, Action, CredentialId, IntegrationId, Status, Version};
+use serde_json::Value;
 
 use super::{
-    actor, body, check_if_match, credential_id_param, credential_json, cursor_param, if_match,
-    secret::{self, seal_for},
+    body,
+    change::{actor, apply_patch, Author},
+    check_if_match, credential_id_param, cursor_param, if_match, render,
+    secret::{self, seal_into},
     IfMatch,
 };
 use crate::{
@@ -62,9 +62,10 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
     let target = integration_target(ctx, &caller, integration)?;
     let visible = access::load_visible(ctx, &store, &caller, &target, Action::ReadMetadata).await?;
     let record = visible.record();
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Credential details retrieved successfully",
-        credential_json(record, ctx.now),
+        render::credential(record, ctx.now),
     ))
     .metadata(vec![Step::Key("data")], record)
     .etag(record.version))
@@ -78,16 +79,18 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let store = ctx.store()?;
     let target = integration_target(ctx, &caller, integration)?;
     let (record, credentials) = secret::read(ctx, &caller, &store, &target).await?;
-    let data = credential_json(&record, ctx.now);
-    Ok(
-        Reply::ok(ctx.envelope("Credential retrieved successfully", data))
-            .metadata(vec![Step::Key("data")], &record)
-            .splice(
-                vec![Step::Key("data"), Step::Key("credentials")],
-                credentials,
-            )
-            .etag(record.version),
+    let data = render::credential(&record, ctx.now);
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential retrieved successfully",
+        data,
+    ))
+    .metadata(vec![Step::Key("data")], &record)
+    .splice(
+        vec![Step::Key("data"), Step::Key("credentials")],
+        credentials,
     )
+    .etag(record.version))
 }
 
 /// `GET /api/v1/credentials`: the tenant's own records, paginated.
@@ -122,11 +125,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|record| credential_json(record, ctx.now))
+        .map(|record| render::credential(record, ctx.now))
         .collect();
-    let mut reply = Reply::ok(ctx.envelope(
+    let mut reply = Reply::ok(render::envelope(
+        ctx.now,
         "Credentials retrieved successfully",
-        json!({"items": items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+        render::credentials_page(items, page.next.map(|c| c.encode(&scope))),
     ));
     for (index, record) in page.items.iter().enumerate() {
         let at = vec![Step::Key("data"), Step::Key("items"), Step::Index(index)];
@@ -140,36 +144,15 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     access::admit(&caller, Action::Create)?;
     let input = body::parse_create(&body::read_body(ctx).await?)?;
-    let who = actor(&caller);
-    let mut record = Record {
-        id: CredentialId::from_uuid(random::uuid()?),
-        owner: caller.tenant,
-        integration: input.integration,
-        name: input.name,
-        description: input.description,
-        auth_type: input.auth_type,
-        scopes: input.scopes,
-        token_endpoint: input.token_endpoint,
-        authorization_endpoint: input.authorization_endpoint,
-        metadata: input.metadata,
-        status: Status::Active,
-        expires_at: input.expires_at,
-        created_at: ctx.now,
-        created_by: who.clone(),
-        updated_at: ctx.now,
-        updated_by: who,
-        tenant_name: caller.principal.tenant_name().map(str::to_string),
-        last_accessed_at: None,
-        access_count: 0,
-        version: Version::FIRST,
-        secret_version: Version::FIRST,
-        kid: String::new(),
-        wrapped_dek: Vec::new(),
-        blob_nonce: random::blob_nonce()?,
-    };
-    let sealed = seal_for(ctx, &record, input.secret.as_bytes())?;
-    record.kid = sealed.kid;
-    record.wrapped_dek = sealed.wrapped_dek;
+    let id = CredentialId::from_uuid(random::uuid()?);
+    let (mut record, secret) = Record::create(
+        input,
+        &Author::of(&caller),
+        ctx.now,
+        id,
+        random::blob_nonce()?,
+    );
+    let blob = seal_into(ctx, &mut record, &secret)?;
     let audit = ctx.audit_event(
         &caller,
         record.owner,
@@ -177,10 +160,11 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Outcome::Success,
         Some(record.id),
     )?;
-    ctx.store()?.insert(&record, &sealed.blob, &audit).await?;
-    Ok(Reply::ok(ctx.envelope(
+    ctx.store()?.insert(&record, &blob, &audit).await?;
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Credential stored successfully",
-        credential_json(&record, ctx.now),
+        render::credential(&record, ctx.now),
     ))
     .metadata(vec![Step::Key("data")], &record)
     .status(201)
@@ -203,6 +187,39 @@ async fn load_for_write(
     Ok(visible.into_record())
 }
 
+/// What one compare-and-set write came to.
+enum Write<T> {
+    /// It committed.
+    Won(T),
+    /// Another writer changed the record after it was loaded at this version.
+    Lost(Version),
+}
+
+/// Runs `attempt` (load → decide → compare-and-set) until it wins. A write
+/// without `If-Match` loads again and retries a lost compare-and-set, at
+/// most [`WRITE_ATTEMPTS`] times; one with `If-Match` answers 412, since
+/// the precondition the client stated no longer holds.
+async fn until_won<T>(
+    expected: Option<&IfMatch>,
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Result<Write<T>, ApiError>,
+) -> Result<T, ApiError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        match attempt().await? {
+            Write::Won(done) => return Ok(done),
+            Write::Lost(loaded) if expected.is_some() => {
+                return Err(ApiError::PreconditionFailed {
+                    current: loaded.get() + 1,
+                })
+            }
+            Write::Lost(_) => {}
+        }
+    }
+    Err(ApiError::internal(format!(
+        "{what} lost the compare-and-set repeatedly"
+    )))
+}
+
 /// `PATCH /api/v1/credentials/{credentialId}`.
 pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
@@ -211,53 +228,23 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     // full decision follows on the loaded record.
     access::admit(&caller, Action::Update)?;
     let patch = body::parse_patch(&body::read_body(ctx).await?)?;
+    let ctx = &*ctx;
     let expected = if_match(ctx);
     let store = ctx.store()?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let next = until_won(expected.as_ref(), "update", async || {
         let current =
             load_for_write(ctx, &caller, &store, id, Action::Update, expected.as_ref()).await?;
-        let mut next = current.clone();
-        if let Some(status) = patch.status {
-            check_transition(current.status, status)
-                .map_err(|error| ApiError::invalid(Place::Body, "status", error, "value_error"))?;
-            next.status = status;
-        }
-        if let Some(name) = &patch.name {
-            next.name.clone_from(name);
-        }
-        if let Some(description) = &patch.description {
-            next.description.clone_from(description);
-        }
-        if let Some(scopes) = &patch.scopes {
-            next.scopes.clone_from(scopes);
-        }
-        if let Some(url) = &patch.token_endpoint {
-            next.token_endpoint.clone_from(url);
-        }
-        if let Some(url) = &patch.authorization_endpoint {
-            next.authorization_endpoint.clone_from(url);
-        }
-        if let Some(metadata) = &patch.metadata {
-            next.metadata.clone_from(metadata);
-        }
-        if let Some(expires_at) = patch.expires_at {
-            next.expires_at = expires_at;
-        }
-        next.version = current
-            .version
-            .next()
-            .map_err(|error| ApiError::internal(format!("version of {id}: {error}")))?;
-        next.updated_at = ctx.now;
-        next.updated_by = actor(&caller);
-        let mut blob = None;
-        if let Some(secret) = &patch.secret {
-            next.secret_version = next.version;
-            next.blob_nonce = random::blob_nonce()?;
-            let sealed = seal_for(ctx, &next, secret.as_bytes())?;
-            next.kid = sealed.kid;
-            next.wrapped_dek = sealed.wrapped_dek;
-            blob = Some(sealed.blob);
-        }
+        let mut next = apply_patch(
+            &current,
+            &patch,
+            &actor(&caller),
+            ctx.now,
+            random::blob_nonce,
+        )?;
+        let blob = match &patch.secret {
+            Some(secret) => Some(seal_into(ctx, &mut next, secret)?),
+            None => None,
+        };
         let audit = ctx.audit_event(
             &caller,
             current.owner,
@@ -265,32 +252,26 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             Outcome::Success,
             Some(id),
         )?;
-        if store
+        if !store
             .update(&next, current.version, blob.as_deref(), &audit)
             .await?
         {
-            if blob.is_some() {
-                // The old secret version is destroyed only after the commit.
-                store.delete_blob(&current).await;
-            }
-            return Ok(Reply::ok(ctx.envelope(
-                "Credential updated successfully",
-                credential_json(&next, ctx.now),
-            ))
-            .metadata(vec![Step::Key("data")], &next)
-            .etag(next.version));
+            return Ok(Write::Lost(current.version));
         }
-        if expected.is_some() {
-            // Someone else changed it after our read: the precondition that
-            // the client stated no longer holds.
-            return Err(ApiError::PreconditionFailed {
-                current: current.version.get() + 1,
-            });
+        if blob.is_some() {
+            // The old secret version is destroyed only after the commit.
+            store.delete_blob(&current).await;
         }
-    }
-    Err(ApiError::internal(
-        "update lost the compare-and-set repeatedly",
+        Ok(Write::Won(next))
+    })
+    .await?;
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential updated successfully",
+        render::credential(&next, ctx.now),
     ))
+    .metadata(vec![Step::Key("data")], &next)
+    .etag(next.version))
 }
 
 /// `DELETE /api/v1/credentials/{credentialId}`: the record, its shares and
@@ -300,7 +281,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     let expected = if_match(ctx);
     let store = ctx.store()?;
-    for _ in 0..WRITE_ATTEMPTS {
+    until_won(expected.as_ref(), "delete", async || {
         let current =
             load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_ref()).await?;
         let audit = ctx.audit_event(
@@ -310,21 +291,18 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
             Outcome::Success,
             Some(id),
         )?;
-        if store.delete(&current, current.version, &audit).await? {
-            return Ok(Reply::ok(ctx.envelope(
-                "Credential deleted successfully",
-                json!({"id": id.prefixed(), "deleted": true}),
-            )));
-        }
-        if expected.is_some() {
-            return Err(ApiError::PreconditionFailed {
-                current: current.version.get() + 1,
-            });
-        }
-    }
-    Err(ApiError::internal(
-        "delete lost the compare-and-set repeatedly",
-    ))
+        Ok(if store.delete(&current, current.version, &audit).await? {
+            Write::Won(())
+        } else {
+            Write::Lost(current.version)
+        })
+    })
+    .await?;
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential deleted successfully",
+        render::deleted(id),
+    )))
 }
 
 /// `GET /api/v1/audit`: the tenant's audit log, newest first, admin.
@@ -347,12 +325,14 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
         .await?;
     let page = audit.page;
-    Ok(Reply::ok(ctx.envelope(
+    let items: Vec<Value> = page.items.iter().map(render::audit_event).collect();
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Audit events retrieved successfully",
-        json!({
-            "items": page.items,
-            "nextCursor": page.next.map(|c| c.encode(&scope)),
-            "archivedBefore": audit.archived_before,
-        }),
+        render::audit_page(
+            items,
+            page.next.map(|c| c.encode(&scope)),
+            audit.archived_before,
+        ),
     )))
 }

@@ -18,12 +18,25 @@ use crate::{
     store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
-/// Seals `secret` (compact JSON bytes) for `record`'s current secret version.
-pub(crate) fn seal_for(ctx: &Ctx, record: &Record, secret: &[u8]) -> Result<Sealed, ApiError> {
+/// Seals `secret` (compact JSON text) for `record`'s current secret
+/// version under the active master key, writes the wrapped data key into
+/// the record, and returns the sealed blob to store.
+pub(crate) fn seal_into(ctx: &Ctx, record: &mut Record, secret: &str) -> Result<Vec<u8>, ApiError> {
     let keyring = keyring(&ctx.env)?;
-    let binding = binding(record);
-    seal(&keyring, &mut random::rng(), &binding, secret)
-        .map_err(|error| ApiError::internal(format!("seal: {error}")))
+    let Sealed {
+        kid,
+        wrapped_dek,
+        blob,
+    } = seal(
+        &keyring,
+        &mut random::rng(),
+        &binding(record),
+        secret.as_bytes(),
+    )
+    .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
+    record.kid = kid;
+    record.wrapped_dek = wrapped_dek;
+    Ok(blob)
 }
 
 fn binding(record: &Record) -> Binding {

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use alloc::rc::Rc;
 use coffer_core::TenantId;
 use serde::Deserialize;
-use serde_json::Value;
-use worker::{Bucket, Env, Include};
+use worker::{Bucket, Env};
 
-use super::{audit::AuditRow, int, sql, Io, Store};
+use super::{
+    audit::{AuditEntry, AuditRow},
+    int, sql, Io, Store,
+};
 use crate::{env, error::ApiError};
 
 /// Where archive objects live in the bucket.
@@ -30,12 +32,13 @@ pub(crate) struct Oldest {
     pub(crate) at: i64,
 }
 
-/// An event due for the archive: its sequence, time and API shape.
+/// An event due for the archive: its sequence, time (Unix ms) and the
+/// event as the audit log reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct DueEvent {
     pub(crate) seq: i64,
     pub(crate) at: i64,
-    pub(crate) json: Value,
+    pub(crate) entry: AuditEntry,
 }
 
 /// One archive object, as listed.
@@ -159,8 +162,7 @@ fn listed(tenant: TenantId, object: &worker::Object) -> Option<ArchiveObject> {
 impl ArchiveBucket {
     /// Binds the `AUDIT` bucket; missing: 503.
     pub(crate) fn open(env: &Env, store: &Store) -> Result<Self, ApiError> {
-        let bucket = env
-            .bucket(env::AUDIT)
+        let bucket = Io::r2_binding(env, env::AUDIT)
             .map_err(|error| ApiError::Unavailable(format!("r2 binding: {error}")))?;
         Ok(Self {
             bucket,
@@ -176,14 +178,15 @@ impl ArchiveBucket {
         day: &str,
         first: i64,
     ) -> Result<Option<ArchiveObject>, ApiError> {
-        self.io.count_kv();
         let page = self
-            .bucket
-            .list()
-            .prefix(first_prefix(tenant, day, first))
-            .include(vec![Include::CustomMetadata])
-            .limit(10)
-            .execute()
+            .io
+            .r2_list(
+                &self.bucket,
+                first_prefix(tenant, day, first),
+                None,
+                None,
+                10,
+            )
             .await
             .map_err(r2_error)?;
         Ok(page
@@ -201,32 +204,23 @@ impl ArchiveBucket {
         events: usize,
         sha256: &str,
     ) -> Result<(), ApiError> {
-        self.io.count_kv();
         let metadata: HashMap<String, String> = [
             (META_EVENTS.to_string(), events.to_string()),
             (META_SHA256.to_string(), sha256.to_string()),
         ]
         .into();
-        self.bucket
-            .put(key, gzip)
-            // The gzip file itself, not NDJSON with a content encoding: a
-            // reader must get the stored bytes, never a transparently
-            // decoded body.
-            .http_metadata(worker::HttpMetadata {
-                content_type: Some("application/gzip".into()),
-                ..Default::default()
-            })
-            .custom_metadata(metadata)
-            .execute()
+        // The gzip file itself, not NDJSON with a content encoding: a
+        // reader must get the stored bytes, never a transparently decoded
+        // body.
+        self.io
+            .r2_put(&self.bucket, key, gzip, "application/gzip", metadata)
             .await
-            .map_err(r2_error)?;
-        Ok(())
+            .map_err(r2_error)
     }
 
     /// Reads an object back: metadata and compressed bytes; `None` when absent.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<ArchiveBody>, ApiError> {
-        self.io.count_kv();
-        let Some(object) = self.bucket.get(key).execute().await.map_err(r2_error)? else {
+        let Some(object) = self.io.r2_get(&self.bucket, key).await.map_err(r2_error)? else {
             return Ok(None);
         };
         let metadata = object.custom_metadata().unwrap_or_default();
@@ -259,17 +253,11 @@ impl ArchiveBucket {
             (None, Some(day)) => Some(format!("{prefix}{day}/")),
             (None, None) => None,
         };
-        let mut request = self
-            .bucket
-            .list()
-            .prefix(prefix)
-            .include(vec![Include::CustomMetadata])
-            .limit(limit);
-        if let Some(start_after) = start_after {
-            request = request.start_after(start_after);
-        }
-        self.io.count_kv();
-        let page = request.execute().await.map_err(r2_error)?;
+        let page = self
+            .io
+            .r2_list(&self.bucket, prefix, start_after, None, limit)
+            .await
+            .map_err(r2_error)?;
         let objects = page
             .objects()
             .iter()
@@ -288,12 +276,11 @@ impl ArchiveBucket {
         let mut objects = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut request = self.bucket.list().prefix(prefix.clone()).limit(1000);
-            if let Some(cursor) = cursor.take() {
-                request = request.cursor(cursor);
-            }
-            self.io.count_kv();
-            let page = request.execute().await.map_err(r2_error)?;
+            let page = self
+                .io
+                .r2_list(&self.bucket, prefix.clone(), None, cursor.take(), 1000)
+                .await
+                .map_err(r2_error)?;
             objects.extend(page.objects().iter().filter_map(|o| listed(tenant, o)));
             match page.cursor().filter(|_| page.truncated()) {
                 Some(next) => cursor = Some(next),
@@ -357,14 +344,16 @@ impl Store {
             )?,
         };
         let rows: Vec<AuditRow> = self.all(statement).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| DueEvent {
-                seq: row.seq,
-                at: row.at,
-                json: row.into_json(),
+        rows.into_iter()
+            .map(|row| {
+                let (seq, entry) = row.into_entry()?;
+                Ok(DueEvent {
+                    seq,
+                    at: entry.at.as_unix_millis(),
+                    entry,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Removes `tenant`'s events `first..=last` once archived, only if D1

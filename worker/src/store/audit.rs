@@ -1,11 +1,14 @@
 //! Audit events: who did what to which record, when, with what outcome.
 use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{int, opt, rfc3339, sql, ts, Cursor, Page, Store};
+use super::{
+    int, opt,
+    record::{safe_integer, timestamp},
+    sql, ts, Cursor, Page, Store,
+};
 use crate::error::ApiError;
 
 /// What was done.
@@ -68,18 +71,34 @@ pub(crate) struct AuditEvent {
 }
 
 /// A page of the audit log and where the tenant's archive ends: every
-/// archived event happened before `archived_before` (RFC 3339); `None`
-/// when nothing was archived.
+/// archived event happened before `archived_before`; `None` when nothing
+/// was archived.
 pub(crate) struct AuditPage {
-    pub(crate) page: Page<Value>,
-    pub(crate) archived_before: Option<String>,
+    pub(crate) page: Page<AuditEntry>,
+    pub(crate) archived_before: Option<Timestamp>,
+}
+
+/// One event as read back from the log.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditEntry {
+    pub(crate) id: String,
+    pub(crate) at: Timestamp,
+    pub(crate) action: String,
+    pub(crate) outcome: String,
+    /// The bare UUID, as stored.
+    pub(crate) credential_id: Option<String>,
+    pub(crate) actor_id: String,
+    pub(crate) actor_name: Option<String>,
+    pub(crate) actor_email: Option<String>,
+    pub(crate) actor_tenant_id: String,
+    pub(crate) request_id: String,
 }
 
 #[derive(Deserialize)]
 pub(super) struct AuditRow {
-    pub(super) seq: i64,
+    seq: f64,
     id: String,
-    pub(super) at: i64,
+    at: f64,
     action: String,
     outcome: String,
     credential_id: Option<String>,
@@ -123,8 +142,8 @@ impl Store {
         )
     }
 
-    /// One page of `tenant`'s audit log, newest first, as the contract's
-    /// JSON objects, and where the tenant's archive ends; one round trip.
+    /// One page of `tenant`'s audit log, newest first, and where the
+    /// tenant's archive ends; one round trip.
     pub(crate) async fn list_audit(
         &self,
         tenant: TenantId,
@@ -149,39 +168,56 @@ impl Store {
         };
         #[derive(Deserialize)]
         struct Mark {
-            archived_before: i64,
+            archived_before: f64,
         }
         let mark: Vec<Mark> = match results.get(1) {
             Some(result) => result.results().map_err(super::db_error)?,
             None => Vec::new(),
         };
-        let page = Page::from_overfetch(rows, limit, |row| Cursor {
-            created_at: row.seq,
+        let archived_before = match mark.first() {
+            Some(mark) => Some(timestamp(mark.archived_before).ok_or_else(|| {
+                ApiError::internal("stored archive mark has a bad archived_before")
+            })?),
+            None => None,
+        };
+        let entries = rows
+            .into_iter()
+            .map(AuditRow::into_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = Page::from_overfetch(entries, limit, |(seq, _)| Cursor {
+            created_at: *seq,
             id: String::new(),
-        });
+        })
+        .map(|(_, entry)| entry);
         Ok(AuditPage {
-            page: Page {
-                items: page.items.into_iter().map(AuditRow::into_json).collect(),
-                next: page.next,
-            },
-            archived_before: mark.first().map(|m| rfc3339(m.archived_before)),
+            page,
+            archived_before,
         })
     }
 }
 
 impl AuditRow {
-    /// The contract's event object: what the audit route serves and what
-    /// the archive stores, one shape.
-    pub(super) fn into_json(self) -> Value {
-        json!({
-            "id": self.id,
-            "at": rfc3339(self.at),
-            "action": self.action,
-            "outcome": self.outcome,
-            "credentialId": self.credential_id.map(|id| format!("cred-{id}")),
-            "actor": {"id": self.actor_id, "name": self.actor_name, "email": self.actor_email},
-            "actorTenantId": self.actor_tenant_id,
-            "requestId": self.request_id,
-        })
+    /// The entry and its sequence number (the page cursor).
+    pub(super) fn into_entry(self) -> Result<(i64, AuditEntry), ApiError> {
+        let corrupt = |what: &str| {
+            ApiError::internal(format!("stored audit event {} has a bad {what}", self.id))
+        };
+        let seq = safe_integer(self.seq).ok_or_else(|| corrupt("seq"))?;
+        let at = timestamp(self.at).ok_or_else(|| corrupt("at"))?;
+        Ok((
+            seq,
+            AuditEntry {
+                id: self.id,
+                at,
+                action: self.action,
+                outcome: self.outcome,
+                credential_id: self.credential_id,
+                actor_id: self.actor_id,
+                actor_name: self.actor_name,
+                actor_email: self.actor_email,
+                actor_tenant_id: self.actor_tenant_id,
+                request_id: self.request_id,
+            },
+        ))
     }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use coffer_core::{CredentialId, IntegrationId, TenantId, Version};
 
-use super::{blob_key, Record};
+use super::{blobs::blob_key, Record};
 
 /// How many lookups an isolate remembers before starting over.
 const CAPACITY: usize = 10_000;

@@ -8,7 +8,12 @@
 //! the session's bookmark after the request goes back in the response.
 use alloc::rc::Rc;
 
-use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1Result};
+use worker::{D1Database, D1DatabaseSession, Env};
+
+use super::Io;
+
+/// A request's D1 session, shared by the stores its handler opens.
+pub(crate) type Session = Rc<D1DatabaseSession>;
 
 /// Where a request's first query may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,39 +48,20 @@ pub(crate) fn bookmark_fault(raw: &str) -> Option<&'static str> {
 }
 
 /// The database a store runs its statements on: the binding itself (the
-/// sweeps), or a request's session.
+/// sweeps), or a request's session. Only `io.rs` calls either.
 pub(crate) enum Db {
     Database(D1Database),
-    Session(Rc<D1DatabaseSession>),
-}
-
-impl Db {
-    pub(super) fn prepare(&self, sql: &str) -> D1PreparedStatement {
-        match self {
-            Self::Database(db) => db.prepare(sql),
-            Self::Session(session) => session.prepare(sql),
-        }
-    }
-
-    pub(super) async fn batch(
-        &self,
-        statements: Vec<D1PreparedStatement>,
-    ) -> worker::Result<Vec<D1Result>> {
-        match self {
-            Self::Database(db) => db.batch(statements).await,
-            Self::Session(session) => session.batch(statements).await,
-        }
-    }
+    Session(Session),
 }
 
 /// Starts a request's session: from the client's bookmark for a metadata
 /// read that sent a well-formed one, else from the constraint of `start`.
 /// Returns the session and, for an ignored bookmark, why it was ignored.
 pub(crate) fn start(
-    db: &D1Database,
+    env: &Env,
     start: Start,
     bookmark: Option<&str>,
-) -> worker::Result<(D1DatabaseSession, Option<&'static str>)> {
+) -> worker::Result<(Session, Option<&'static str>)> {
     let bookmark = bookmark.map(str::trim).filter(|b| !b.is_empty());
     let ignored = bookmark.and_then(bookmark_fault);
     let constraint = match start {
@@ -86,12 +72,13 @@ pub(crate) fn start(
         (Start::AnyReplica, Some(bookmark), None) => bookmark,
         _ => constraint,
     };
-    Ok((db.with_session(Some(from))?, ignored))
+    let db = Io::d1_binding(env, crate::env::DB)?;
+    Ok((Rc::new(Io::session(&db, from)?), ignored))
 }
 
 /// The session's latest bookmark, if it has one.
 pub(crate) fn bookmark(session: &D1DatabaseSession) -> Option<String> {
-    session.get_bookmark().ok().flatten()
+    Io::session_bookmark(session)
 }
 
 #[cfg(test)]

@@ -1,27 +1,43 @@
 //! Shares and the connection surface's list (own and shared records).
 use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 
-use super::{db_error, int, rfc3339, sql, ts, AuditEvent, Cursor, Page, Record, Store};
+use super::{db_error, int, record::timestamp, sql, ts, AuditEvent, Cursor, Page, Record, Store};
 use crate::error::ApiError;
+
+/// A record shared with a tenant.
+#[derive(Debug, Clone)]
+pub(crate) struct Share {
+    /// The record's id, as stored (a bare UUID).
+    pub(crate) connection_id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) granted_at: Timestamp,
+    /// The `sub` of who granted it.
+    pub(crate) granted_by: String,
+}
 
 #[derive(Deserialize)]
 struct ShareRow {
     credential_id: String,
     tenant_id: String,
-    granted_at: i64,
+    granted_at: f64,
     granted_by: String,
 }
 
 impl ShareRow {
-    fn to_json(&self) -> Value {
-        json!({
-            "connection_id": self.credential_id,
-            "tenant_id": self.tenant_id,
-            "granted_at": rfc3339(self.granted_at),
-            "granted_by": self.granted_by,
+    fn into_share(self) -> Result<Share, ApiError> {
+        let granted_at = timestamp(self.granted_at).ok_or_else(|| {
+            ApiError::internal(format!(
+                "stored share of {} has a bad granted_at",
+                self.credential_id
+            ))
+        })?;
+        Ok(Share {
+            connection_id: self.credential_id,
+            tenant_id: self.tenant_id,
+            granted_at,
+            granted_by: self.granted_by,
         })
     }
 }
@@ -54,11 +70,11 @@ impl Store {
     }
 
     /// The tenants a record is shared with, oldest grant first.
-    pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Value>, ApiError> {
+    pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Share>, ApiError> {
         let rows: Vec<ShareRow> = self
             .all(self.prepare(sql::LIST_SHARES, &[id.to_string().into()])?)
             .await?;
-        Ok(rows.iter().map(ShareRow::to_json).collect())
+        rows.into_iter().map(ShareRow::into_share).collect()
     }
 
     /// Shares a record with `tenant` (idempotent: an existing grant keeps
@@ -71,7 +87,7 @@ impl Store {
         now: Timestamp,
         granted_by: &str,
         event: &AuditEvent,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<Share>, ApiError> {
         let grant = self.prepare(
             sql::GRANT_SHARE,
             &[
@@ -87,7 +103,10 @@ impl Store {
             Some(result) => result.results().map_err(db_error)?,
             None => Vec::new(),
         };
-        Ok(rows.first().map(ShareRow::to_json))
+        rows.into_iter()
+            .next()
+            .map(ShareRow::into_share)
+            .transpose()
     }
 
     /// Removes a share (if any) and audits the revocation, in one batch.
