@@ -20,8 +20,10 @@ const LAYERS: &[&[&str]] = &[
     &["router"],
     // Handlers: the HTTP routes, and the scheduled sweeps beside them.
     &["routes", "sweep"],
-    // The one gate to a record: load, decide, audit a refusal.
-    &["access"],
+    // The one gate to a record: load, decide, audit a refusal; beside it
+    // OAuth2 token refresh (lease, token endpoint, store), which handlers
+    // call once the gate has allowed them and which serves nothing itself.
+    &["access", "refresh"],
     // `Ctx`, `Caller`, `Reply`.
     &["context"],
     // Bearer tokens; the master keys.

@@ -32,6 +32,7 @@ pub(crate) mod jwks_cache;
 mod page;
 mod record;
 mod records;
+mod refresh;
 mod shares;
 mod sql;
 mod sweep;
@@ -42,7 +43,8 @@ pub(crate) use guesses::{Lookup, Remembered};
 
 pub(crate) use audit::{AuditAction, AuditEntry, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
-pub(crate) use record::{Actor, Record};
+pub(crate) use record::{Actor, Record, RefreshColumns};
+pub(crate) use refresh::Lease;
 pub(crate) use shares::Share;
 
 /// `None` binds as SQL NULL. (`JsValue::UNDEFINED` is refused by D1, and
