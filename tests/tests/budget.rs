@@ -50,10 +50,10 @@ fn realm_token(world: &World, tenant: Uuid, role: &str) -> String {
 /// gzip -9 size budget of `worker/build/index_bg.wasm`: what it measured
 /// when the budget was set (see the README's "Performance budget"), plus
 /// 5% headroom. Raise it only with a reason in the commit message.
-/// Set at 380,749 bytes measured (gzip -9) with realm signatures in
-/// WebCrypto, the OpenAPI document minified, and streamed bodies and exact
-/// JSON merged (365,085 before those two).
-const WASM_GZIP_BUDGET: usize = 380_749 * 105 / 100;
+/// Set at 421,524 bytes measured (gzip -9) once OAuth token refresh (issue
+/// 14) and the console's routes (issue 15) were merged: 380,749 before
+/// them, and issue 13's goal of 300 KB is not reached (README).
+const WASM_GZIP_BUDGET: usize = 421_524 * 105 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.
