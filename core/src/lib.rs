@@ -102,6 +102,7 @@ mod keyring;
 mod lifecycle;
 mod policy;
 mod principal;
+mod refresh;
 mod tenant_scope;
 mod validate;
 mod version;
@@ -119,6 +120,16 @@ pub use lifecycle::{
 };
 pub use policy::{admit, decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
+/// OAuth2 token refresh: grants, token requests and responses, backoff, lease.
+pub mod oauth {
+    pub use crate::refresh::{
+        after_failure, backoff_ms, check_endpoint, clean_message, client_auth, grant_for,
+        lease_until, merge_secret, new_expiry, parse_token_response, plan, secret_strings,
+        token_request, ClientAuth, Failure, Grant, Plan, RefreshError, State, TokenRequest, Tokens,
+        BACKOFF_BASE_MS, BACKOFF_MAX_MS, LEASE_MS, MAX_ERROR_MESSAGE_CHARS,
+        MAX_TOKEN_RESPONSE_BYTES, TOKEN_TIMEOUT_MS,
+    };
+}
 pub use tenant_scope::TenantScope;
 pub use validate::{
     compact_json_len, limits, parse_page_limit, validate_body_size, validate_description,

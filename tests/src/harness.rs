@@ -464,6 +464,13 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
     let text = fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
     let mut config: toml::Table = text.parse().expect("wrangler.toml parses");
     config.remove("build");
+    // `make bench` measures the API Worker alone: under `wrangler dev`, a
+    // Worker with static assets gets every request through a local router
+    // worker first (on Cloudflare the asset check is part of the edge's own
+    // routing), which would be measured as the Worker's cost.
+    if std::env::var_os("COFFER_SERVE_WITHOUT_ASSETS").is_some() {
+        config.remove("assets");
+    }
     let main = config
         .get("main")
         .and_then(toml::Value::as_str)

@@ -13,5 +13,6 @@ pub mod client;
 pub mod fixtures;
 pub mod harness;
 pub mod idp;
+pub mod oauth;
 pub mod peer;
 pub mod recorder;

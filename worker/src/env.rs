@@ -19,6 +19,18 @@ pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";
 pub(crate) const BLOB_RETENTION_SECONDS: &str = "COFFER_BLOB_RETENTION_SECONDS";
 /// Var: comma-separated origins allowed to call the API from a browser.
 pub(crate) const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+/// Var: a decrypted read refreshes an OAuth2 token expiring within this
+/// many seconds (default 60).
+pub(crate) const REFRESH_SKEW_SECONDS: &str = "COFFER_REFRESH_SKEW_SECONDS";
+/// Var: the sweep refreshes tokens expiring within this many seconds
+/// (default 600).
+pub(crate) const REFRESH_AHEAD_SECONDS: &str = "COFFER_REFRESH_AHEAD_SECONDS";
+/// Var: how long a read waits for another refresher's result, in
+/// milliseconds (default 5000).
+pub(crate) const REFRESH_WAIT_MS: &str = "COFFER_REFRESH_WAIT_MS";
+/// Var: `"true"` lets token endpoints be plain `http` on loopback hosts
+/// (local development and tests); otherwise only `https` is called.
+pub(crate) const REFRESH_ALLOW_LOOPBACK_HTTP: &str = "COFFER_REFRESH_ALLOW_LOOPBACK_HTTP";
 /// Var: which requests get a log line (`all`; `errors`: status 400 and up;
 /// `failures`, the default: 500 and up).
 pub(crate) const REQUEST_LOG: &str = "COFFER_REQUEST_LOG";

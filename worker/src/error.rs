@@ -79,6 +79,10 @@ pub(crate) enum ApiError {
     NotFound(Missing),
     /// A decrypted read of an inactive or revoked record: 409.
     NotActive(String),
+    /// A forced refresh of a record that does not refresh: 409.
+    NotRefreshable(String),
+    /// The OAuth2 token is expired and no fresh one could be had: 502.
+    RefreshFailed(String),
     /// `If-Match` did not match the record's version: 412.
     PreconditionFailed { current: u64 },
     /// Body over the limit, refused before parsing: 413.
@@ -128,7 +132,8 @@ impl ApiError {
             (Self::Forbidden, _) => 403,
             (Self::NotFound(_) | Self::RouteNotFound, _) => 404,
             (Self::MethodNotAllowed { .. }, _) => 405,
-            (Self::NotActive(_), _) => 409,
+            (Self::NotActive(_) | Self::NotRefreshable(_), _) => 409,
+            (Self::RefreshFailed(_), _) => 502,
             (Self::PreconditionFailed { .. }, _) => 412,
             (Self::PayloadTooLarge { .. }, _) => 413,
             (Self::UnsupportedMediaType, _) => 415,
@@ -192,6 +197,20 @@ impl ApiError {
                 "CREDENTIAL_NOT_ACTIVE",
                 "Credential is not active",
                 format!("Credential {id} is inactive or revoked; its secret is not served"),
+            ),
+            Self::NotRefreshable(id) => (
+                "CREDENTIAL_NOT_REFRESHABLE",
+                "Credential does not refresh",
+                format!(
+                    "Credential {id} has no token endpoint, or its secret and auth type name no grant"
+                ),
+            ),
+            Self::RefreshFailed(id) => (
+                "REFRESH_FAILED",
+                "Token refresh failed",
+                format!(
+                    "The access token of credential {id} is expired and could not be refreshed; see refresh.lastError"
+                ),
             ),
             Self::PreconditionFailed { current } => (
                 "PRECONDITION_FAILED",
@@ -258,6 +277,8 @@ impl ApiError {
                 format!("No archived audit events for {day}")
             }
             Self::NotActive(id) => format!("Connection {id} is not active"),
+            Self::NotRefreshable(id) => format!("Connection {id} does not refresh"),
+            Self::RefreshFailed(id) => format!("Token refresh failed for connection {id}"),
             Self::PreconditionFailed { current } => {
                 format!("If-Match does not match the current ETag \"{current}\"")
             }

@@ -27,6 +27,7 @@ mod openapi_tests;
 #[cfg(test)]
 mod plain_vars;
 mod random;
+mod refresh;
 mod router;
 mod routes;
 mod store;
@@ -41,7 +42,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The cron in `wrangler.toml` (locally: `GET /__scheduled` under
-/// `wrangler dev --test-scheduled`): expiry, rewrap and orphan sweeps.
+/// `wrangler dev --test-scheduled`): expiry, rewrap, orphan and token
+/// refresh sweeps.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     env::warn_once_about_secrets_in_plain_vars();

@@ -33,6 +33,7 @@ pub(crate) enum Op {
     ConsolePage,
     ConsoleRedirect,
     ConsoleConfig,
+    CredentialRefresh,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -96,6 +97,11 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
     (Method::Get, "/console", Op::ConsoleRedirect),
     (Method::Get, "/console/", Op::ConsolePage),
     (Method::Get, "/console/config.json", Op::ConsoleConfig),
+    (
+        Method::Post,
+        "/api/v1/credentials/{id}/refresh",
+        Op::CredentialRefresh,
+    ),
 ];
 
 /// Matches a template against a path; `Some(params)` on a match.
@@ -162,6 +168,7 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::ConsolePage => routes::console::page(ctx),
         Op::ConsoleRedirect => routes::console::redirect(),
         Op::ConsoleConfig => routes::console::config(ctx),
+        Op::CredentialRefresh => routes::credentials::refresh(ctx).await,
     }
 }
 
@@ -187,7 +194,8 @@ pub(crate) fn session_start(op: Op) -> Option<Start> {
         | Op::CredentialUpdate
         | Op::CredentialDelete
         | Op::ShareGrant
-        | Op::ShareRevoke => Some(Start::Primary),
+        | Op::ShareRevoke
+        | Op::CredentialRefresh => Some(Start::Primary),
     }
 }
 

@@ -20,6 +20,8 @@ const REWRAP_BATCHES: usize = 20;
 /// KV keys per list page, and pages per run.
 const ORPHAN_PAGE: u64 = 1000;
 const ORPHAN_PAGES: usize = 5;
+/// Token refreshes per run (each may wait up to 10 s for its endpoint).
+const REFRESH_BATCH: u32 = 25;
 /// Default age before an unreferenced blob may be removed: long enough
 /// that a create or update whose D1 write is still in flight is spared.
 const DEFAULT_RETENTION_SECONDS: i64 = 24 * 60 * 60;
@@ -42,6 +44,10 @@ pub(crate) async fn run(env: &Env, now_ms: i64) {
     }
     report("orphans", orphans(&store, env, now_ms).await);
     report("archive", crate::archive::run(&store, env, now_ms).await);
+    report(
+        "refresh",
+        crate::refresh::sweep(env, &store, REFRESH_BATCH).await,
+    );
 }
 
 fn report(sweep: &str, outcome: Result<Value, ApiError>) {

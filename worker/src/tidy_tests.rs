@@ -23,8 +23,10 @@ const LAYERS: &[&[&str]] = &[
     // The audit archive's work (the sweep step, gzip and hashing by the
     // runtime), used by the sweep and the archive routes.
     &["archive"],
-    // The one gate to a record: load, decide, audit a refusal.
-    &["access"],
+    // The one gate to a record: load, decide, audit a refusal; beside it
+    // OAuth2 token refresh (lease, token endpoint, store), which handlers
+    // call once the gate has allowed them and which serves nothing itself.
+    &["access", "refresh"],
     // `Ctx`, `Caller`, `Reply`.
     &["context"],
     // Bearer tokens; the master keys.

@@ -33,6 +33,8 @@ fn assert_detail_keys(data: &Value, with_secret: bool) {
         .collect();
     let mut expected: BTreeSet<&str> = SEED_DETAIL_FIELDS.into_iter().collect();
     expected.insert("version");
+    // Token refresh state (issue 14): `null` for records that do not refresh.
+    expected.insert("refresh");
     if with_secret {
         expected.insert("credentials");
     }

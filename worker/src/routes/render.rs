@@ -95,6 +95,10 @@ pub(crate) fn credential(record: &Record, now: Timestamp) -> Value {
         "tenant".into(),
         json!({"id": record.owner.to_string(), "name": record.tenant_name}),
     );
+    object.insert(
+        "refresh".into(),
+        crate::refresh::refresh_json(record, false),
+    );
     Value::Object(object)
 }
 
@@ -107,6 +111,7 @@ pub(crate) fn connection(record: &Record, acting: TenantId, now: Timestamp) -> V
     }
     object.insert("owner_tenant_id".into(), json!(record.owner.to_string()));
     object.insert("shared".into(), json!(record.owner != acting));
+    object.insert("refresh".into(), crate::refresh::refresh_json(record, true));
     Value::Object(object)
 }
 

@@ -20,6 +20,8 @@ pub(crate) enum AuditAction {
     ReadSecret,
     ShareGrant,
     ShareRevoke,
+    /// An OAuth2 token refresh attempt (issue 14).
+    Refresh,
 }
 
 impl AuditAction {
@@ -31,17 +33,20 @@ impl AuditAction {
             Self::ReadSecret => "credential.read_secret",
             Self::ShareGrant => "share.grant",
             Self::ShareRevoke => "share.revoke",
+            Self::Refresh => "credential.refresh",
         }
     }
 }
 
 /// How it went. `Error` marks a read that was allowed but failed inside
-/// (a sealed blob missing or failing to open).
+/// (a sealed blob missing or failing to open); `Failure` a token refresh
+/// that got no new token (or whose result a concurrent change replaced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Success,
     Denied,
     Error,
+    Failure,
 }
 
 impl Outcome {
@@ -50,6 +55,7 @@ impl Outcome {
             Self::Success => "success",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Failure => "failure",
         }
     }
 }

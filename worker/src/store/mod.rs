@@ -33,6 +33,7 @@ pub(crate) mod jwks_cache;
 mod page;
 mod record;
 mod records;
+mod refresh;
 pub(crate) mod session;
 mod shares;
 mod sql;
@@ -47,7 +48,8 @@ pub(crate) use archive::{
 };
 pub(crate) use audit::{AuditAction, AuditEntry, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
-pub(crate) use record::{Actor, Record};
+pub(crate) use record::{Actor, Record, RefreshColumns};
+pub(crate) use refresh::Lease;
 pub(crate) use shares::Share;
 
 /// `None` binds as SQL NULL. (`JsValue::UNDEFINED` is refused by D1, and

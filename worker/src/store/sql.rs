@@ -12,7 +12,8 @@ macro_rules! columns {
          c.scopes, c.token_endpoint, c.authorization_endpoint, c.metadata, c.status, \
          c.expires_at, c.created_at, c.created_by, c.updated_at, c.updated_by, c.tenant_name, \
          c.last_accessed_at, c.access_count, c.version, c.secret_version, c.kid, c.wrapped_dek, \
-         c.blob_nonce"
+         c.blob_nonce, c.refresh_grant, c.refresh_lease_holder, c.refresh_lease_until, \
+         c.refreshed_at, c.refresh_error, c.refresh_failures, c.refresh_not_before, c.refresh_halted"
     };
 }
 
@@ -44,14 +45,14 @@ pub(super) const SELECT_FOR_INTEGRATION: &str = concat!(
     selection_order!("?3")
 );
 
-/// ?1..?22, see `Store::insert`.
+/// ?1..?23, see `Store::insert`.
 pub(super) const INSERT: &str =
     "INSERT INTO credentials (id, tenant_id, integration_id, name, description, auth_type, \
        scopes, token_endpoint, authorization_endpoint, metadata, status, expires_at, \
        created_at, created_by, updated_at, updated_by, tenant_name, last_accessed_at, \
-       access_count, version, secret_version, kid, wrapped_dek, blob_nonce) \
+       access_count, version, secret_version, kid, wrapped_dek, blob_nonce, refresh_grant) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-       NULL, 0, ?18, ?19, ?20, ?21, ?22)";
+       NULL, 0, ?18, ?19, ?20, ?21, ?22, ?23)";
 
 /// ?1 id, ?2 expected version, ?3..?13 new values (compare-and-set). A
 /// change that leaves the secret alone never writes the key columns
@@ -66,12 +67,15 @@ pub(super) const UPDATE_METADATA: &str =
 
 /// As [`UPDATE_METADATA`], and ?14..?17 the new secret version's key
 /// columns: a secret change replaces the data key, so no earlier wrap of
-/// the old one matters.
+/// the old one matters. ?18 is the new secret's refresh grant; a new
+/// secret also ends a backoff or a halt of automatic refreshes (the old
+/// secret's failures say nothing about it; `refresh_error` stays as history).
 pub(super) const UPDATE_WITH_SECRET: &str =
     "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
        authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
        updated_at = ?11, updated_by = ?12, version = ?13, secret_version = ?14, kid = ?15, \
-       wrapped_dek = ?16, blob_nonce = ?17 \
+       wrapped_dek = ?16, blob_nonce = ?17, refresh_grant = ?18, refresh_failures = 0, \
+       refresh_not_before = NULL, refresh_halted = 0 \
      WHERE id = ?1 AND version = ?2";
 
 /// ?1 id, ?2 expected version.
@@ -90,11 +94,17 @@ pub(super) const DELETE_SHARES_OF_DELETED: &str = "DELETE FROM shares WHERE cred
 /// core's `check_secret_servable`: not `inactive`, not `revoked`). A read
 /// racing a revoke, a deactivation or a delete changes nothing here, and
 /// the caller decides again on a fresh load.
+///
+/// A record that refreshes its OAuth2 token is never served past its
+/// `expires_at` (migration 0006): the read finds nothing and the caller
+/// decides again, refreshing first.
 pub(super) const RECORD_READ: &str =
     "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
        last_read = ?4 \
      WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
        AND status IN ('active', 'expired') \
+       AND (refresh_grant IS NULL OR token_endpoint IS NULL OR expires_at IS NULL \
+         OR expires_at > ?2) \
      RETURNING access_count, last_accessed_at";
 
 /// What the fast path's read statement must still find.
@@ -102,29 +112,34 @@ pub(super) const RECORD_READ: &str =
 pub(super) enum ReadScope {
     /// The record by id (the connection surface).
     Id,
-    /// The record by id, in integration ?7 (the credentials surface with
+    /// The record by id, in integration ?8 (the credentials surface with
     /// `credentialId`).
     IdInIntegration,
-    /// The record the selection rule picks for tenant ?6 and integration ?7.
+    /// The record the selection rule picks for tenant ?6 and integration ?8.
     Selection,
 }
 
 /// As [`RECORD_READ`] (same parameters ?1..?6, same guards), returning the
 /// whole row, for a secret write remembered by the isolate: the one D1
-/// round trip of a served read. `scope` adds ?7, the integration.
+/// round trip of a served read. ?7 is when a refreshing record's token
+/// becomes due (now plus the refresh skew): a record due for a refresh is
+/// left to the slow path, which refreshes it. `scope` adds ?8, the
+/// integration.
 pub(super) fn record_read_returning(scope: ReadScope) -> String {
     let mut sql = String::from(
         "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
            last_read = ?4 \
          WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
-           AND status IN ('active', 'expired')",
+           AND status IN ('active', 'expired') \
+           AND (refresh_grant IS NULL OR token_endpoint IS NULL OR expires_at IS NULL \
+             OR expires_at > ?7)",
     );
     match scope {
         ReadScope::Id => {}
-        ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?7"),
+        ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?8"),
         ReadScope::Selection => sql.push_str(concat!(
             " AND id = (SELECT c.id FROM credentials c \
-               WHERE c.tenant_id = ?6 AND c.integration_id = ?7 ",
+               WHERE c.tenant_id = ?6 AND c.integration_id = ?8 ",
             selection_order!("?2"),
             ")"
         )),
@@ -184,6 +199,67 @@ pub(super) const REWRAP: &str = "UPDATE credentials SET kid = ?3, wrapped_dek = 
 /// ?1 JSON array of ids: their current secret versions.
 pub(super) const SECRET_VERSIONS: &str = "SELECT id, secret_version, blob_nonce FROM credentials \
      WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// ?1 id, ?2 holder, ?3 lease end, ?4 expected version, ?5 now, ?6 forced
+/// (0 or 1): takes the refresh lease of a record still at the version the
+/// taker loaded, when no unexpired lease is held and (unless forced) no
+/// backoff or halt holds automatic refreshes back. The compare-and-set
+/// picks one refresher among any number of readers on any isolate.
+pub(super) const REFRESH_LEASE: &str =
+    "UPDATE credentials SET refresh_lease_holder = ?2, refresh_lease_until = ?3 \
+     WHERE id = ?1 AND version = ?4 AND status IN ('active', 'expired') \
+       AND (refresh_lease_until IS NULL OR refresh_lease_until <= ?5) \
+       AND (?6 = 1 OR (refresh_halted = 0 \
+         AND (refresh_not_before IS NULL OR refresh_not_before <= ?5)))";
+
+/// ?1 id, ?2 expected version, ?3 new version (also the secret version),
+/// ?4 kid, ?5 wrapped key, ?6 blob nonce, ?7 new expiry, ?8 now, ?9
+/// updated_by, ?10 lease holder: stores a refreshed secret only if nobody
+/// changed the record since the lease was taken (a `PATCH` wins) and the
+/// lease is still ours; a stored `expired` becomes `active` again.
+pub(super) const REFRESH_STORE: &str =
+    "UPDATE credentials SET version = ?3, secret_version = ?3, kid = ?4, wrapped_dek = ?5, \
+       blob_nonce = ?6, expires_at = ?7, \
+       status = CASE WHEN status = 'expired' THEN 'active' ELSE status END, \
+       updated_at = ?8, updated_by = ?9, refreshed_at = ?8, refresh_failures = 0, \
+       refresh_not_before = NULL, refresh_halted = 0, refresh_lease_holder = NULL, \
+       refresh_lease_until = NULL \
+     WHERE id = ?1 AND version = ?2 AND refresh_lease_holder = ?10";
+
+/// ?1 id, ?2 lease holder, ?3 expected version, ?4 last error (JSON), ?5
+/// failures, ?6 backoff end, ?7 halted (0 or 1): records a failed attempt
+/// against the secret it was made with (not after a `PATCH` replaced it).
+pub(super) const REFRESH_FAILED: &str =
+    "UPDATE credentials SET refresh_error = ?4, refresh_failures = ?5, \
+       refresh_not_before = ?6, refresh_halted = ?7, refresh_lease_holder = NULL, \
+       refresh_lease_until = NULL \
+     WHERE id = ?1 AND refresh_lease_holder = ?2 AND version = ?3";
+
+/// ?1 id, ?2 lease holder: gives the lease back, if still ours.
+pub(super) const REFRESH_RELEASE: &str =
+    "UPDATE credentials SET refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE id = ?1 AND refresh_lease_holder = ?2";
+
+/// ?1 due before, ?2 now, ?3 batch size: records whose token expires
+/// before ?1 and that an automatic refresh may try now, soonest first (the
+/// refresh sweep's; no caller, no secret served).
+pub(super) const REFRESH_DUE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM credentials c \
+     WHERE c.refresh_grant IS NOT NULL AND c.expires_at IS NOT NULL AND c.expires_at <= ?1 \
+       AND c.token_endpoint IS NOT NULL AND c.status IN ('active', 'expired') \
+       AND c.refresh_halted = 0 \
+       AND (c.refresh_not_before IS NULL OR c.refresh_not_before <= ?2) \
+       AND (c.refresh_lease_until IS NULL OR c.refresh_lease_until <= ?2) \
+     ORDER BY c.expires_at LIMIT ?3"
+);
+
+/// ?1 id: the refresh state a reader waiting for a refresher polls (the
+/// version tells whether the secret changed).
+pub(super) const REFRESH_POLL: &str =
+    "SELECT version, refresh_lease_until, refresh_failures, refresh_not_before, refresh_halted, \
+       refresh_error FROM credentials WHERE id = ?1";
 
 /// ?1 key.
 pub(super) const META_GET: &str = "SELECT value FROM coffer_meta WHERE key = ?1";
@@ -380,6 +456,12 @@ pub(super) fn all() -> Vec<String> {
         AUDIT_DELETE_ARCHIVED,
         ARCHIVE_MARK_SET,
         ARCHIVE_MARK_GET,
+        REFRESH_LEASE,
+        REFRESH_STORE,
+        REFRESH_FAILED,
+        REFRESH_RELEASE,
+        REFRESH_DUE,
+        REFRESH_POLL,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -436,11 +518,12 @@ mod tests {
     /// look up one tenant's rows or one record: the scheduled sweeps, which
     /// read across every tenant in bounded batches. They still must not scan
     /// a whole table without an index.
-    const SWEEPS: [&str; 4] = [
+    const SWEEPS: [&str; 5] = [
         super::EXPIRE_DUE,
         super::WRAPS_NOT_UNDER,
         super::COUNT_NOT_UNDER,
         super::AUDIT_OLDEST,
+        super::REFRESH_DUE,
     ];
 
     /// The plan's detail lines (column 3 of `EXPLAIN QUERY PLAN`).
@@ -683,15 +766,16 @@ mod tests {
                 );
                 let rows = match integration {
                     Some(integration) => statement
-                        .query_map(params![id, now, 1, audit, "n1", reader, integration], |r| {
-                            r.get::<_, String>(0)
-                        })
+                        .query_map(
+                            params![id, now, 1, audit, "n1", reader, now, integration],
+                            |r| r.get::<_, String>(0),
+                        )
                         .expect("query")
                         .collect::<Result<Vec<_>, _>>()
                         .expect("rows")
                         .len(),
                     None => statement
-                        .query_map(params![id, now, 1, audit, "n1", reader], |r| {
+                        .query_map(params![id, now, 1, audit, "n1", reader, now], |r| {
                             r.get::<_, String>(0)
                         })
                         .expect("query")
