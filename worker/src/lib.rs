@@ -3,9 +3,11 @@
 //! Modules import in one direction only (`tidy_tests.rs` checks it):
 //! `lib` → [`http`] (serve: request id, log line, error rendering, CORS) →
 //! [`router`] (the route table, dispatch) → `routes` (handlers; `sweep`,
-//! the scheduled handler, sits beside them) → `access` (the one gate to a
-//! record) → `context` (`Ctx`, `Caller`, `Reply`) → `auth`, `keyring` →
-//! `store` → `random` → `error` → `env`, `faults` → `coffer-core`.
+//! the scheduled handler, sits beside them) → `archive` (the audit archive,
+//! and the audit event's JSON both use) → `access` (the one gate to a
+//! record; `refresh`, OAuth2 token refresh, beside it) → `context` (`Ctx`,
+//! `Caller`, `Reply`) → `auth`, `keyring` → `store` → `random` → `error` →
+//! `env`, `faults`, `plain_vars` → `coffer-core`.
 extern crate alloc;
 
 use worker::{
