@@ -313,6 +313,28 @@ impl Server {
         self.dir.join("state")
     }
 
+    /// The names of the sealed blobs under `prefix` in the `SECRETS`
+    /// namespace, read out of band through [`Server::wrangler_cli`] (only
+    /// while no request is in flight): to find a blob to break on purpose,
+    /// and to see blobs no API shows (orphans, replaced secrets).
+    pub fn blob_keys(&self, prefix: &str) -> alloc::collections::BTreeSet<String> {
+        let listed = self.wrangler_cli(&[
+            "kv",
+            "key",
+            "list",
+            "--binding",
+            "SECRETS",
+            "--prefix",
+            prefix,
+        ]);
+        let listed: Vec<serde_json::Value> =
+            serde_json::from_str(&listed).expect("kv key list output");
+        listed
+            .iter()
+            .map(|key| key["name"].as_str().expect("key name").to_string())
+            .collect()
+    }
+
     /// Runs a wrangler CLI command (`d1 execute`, `kv key put`, ...) against
     /// this server's config and local state, returning its stdout.
     ///

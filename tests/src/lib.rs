@@ -6,6 +6,8 @@
 //! that start servers of their own are binaries beside it. Tests never
 //! depend on each other's data: each makes its own tenants
 //! ([`fixtures::tenant`]).
+extern crate alloc;
+
 pub mod assertions;
 pub mod browser;
 pub mod capacity;

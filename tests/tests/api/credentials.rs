@@ -477,17 +477,8 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
     // That the old version's blob is destroyed no API can tell (only the
     // current version is ever served), so this reads KV out of band: a
     // read-only check, done while no request is in flight (`storage_server`).
-    let keys = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        &format!("secret/v1/{owner}/{id}/"),
-    ]);
-    let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
-    let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
+    let keys = server.blob_keys(&format!("secret/v1/{owner}/{id}/"));
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
     // One blob, for secret version 3 (`<version>.<nonce>`).
     assert_eq!(names.len(), 1, "{keys:?}");
     assert!(
@@ -633,16 +624,7 @@ fn delete_honours_if_match_and_leaves_nothing_behind() {
     // The secret material is gone too. No API can tell (every read is a 404
     // already), so this one check lists KV out of band: a read-only check,
     // done while no request is in flight (`storage_server`).
-    let keys = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        &format!("secret/v1/{owner}/{id}/"),
-    ]);
-    let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
+    let keys = server.blob_keys(&format!("secret/v1/{owner}/{id}/"));
     assert!(keys.is_empty(), "blob left behind: {keys:?}");
 
     let audit = admin.get(&format!("/api/v1/audit?credentialId={id}"));
