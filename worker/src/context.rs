@@ -10,7 +10,10 @@ use crate::{
     auth::{self, AuthError},
     error::{ApiError, Place, Surface},
     random,
-    store::{AuditAction, AuditEvent, Io, Outcome, Record, Store},
+    store::{
+        session::{Session, Start},
+        AuditAction, AuditEvent, Io, Outcome, Record, Store,
+    },
 };
 
 /// Captured path parameters, by template name.
@@ -31,8 +34,73 @@ pub(crate) struct Ctx {
     pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
     /// Storage round trips of this request.
     pub(crate) io: alloc::rc::Rc<Io>,
-    /// The request's D1 session (see `store/session.rs`), when its route has one.
-    pub(crate) session: Option<crate::store::session::Session>,
+    /// The request's D1 session (see `store/session.rs`), started by the
+    /// first store the handler opens.
+    pub(crate) session: alloc::rc::Rc<SessionSlot>,
+}
+
+/// Where a request's D1 session starts, and the session once started: on
+/// the first [`Ctx::store`], so a request refused before it reads D1 (a
+/// 401, a 400) costs no session.
+#[derive(Default)]
+pub(crate) struct SessionSlot {
+    start: Option<Start>,
+    started: core::cell::OnceCell<Option<Session>>,
+}
+
+impl SessionSlot {
+    /// A slot for a route whose session starts at `start` (`None`: no session).
+    pub(crate) fn new(start: Option<Start>) -> Self {
+        SessionSlot {
+            start,
+            started: core::cell::OnceCell::new(),
+        }
+    }
+
+    /// The session's bookmark after the request; `None` when none started.
+    pub(crate) fn bookmark(&self) -> Option<String> {
+        self.started
+            .get()?
+            .as_deref()
+            .and_then(crate::store::session::bookmark)
+    }
+
+    /// The session, started from the route's start and the client's
+    /// `x-coffer-bookmark` on first use. A malformed bookmark is ignored
+    /// with a logged reason; a session that cannot start leaves the route
+    /// on the database (whose own errors then answer).
+    fn get(&self, req: &Request, env: &Env, request_id: &str) -> Option<Session> {
+        self.started
+            .get_or_init(|| {
+                let start = self.start?;
+                let sent = req.headers().get(BOOKMARK_HEADER).ok().flatten();
+                match crate::store::session::start(env, start, sent.as_deref()) {
+                    Ok((session, ignored)) => {
+                        if let Some(reason) = ignored {
+                            warn(request_id, "bookmark_ignored", reason);
+                        }
+                        Some(session)
+                    }
+                    Err(error) => {
+                        warn(request_id, "session_not_started", &error.to_string());
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+/// The response header carrying the D1 session's bookmark; sent back on a
+/// request, it starts that request's session at least as new.
+pub(crate) const BOOKMARK_HEADER: &str = "x-coffer-bookmark";
+
+fn warn(request_id: &str, event: &str, reason: &str) {
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"level": "warn", "request_id": request_id,
+                           "event": event, "reason": reason})
+    );
 }
 
 /// A verified principal acting for one tenant.
@@ -155,8 +223,8 @@ pub(crate) struct Splice {
 impl Ctx {
     /// The store, counting this request's round trips.
     pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        let store = match &self.session {
-            Some(session) => Store::open_in(&self.env, self.io.clone(), session.clone())?,
+        let store = match self.session.get(&self.req, &self.env, &self.request_id) {
+            Some(session) => Store::open_in(&self.env, self.io.clone(), session)?,
             None => Store::open(&self.env, self.io.clone())?,
         };
         #[cfg(feature = "fault-injection")]

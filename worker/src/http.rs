@@ -15,7 +15,7 @@ use crate::{
     context::{self, Ctx, Reply, Step},
     error::{json_response, ApiError, Surface},
     random, router,
-    store::{self, Io},
+    store::Io,
 };
 
 mod cors;
@@ -154,7 +154,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let request_id = new_request_id();
     let mut op_name = None;
     let mut tenant = None;
-    let mut session = None;
+    let mut session = alloc::rc::Rc::new(context::SessionSlot::default());
     let io = alloc::rc::Rc::new(Io::default());
     let request_log = crate::env::RequestLog::from_env(&env);
     // The allowlist is read only for requests that come with an origin.
@@ -177,7 +177,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         match router::resolve(&method, &path) {
             Ok((op, params)) => {
                 op_name = Some(op);
-                session = start_session(&req, &env, op, &request_id);
+                session = alloc::rc::Rc::new(context::SessionSlot::new(router::session_start(op)));
                 let mut ctx = Ctx {
                     req,
                     env,
@@ -214,8 +214,8 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     if surface == Surface::Connection {
         headers.set("x-api-version", ApiVersion::DEFAULT.as_str())?;
     }
-    if let Some(bookmark) = session.as_deref().and_then(store::session::bookmark) {
-        headers.set(BOOKMARK_HEADER, &bookmark)?;
+    if let Some(bookmark) = session.bookmark() {
+        headers.set(context::BOOKMARK_HEADER, &bookmark)?;
     }
     if let Some(origin) = &allowed_origin {
         cors::allow(&headers, origin)?;
@@ -237,44 +237,6 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         });
     }
     Ok(response.with_headers(headers))
-}
-
-/// The response header carrying the D1 session's bookmark; sent back on a
-/// request, it starts that request's session at least as new.
-const BOOKMARK_HEADER: &str = "x-coffer-bookmark";
-
-/// The request's D1 session, from the route's start and the client's
-/// `x-coffer-bookmark`. A malformed bookmark is ignored with a logged
-/// reason; a session that cannot start leaves the route on the database
-/// (whose own errors then answer).
-fn start_session(
-    req: &Request,
-    env: &Env,
-    op: router::Op,
-    request_id: &str,
-) -> Option<store::session::Session> {
-    let start = router::session_start(op)?;
-    let sent = req.headers().get(BOOKMARK_HEADER).ok().flatten();
-    match store::session::start(env, start, sent.as_deref()) {
-        Ok((session, ignored)) => {
-            if let Some(reason) = ignored {
-                console_log!(
-                    "{}",
-                    serde_json::json!({"level": "warn", "request_id": request_id,
-                                       "event": "bookmark_ignored", "reason": reason})
-                );
-            }
-            Some(session)
-        }
-        Err(error) => {
-            console_log!(
-                "{}",
-                serde_json::json!({"level": "warn", "request_id": request_id,
-                                   "event": "session_not_started", "reason": error.to_string()})
-            );
-            None
-        }
-    }
 }
 
 /// Serialized straight to text (no intermediate `Value`), one console call.
