@@ -38,8 +38,8 @@ const LAYERS: &[&[&str]] = &[
     // The only code that knows HTTP statuses and error bodies.
     &["error"],
     // Names of bindings and variables; test-only fault switches; the
-    // build script's check of `wrangler.toml`.
-    &["env", "faults", "plain_vars"],
+    // build script's check of `wrangler.toml`; URLs by the runtime.
+    &["env", "faults", "plain_vars", "web_url"],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -158,16 +158,10 @@ fn check_issuer_for_console(issuer: &str) -> Result<(), &'static str> {
 
 /// `https`, or `http` on a loopback host.
 fn check_jwks_url(url: &str) -> Result<(), &'static str> {
-    let url = worker::Url::parse(url).map_err(|_| "jwks_url is not a URL")?;
-    match url.scheme() {
+    let url = crate::web_url::parse(url).ok_or("jwks_url is not a URL")?;
+    match url.scheme.as_str() {
         "https" => Ok(()),
-        "http"
-            if url
-                .host_str()
-                .is_some_and(|host| LOOPBACK_HOSTS.contains(&host)) =>
-        {
-            Ok(())
-        }
+        "http" if LOOPBACK_HOSTS.contains(&url.host.as_str()) => Ok(()),
         "http" => Err("jwks_url must be https (plain http only on 127.0.0.1, localhost or [::1])"),
         _ => Err("jwks_url is not an https URL"),
     }

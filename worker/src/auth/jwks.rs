@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use worker::{
     console_warn, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    RequestRedirect, Url,
+    RequestRedirect,
 };
 
 use super::{
@@ -275,7 +275,7 @@ async fn kv_store(env: &Env, io: &Io, name: &str, cached: &Cached, jwks: String,
 
 /// Fetches and parses a JWKS; the document comes back too, for KV.
 async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
-    let parsed = Url::parse(url).map_err(|_| "jwks_url is not a URL".to_owned())?;
+    let parsed = crate::web_url::parse(url).ok_or_else(|| "jwks_url is not a URL".to_owned())?;
     let headers = Headers::new();
     headers
         .set("accept", "application/json")
@@ -287,7 +287,7 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
     init.with_method(Method::Get)
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(parsed.as_str(), &init).map_err(|e| e.to_string())?;
+    let request = Request::new_with_init(&parsed.href, &init).map_err(|e| e.to_string())?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);

@@ -5,7 +5,6 @@
 //! that `AUTH_REALMS` configures for console sign-in (`console_client_id`),
 //! which only the Worker knows at run time.
 use serde_json::json;
-use worker::Url;
 
 use crate::{
     auth,
@@ -52,10 +51,7 @@ fn console_realms(ctx: &Ctx) -> Vec<ConsoleRealm> {
         .into_iter()
         .filter_map(|(name, realm)| {
             let client_id = realm.console_client_id.clone()?;
-            let origin = Url::parse(&realm.issuer)
-                .ok()?
-                .origin()
-                .ascii_serialization();
+            let origin = crate::web_url::parse(&realm.issuer)?.origin;
             Some(ConsoleRealm {
                 name: name.to_owned(),
                 issuer: realm.issuer.clone(),
