@@ -402,6 +402,12 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             post: false,
         },
         Compared {
+            name: "details by id (`?credentialId=`)",
+            coffer: (format!("{details}?credentialId=cred-{coffer_id}"), 200),
+            peer: (format!("{details}?credentialId=cred-{peer_id}"), 200),
+            post: false,
+        },
+        Compared {
             name: "decrypted read, connection surface",
             coffer: (format!("/connection/{coffer_id}/credentials"), 200),
             peer: (format!("/connection/{peer_id}/credentials"), 200),

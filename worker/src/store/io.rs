@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 
 use worker::{
+    js_sys::{Reflect, JSON},
     kv::{KvError, ListResponse},
+    wasm_bindgen_futures::JsFuture,
     Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env, HttpMetadata,
     Include, KvStore, Object, Objects,
 };
@@ -218,7 +220,10 @@ impl Io {
             .await
     }
 
-    /// One KV write of text that expires after `ttl_seconds`.
+    /// One KV write of text that expires after `ttl_seconds`. Written as
+    /// its UTF-8 bytes (read back as text all the same): `KvStore::put`
+    /// would take a detour through `serde_wasm_bindgen` and float
+    /// formatting, about 20 KB of `.wasm`, to pass a string on.
     pub(super) async fn put_text(
         &self,
         kv: &KvStore,
@@ -227,7 +232,7 @@ impl Io {
         ttl_seconds: u64,
     ) -> Result<(), KvError> {
         self.count_kv();
-        kv.put(key, value)?
+        kv.put_bytes(key, value.as_bytes())?
             .expiration_ttl(ttl_seconds)
             .execute()
             .await
