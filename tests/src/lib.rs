@@ -17,4 +17,5 @@ pub mod harness;
 pub mod idp;
 pub mod oauth;
 pub mod peer;
+pub mod procstat;
 pub mod recorder;

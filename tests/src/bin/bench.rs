@@ -18,6 +18,7 @@ use coffer_tests::{
     fixtures::{now, tenant, token, TokenBuilder},
     harness::Server,
     peer::Peer,
+    procstat::{cpu_seconds, workerd_pid},
 };
 use serde_json::json;
 
@@ -261,9 +262,10 @@ fn request_log_level() -> String {
     std::env::var("COFFER_REQUEST_LOG").unwrap_or_default()
 }
 
-/// A server under comparison: its base URL.
+/// A server under comparison: its base URL and its workerd process.
 struct Side {
     base: String,
+    workerd: Option<u32>,
 }
 
 impl Side {
@@ -333,8 +335,12 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
     let peer = Peer::start(peer_dir);
     let coffer = Side {
         base: server.url(""),
+        workerd: workerd_pid(server.port()),
     };
-    let other = Side { base: peer.url("") };
+    let other = Side {
+        base: peer.url(""),
+        workerd: workerd_pid(peer.port()),
+    };
     let owner = tenant();
     // Both verify HS256 under the test servers' secret; two hours to live.
     let bearer = TokenBuilder::new(owner, "integration_admin")
@@ -466,9 +472,9 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
     }
     println!("Coffer against {} under wrangler dev --local (log level warn), {rounds} rounds of {seconds} s, alternating", peer_dir.display());
     println!(
-        "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 |"
+        "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 | Coffer CPU ms/req | peer CPU ms/req | peer / Coffer CPU |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &connections in &connection_counts {
         for route in &routes {
             let load = |side: &Side, (path, status): &(String, u16)| Load {
@@ -482,16 +488,35 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
                 error_status: *status >= 400,
             };
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            // workerd CPU seconds and requests, per side, over all rounds.
+            let (mut our_cpu, mut their_cpu) = ((0.0, 0.0), (0.0, 0.0));
+            let measured = |side: &Side, load: &Load<'_>, cpu: &mut (f64, f64)| {
+                let before = side.workerd.map(cpu_seconds);
+                let cell = wrk_run(load, connections, seconds);
+                if let (Some(pid), Some(before)) = (side.workerd, before) {
+                    cpu.0 += cpu_seconds(pid) - before;
+                    cpu.1 += cell.rps * f64::from(seconds);
+                }
+                cell
+            };
             for round in 0..rounds {
                 let (a, b) = (load(&coffer, &route.coffer), load(&other, &route.peer));
                 if round % 2 == 0 {
-                    ours.push(wrk_run(&a, connections, seconds));
-                    theirs.push(wrk_run(&b, connections, seconds));
+                    ours.push(measured(&coffer, &a, &mut our_cpu));
+                    theirs.push(measured(&other, &b, &mut their_cpu));
                 } else {
-                    theirs.push(wrk_run(&b, connections, seconds));
-                    ours.push(wrk_run(&a, connections, seconds));
+                    theirs.push(measured(&other, &b, &mut their_cpu));
+                    ours.push(measured(&coffer, &a, &mut our_cpu));
                 }
             }
+            let per_request = |(cpu, requests): (f64, f64)| {
+                if requests > 0.0 {
+                    cpu * 1000.0 / requests
+                } else {
+                    0.0
+                }
+            };
+            let (our_ms, their_ms) = (per_request(our_cpu), per_request(their_cpu));
             let total = |cells: &[Cell]| cells.iter().map(|c| c.rps).sum::<f64>();
             let median_p50 = |cells: &[Cell]| {
                 cells
@@ -501,13 +526,14 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             };
             let (mine, peers) = (total(&ours), total(&theirs));
             println!(
-                "| {} | {connections} | {:.0} | {:.0} | {:.2} | {} | {} |",
+                "| {} | {connections} | {:.0} | {:.0} | {:.2} | {} | {} | {our_ms:.3} | {their_ms:.3} | {:.2} |",
                 route.name,
                 mine / rounds as f64,
                 peers / rounds as f64,
                 if peers > 0.0 { mine / peers } else { 0.0 },
                 median_p50(&ours),
                 median_p50(&theirs),
+                if our_ms > 0.0 { their_ms / our_ms } else { 0.0 },
             );
         }
     }
