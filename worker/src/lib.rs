@@ -36,6 +36,7 @@ mod store;
 mod sweep;
 #[cfg(test)]
 mod tidy_tests;
+mod web_fetch;
 mod web_url;
 
 #[event(fetch)]

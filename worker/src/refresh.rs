@@ -16,19 +16,8 @@ use coffer_core::{
     oauth::{self, Failure, Grant, Plan, State, Tokens},
     open, seal, Binding, Status, TenantId, Timestamp,
 };
-use futures_util::future::{select, Either};
 use serde_json::{json, Value};
-use worker::{
-    console_log,
-    js_sys::{self, Reflect, Uint8Array},
-    wasm_bindgen::{JsCast as _, JsValue},
-    wasm_bindgen_futures::JsFuture,
-    web_sys::{
-        AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, Request, RequestInit,
-        RequestRedirect, Response, WorkerGlobalScope,
-    },
-    Date, Delay, Env,
-};
+use worker::{console_log, Date, Delay, Env};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -37,6 +26,7 @@ use crate::{
     keyring::keyring,
     random,
     store::{Actor, AuditAction, AuditEvent, Lease, Outcome, Record, Store},
+    web_fetch::{self, FetchError},
 };
 
 /// Refresh settings, from the Worker's variables.
@@ -479,79 +469,31 @@ fn log(record: &Record, outcome: &str, code: Option<&str>) {
 
 /// POSTs the token request, redirects not followed, the answer read up to
 /// [`oauth::MAX_TOKEN_RESPONSE_BYTES`], all within
-/// [`oauth::TOKEN_TIMEOUT_MS`] (then the fetch is aborted). Built on
-/// `web_sys` directly, as `routes/body.rs` reads request bodies: workers-rs'
-/// `RequestInit` and `ByteStream` would add more to the `.wasm` than this.
+/// [`oauth::TOKEN_TIMEOUT_MS`] (then the fetch is aborted).
 async fn call(
     url: &str,
     request: &oauth::TokenRequest,
 ) -> Result<(u16, Zeroizing<Vec<u8>>), Failure> {
-    let controller = AbortController::new().map_err(|_| Failure::unreachable())?;
-    let exchange = send(url, request, controller.signal());
-    let timeout = Delay::from(Duration::from_millis(u64::from(oauth::TOKEN_TIMEOUT_MS)));
-    futures_util::pin_mut!(exchange);
-    match select(exchange, timeout).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(Failure::timeout())
-        }
-    }
-}
-
-async fn send(
-    url: &str,
-    request: &oauth::TokenRequest,
-    signal: AbortSignal,
-) -> Result<(u16, Zeroizing<Vec<u8>>), Failure> {
-    let unreachable = |_| Failure::unreachable();
-    let headers = Headers::new().map_err(unreachable)?;
-    headers
-        .set("content-type", "application/x-www-form-urlencoded")
-        .map_err(unreachable)?;
-    headers
-        .set("accept", "application/json")
-        .map_err(unreachable)?;
+    let mut headers = vec![
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept", "application/json"),
+    ];
     if let Some(authorization) = &request.authorization {
-        headers
-            .set("authorization", authorization)
-            .map_err(unreachable)?;
+        headers.push(("authorization", authorization.as_str()));
     }
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(&request.body));
-    init.set_redirect(RequestRedirect::Manual);
-    init.set_signal(Some(&signal));
-    let outgoing =
-        Request::new_with_str_and_init(url, &init).map_err(|_| Failure::endpoint_refused())?;
-    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: Response = JsFuture::from(global.fetch_with_request(&outgoing))
-        .await
-        .and_then(|value| value.dyn_into())
-        .map_err(unreachable)?;
-    let status = response.status();
-    let mut body = Zeroizing::new(Vec::new());
-    let Some(stream) = response.body() else {
-        return Ok((status, body));
+    let outgoing = web_fetch::Outgoing {
+        method: "POST",
+        url,
+        headers: &headers,
+        body: Some(&request.body),
     };
-    let reader = ReadableStreamDefaultReader::new(&stream).map_err(unreachable)?;
-    loop {
-        let result = JsFuture::from(reader.read()).await.map_err(unreachable)?;
-        let done = Reflect::get(&result, &JsValue::from_str("done")).map_err(unreachable)?;
-        if done.as_bool().unwrap_or(true) {
-            return Ok((status, body));
-        }
-        let value = Reflect::get(&result, &JsValue::from_str("value")).map_err(unreachable)?;
-        let chunk: Uint8Array = value.dyn_into().map_err(unreachable)?;
-        let start = body.len();
-        let end = start.saturating_add(chunk.length() as usize);
-        if end > oauth::MAX_TOKEN_RESPONSE_BYTES {
-            let _ = JsFuture::from(reader.cancel()).await;
-            return Err(Failure::too_large());
-        }
-        body.resize(end, 0);
-        chunk.copy_to(&mut body[start..end]);
+    let timeout = Duration::from_millis(u64::from(oauth::TOKEN_TIMEOUT_MS));
+    match web_fetch::fetch(&outgoing, oauth::MAX_TOKEN_RESPONSE_BYTES, timeout).await {
+        Ok(answer) => Ok((answer.status, answer.body)),
+        Err(FetchError::Refused) => Err(Failure::endpoint_refused()),
+        Err(FetchError::Unreachable) => Err(Failure::unreachable()),
+        Err(FetchError::Timeout) => Err(Failure::timeout()),
+        Err(FetchError::TooLarge) => Err(Failure::too_large()),
     }
 }
 

@@ -38,8 +38,9 @@ const LAYERS: &[&[&str]] = &[
     // The only code that knows HTTP statuses and error bodies.
     &["error"],
     // Names of bindings and variables; test-only fault switches; the
-    // build script's check of `wrangler.toml`; URLs by the runtime.
-    &["env", "faults", "plain_vars", "web_url"],
+    // build script's check of `wrangler.toml`; URLs and bounded outbound
+    // fetches by the runtime.
+    &["env", "faults", "plain_vars", "web_fetch", "web_url"],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -13,21 +13,21 @@
 //!   configured `jwks_url` only, never a redirect from it.
 
 use alloc::rc::Rc;
-use core::{cell::RefCell, future::Future, pin::pin, task::Poll, time::Duration};
+use core::{cell::RefCell, time::Duration};
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use worker::{
-    console_warn, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    RequestRedirect,
-};
+use worker::{console_warn, Env};
 
 use super::{
     config::Realm,
     verify::{KeySet, RealmKey, MAX_JWKS_LEN},
     webcrypto::ImportedKeys,
 };
-use crate::store::{jwks_cache, Io};
+use crate::{
+    store::{jwks_cache, Io},
+    web_fetch::{self, FetchError},
+};
 
 /// Freshness when the JWKS response names none.
 pub(crate) const DEFAULT_TTL_S: i64 = 300;
@@ -276,53 +276,28 @@ async fn kv_store(env: &Env, io: &Io, name: &str, cached: &Cached, jwks: String,
 /// Fetches and parses a JWKS; the document comes back too, for KV.
 async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
     let parsed = crate::web_url::parse(url).ok_or_else(|| "jwks_url is not a URL".to_owned())?;
-    let headers = Headers::new();
-    headers
-        .set("accept", "application/json")
-        .map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
     // Redirects are not followed: the configured URL is the one checked to
     // be https (or loopback), and a redirect could lead anywhere, plain
     // http included. A 3xx is a failed fetch like any other non-200.
-    init.with_method(Method::Get)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(&parsed.href, &init).map_err(|e| e.to_string())?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-
-    let response = {
-        let mut sent = pin!(fetch.send_with_signal(&signal));
-        let mut timeout = pin!(Delay::from(FETCH_TIMEOUT));
-        core::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = sent.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            timeout.as_mut().poll(cx).map(|()| None)
-        })
+    let outgoing = web_fetch::Outgoing {
+        method: "GET",
+        url: &parsed.href,
+        headers: &[("accept", "application/json")],
+        body: None,
+    };
+    let answer = web_fetch::fetch(&outgoing, MAX_JWKS_LEN, FETCH_TIMEOUT)
         .await
-    };
-    let Some(response) = response else {
-        controller.abort();
-        return Err(format!("no answer within {} s", FETCH_TIMEOUT.as_secs()));
-    };
-    let mut response = response.map_err(|e| e.to_string())?;
-    if response.status_code() != 200 {
-        return Err(format!("status {}", response.status_code()));
+        .map_err(|error| match error {
+            FetchError::Timeout => format!("no answer within {} s", FETCH_TIMEOUT.as_secs()),
+            FetchError::TooLarge => "JWKS too large".to_owned(),
+            FetchError::Refused | FetchError::Unreachable => "fetch failed".to_owned(),
+        })?;
+    if answer.status != 200 {
+        return Err(format!("status {}", answer.status));
     }
-    let too_long = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|length| length.parse::<usize>().ok())
-        .is_some_and(|length| length > MAX_JWKS_LEN);
-    if too_long {
-        return Err("JWKS too large".to_owned());
-    }
-    let cache_control = response.headers().get("cache-control").ok().flatten();
-    let document = response.text().await.map_err(|e| e.to_string())?;
+    let cache_control = answer.headers.get("cache-control").ok().flatten();
+    let document =
+        String::from_utf8(answer.body.to_vec()).map_err(|_| "not a JWKS document".to_owned())?;
     let keys = KeySet::from_jwks(&document).map_err(|_| "not a JWKS document".to_owned())?;
     if keys.len() == 0 {
         console_warn!("auth: JWKS at {url} holds no usable signing key");

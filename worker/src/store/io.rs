@@ -11,9 +11,7 @@ use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 
 use worker::{
-    js_sys::{Reflect, JSON},
     kv::{KvError, ListResponse},
-    wasm_bindgen_futures::JsFuture,
     Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env, HttpMetadata,
     Include, KvStore, Object, Objects,
 };
