@@ -6,7 +6,7 @@
 //! ```
 use std::{fs, path::Path};
 
-use coffer_fuzz::{frame_open_input, key_text, keys_value, reference};
+use coffer_fuzz::{frame_open_input, key_text, keys_value, reference, reference_tenant_key};
 
 const UUID: &str = "550e8400-e29b-41d4-a716-446655440001";
 const OTHER_UUID: &str = "550e8400-e29b-41d4-a716-446655440002";
@@ -78,6 +78,19 @@ fn main() {
         "open",
         "truncated-blob",
         frame_open_input(&sealed.wrapped_dek, &sealed.blob[..20]),
+    );
+
+    for (name, retired) in [("active", false), ("retired", true)] {
+        let (wrapped, sealed) = reference_tenant_key(retired);
+        let mut input = frame_open_input(&wrapped.wrapped, &sealed.wrapped_dek);
+        input.extend_from_slice(&sealed.blob);
+        write("tenant_key", name, input);
+    }
+    let (wrapped, sealed) = reference_tenant_key(false);
+    write(
+        "tenant_key",
+        "truncated-tenant-key",
+        frame_open_input(&wrapped.wrapped[..40], &sealed.wrapped_dek),
     );
 
     // Header bytes feed the seed, binding and flags through `arbitrary`; the

@@ -76,6 +76,13 @@ pub(crate) enum ApiError {
     NotFound(Missing),
     /// A decrypted read of an inactive or revoked record: 409.
     NotActive(String),
+    /// The acting tenant was deleted (crypto-shredded): 410.
+    TenantDeleted,
+    /// No such kept secret version of a visible record (never kept, or
+    /// destroyed): 404.
+    VersionNotFound(i64),
+    /// The current secret version cannot be destroyed: 409.
+    CurrentVersion(i64),
     /// `If-Match` did not match the record's version: 412.
     PreconditionFailed { current: u64 },
     /// Body over the limit, refused before parsing: 413.
@@ -123,9 +130,11 @@ impl ApiError {
             (Self::Invalid { .. }, Surface::Connection) => 422,
             (Self::Invalid { .. } | Self::BadRequest(_) | Self::UnsupportedVersion(_), _) => 400,
             (Self::Forbidden, _) => 403,
-            (Self::NotFound(_) | Self::RouteNotFound, _) => 404,
+            (Self::NotFound(_) | Self::RouteNotFound | Self::VersionNotFound(_), _) => 404,
+            (Self::CurrentVersion(_), _) => 409,
             (Self::MethodNotAllowed { .. }, _) => 405,
             (Self::NotActive(_), _) => 409,
+            (Self::TenantDeleted, _) => 410,
             (Self::PreconditionFailed { .. }, _) => 412,
             (Self::PayloadTooLarge { .. }, _) => 413,
             (Self::UnsupportedMediaType, _) => 415,
@@ -182,6 +191,23 @@ impl ApiError {
                 "CREDENTIAL_NOT_ACTIVE",
                 "Credential is not active",
                 format!("Credential {id} is inactive or revoked; its secret is not served"),
+            ),
+            Self::VersionNotFound(version) => (
+                "SECRET_VERSION_NOT_FOUND",
+                "Secret version not found",
+                format!("No kept secret version {version} of this credential"),
+            ),
+            Self::CurrentVersion(version) => (
+                "SECRET_VERSION_CURRENT",
+                "Secret version is current",
+                format!(
+                    "Secret version {version} is the current one; write or roll back to another first"
+                ),
+            ),
+            Self::TenantDeleted => (
+                "TENANT_DELETED",
+                "Tenant deleted",
+                "The tenant was deleted; its credentials are unrecoverable".into(),
             ),
             Self::PreconditionFailed { current } => (
                 "PRECONDITION_FAILED",
@@ -245,6 +271,9 @@ impl ApiError {
                 format!("Connection with ID {id} not found")
             }
             Self::NotActive(id) => format!("Connection {id} is not active"),
+            Self::TenantDeleted => "The tenant was deleted".into(),
+            Self::VersionNotFound(version) => format!("Secret version {version} not found"),
+            Self::CurrentVersion(version) => format!("Secret version {version} is current"),
             Self::PreconditionFailed { current } => {
                 format!("If-Match does not match the current ETag \"{current}\"")
             }

@@ -16,6 +16,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod http;
+mod keys;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]
@@ -44,6 +45,11 @@ pub(crate) enum Op {
     CredentialUpdate,
     CredentialDelete,
     AuditList,
+    VersionList,
+    VersionRollback,
+    VersionDestroy,
+    TenantDelete,
+    TenantKeyRotate,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -96,6 +102,27 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         Op::CredentialDelete,
     ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
+    (
+        Method::Get,
+        "/api/v1/credentials/{id}/versions",
+        Op::VersionList,
+    ),
+    (
+        Method::Post,
+        "/api/v1/credentials/{id}/rollback",
+        Op::VersionRollback,
+    ),
+    (
+        Method::Delete,
+        "/api/v1/credentials/{id}/versions/{n}",
+        Op::VersionDestroy,
+    ),
+    (Method::Delete, "/api/v1/tenant", Op::TenantDelete),
+    (
+        Method::Post,
+        "/api/v1/tenant/keys/rotate",
+        Op::TenantKeyRotate,
+    ),
 ];
 
 /// Captured path parameters, by template name.

@@ -8,16 +8,17 @@ use super::{
     actor, admit, allow, body, check_if_match, credential_id_param, credential_json, cursor_param,
     event, if_match, relation,
     secret::{self, new_blob_nonce, new_credential_id, seal_for},
-    IfMatch,
+    versions, versions_kept, IfMatch,
 };
 use crate::{
     error::{ApiError, Missing, Place},
     http::{Caller, Ctx, Reply, Step},
+    keys,
     store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
-const WRITE_ATTEMPTS: usize = 3;
+pub(super) const WRITE_ATTEMPTS: usize = 3;
 
 fn query(ctx: &Ctx, name: &str) -> Option<String> {
     ctx.query_pairs()
@@ -98,6 +99,37 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
         Some(raw) => Lookup::Id(credential_id_param(&raw, Place::Query, "credentialId")?),
         None => Lookup::Selection(caller.tenant, integration.as_str().to_string()),
     };
+    if let Some(secret_version) = versions::requested_version(ctx)? {
+        let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
+        let Some((record, shared)) = found else {
+            allow(&caller, Action::ReadSecret, None, || missing)?;
+            return Err(ApiError::internal("policy allowed a missing record"));
+        };
+        let found = secret::Found {
+            record,
+            shared,
+            lookup,
+            prefetched: None,
+        };
+        if found.record.secret_version != secret_version {
+            return versions::read(ctx, &caller, &store, found, secret_version, missing).await;
+        }
+        // The current version: the ordinary read.
+        let rendered = found.record.id.prefixed();
+        let (record, credentials) =
+            secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?;
+        let mut data = credential_json(&record, ctx.now_ms);
+        data["secretVersion"] = json!(record.secret_version);
+        return Ok(
+            Reply::ok(ctx.envelope("Credential retrieved successfully", data))
+                .metadata(vec![Step::Key("data")], &record)
+                .splice(
+                    vec![Step::Key("data"), Step::Key("credentials")],
+                    credentials,
+                )
+                .etag(record.version as u64),
+        );
+    }
     let fast =
         secret::read_remembered(ctx, &caller, &store, &lookup, Some(integration.as_str())).await?;
     let (record, credentials) = match fast {
@@ -216,10 +248,12 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         kid: String::new(),
         wrapped_dek: Vec::new(),
         blob_nonce: new_blob_nonce(),
+        tk_version: None,
+        tenant_key: None,
+        secret_at: None,
+        secret_by: None,
     };
-    let sealed = seal_for(ctx, &record, input.secret.as_bytes())?;
-    record.kid = sealed.kid;
-    record.wrapped_dek = sealed.wrapped_dek;
+    let store = ctx.store()?;
     let audit = event(
         ctx,
         &caller,
@@ -228,7 +262,20 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Outcome::Success,
         Some(record.id),
     );
-    ctx.store()?.insert(&record, &sealed.blob, &audit).await?;
+    let mut stored = false;
+    for _ in 0..WRITE_ATTEMPTS {
+        let sealed = seal_for(ctx, &store, &mut record, input.secret.as_bytes()).await?;
+        if store.insert(&record, &sealed.blob, &audit).await? {
+            stored = true;
+            break;
+        }
+        // The tenant key it was sealed under is gone (rotated and retired,
+        // or the tenant deleted): look again.
+        keys::forget_active(record.owner);
+    }
+    if !stored {
+        return Err(ApiError::internal("create found no tenant key to seal under"));
+    }
     Ok(Reply::ok(ctx.envelope(
         "Credential stored successfully",
         credential_json(&record, ctx.now_ms),
@@ -309,9 +356,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         if let Some(secret) = &patch.secret {
             next.secret_version = next.version;
             next.blob_nonce = new_blob_nonce();
-            let sealed = seal_for(ctx, &next, secret.as_bytes())?;
-            next.kid = sealed.kid;
-            next.wrapped_dek = sealed.wrapped_dek;
+            let sealed = seal_for(ctx, &store, &mut next, secret.as_bytes()).await?;
             blob = Some(sealed.blob);
         }
         let audit = event(
@@ -323,19 +368,26 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             Some(id),
         );
         if store
-            .update(&next, current.version, blob.as_deref(), &audit)
+            .update(
+                &next,
+                current.version,
+                blob.as_deref(),
+                &audit,
+                versions_kept(&ctx.env),
+            )
             .await?
         {
-            if blob.is_some() {
-                // The old secret version is destroyed only after the commit.
-                store.delete_blob(&current).await;
-            }
+            // The replaced secret version is kept as an earlier version.
             return Ok(Reply::ok(ctx.envelope(
                 "Credential updated successfully",
                 credential_json(&next, ctx.now_ms),
             ))
             .metadata(vec![Step::Key("data")], &next)
             .etag(next.version as u64));
+        }
+        if blob.is_some() {
+            // Lost, or the tenant key it was sealed under is gone.
+            keys::forget_active(current.owner);
         }
         if expected.is_some() {
             // Someone else changed it after our read: the precondition that

@@ -8,6 +8,8 @@ use coffer_core::{
 use serde_json::{json, Value};
 use worker::Env;
 
+use credentials::WRITE_ATTEMPTS;
+
 use crate::{
     env,
     error::{ApiError, Missing, Place},
@@ -20,6 +22,8 @@ mod body;
 mod connection;
 mod credentials;
 mod secret;
+mod tenant;
+mod versions;
 
 /// The connection surface's API version served (and the default).
 pub(crate) const API_VERSION: &str = "2024-03-27";
@@ -42,6 +46,11 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::CredentialUpdate => credentials::update(ctx).await,
         Op::CredentialDelete => credentials::delete(ctx).await,
         Op::AuditList => credentials::audit(ctx).await,
+        Op::VersionList => versions::list(ctx).await,
+        Op::VersionRollback => versions::rollback(ctx).await,
+        Op::VersionDestroy => versions::destroy(ctx).await,
+        Op::TenantDelete => tenant::delete(ctx).await,
+        Op::TenantKeyRotate => tenant::rotate_key(ctx).await,
     }
 }
 
@@ -125,6 +134,19 @@ pub(crate) fn keyring(env: &Env) -> Result<Rc<Keyring>, ApiError> {
     Ok(keyring)
 }
 
+/// Secret versions kept per record, the current one included
+/// (`COFFER_SECRET_VERSIONS_KEPT`, default 10, at least 1, at most 100).
+pub(crate) fn versions_kept(env: &Env) -> u32 {
+    env.var(env::SECRET_VERSIONS_KEPT)
+        .ok()
+        .and_then(|value| value.to_string().trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_VERSIONS_KEPT)
+        .clamp(1, 100)
+}
+
+/// Vault KV v2's default `max_versions` is 10 too.
+const DEFAULT_VERSIONS_KEPT: u32 = 10;
+
 /// The acting tenant's relation to a loaded record.
 pub(crate) fn relation(record: &Record, shared: bool, acting: TenantId) -> Relation {
     Relation::from_share_flag(acting, record.owner, shared)
@@ -180,6 +202,7 @@ pub(crate) fn event(
         actor_email: caller.principal.email().map(str::to_string),
         actor_tenant: caller.tenant,
         request_id: ctx.request_id.clone(),
+        secret_version: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The one decrypted-read path both surfaces share, and sealing.
 use coffer_core::{
-    check_secret_servable, decide, effective_status, open, seal, Action, Binding, CredentialId,
-    Denial, Relation, Sealed,
+    check_secret_servable, decide, effective_status, seal_with_tenant_key, Action, Binding,
+    CredentialId, Denial, Relation, Sealed,
 };
 use rand_core::{OsRng, RngCore as _};
 use serde_json::value::RawValue;
@@ -11,6 +11,7 @@ use super::{event, keyring, relation, timestamp};
 use crate::{
     error::{ApiError, Missing},
     http::{Caller, Ctx},
+    keys,
     store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
@@ -38,15 +39,28 @@ pub(crate) fn new_credential_id() -> CredentialId {
     CredentialId::from_uuid(uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
-/// Seals `secret` (compact JSON bytes) for `record`'s current secret version.
-pub(crate) fn seal_for(ctx: &Ctx, record: &Record, secret: &[u8]) -> Result<Sealed, ApiError> {
+/// Seals `secret` (compact JSON bytes) for `record`'s current secret
+/// version under its owner's active tenant key (created with the tenant's
+/// first record), and stores the data key's wrap in `record`.
+pub(crate) async fn seal_for(
+    ctx: &Ctx,
+    store: &Store,
+    record: &mut Record,
+    secret: &[u8],
+) -> Result<Sealed, ApiError> {
     let keyring = keyring(&ctx.env)?;
-    let binding = binding(record);
-    seal(&keyring, &mut OsRng, &binding, secret)
-        .map_err(|error| ApiError::internal(format!("seal: {error}")))
+    let tenant_key = keys::for_write(&keyring, store, record.owner, ctx.now_ms).await?;
+    let sealed = seal_with_tenant_key(&tenant_key, &mut OsRng, &binding(record), secret)
+        .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
+    record.kid.clone_from(&sealed.kid);
+    record.wrapped_dek.clone_from(&sealed.wrapped_dek);
+    record.tk_version = sealed.tenant_key_version;
+    record.secret_at = Some(ctx.now_ms);
+    record.secret_by = Some(record.updated_by.clone());
+    Ok(sealed)
 }
 
-fn binding(record: &Record) -> Binding {
+pub(crate) fn binding(record: &Record) -> Binding {
     Binding {
         tenant: record.owner,
         credential: record.id,
@@ -181,7 +195,17 @@ pub(crate) async fn read_remembered(
     };
     let blob = store.remembered_blob(&remembered).await?;
     let secret = blob
-        .and_then(|blob| open(&keyring, &binding, &remembered.wrapped_dek, &blob).ok())
+        .and_then(|blob| {
+            keys::open_secret(
+                &keyring,
+                ctx.now_ms,
+                &binding,
+                remembered.tk_version,
+                remembered.tenant_key.as_deref(),
+                &remembered.wrapped_dek,
+                &blob,
+            )
+        })
         .and_then(json_object_text);
     let Some(secret) = secret else {
         Store::forget(lookup);
@@ -246,7 +270,7 @@ fn read_event(ctx: &Ctx, caller: &Caller, record: &Record, outcome: Outcome) -> 
 }
 
 /// The policy and status checks of a decrypted read, audited when refused.
-async fn check(
+pub(crate) async fn check(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
@@ -298,7 +322,15 @@ async fn read_once(
     let Some(blob) = store.blob_prefetched(record, lookup, prefetched).await? else {
         return Ok(Attempt::BlobMissing);
     };
-    let plaintext = open(&keyring, &binding(record), &record.wrapped_dek, &blob).ok();
+    let plaintext = keys::open_secret(
+        &keyring,
+        ctx.now_ms,
+        &binding(record),
+        record.tk_version,
+        record.tenant_key.as_deref(),
+        &record.wrapped_dek,
+        &blob,
+    );
     // A blob that does not open and one that is not a JSON object look the
     // same to the client: an opaque 500.
     let secret = plaintext.and_then(json_object_text);
@@ -332,7 +364,7 @@ async fn read_once(
 
 /// The opened plaintext as text, if it is one JSON object (it is the compact
 /// JSON that was sealed; checking costs a scan, not a parse into `Value`).
-fn json_object_text(mut plain: Zeroizing<Vec<u8>>) -> Option<Secret> {
+pub(crate) fn json_object_text(mut plain: Zeroizing<Vec<u8>>) -> Option<Secret> {
     // Moves the buffer into the string without copying it.
     let text = match String::from_utf8(core::mem::take(&mut *plain)) {
         Ok(text) => Zeroizing::new(text),

@@ -17,6 +17,10 @@ pub(crate) enum AuditAction {
     ReadSecret,
     ShareGrant,
     ShareRevoke,
+    Rollback,
+    DestroyVersion,
+    TenantDelete,
+    TenantKeyRotate,
 }
 
 impl AuditAction {
@@ -28,6 +32,10 @@ impl AuditAction {
             Self::ReadSecret => "credential.read_secret",
             Self::ShareGrant => "share.grant",
             Self::ShareRevoke => "share.revoke",
+            Self::Rollback => "credential.rollback",
+            Self::DestroyVersion => "credential.destroy_version",
+            Self::TenantDelete => "tenant.delete",
+            Self::TenantKeyRotate => "tenant.rotate_key",
         }
     }
 }
@@ -65,6 +73,8 @@ pub(crate) struct AuditEvent {
     pub(crate) actor_email: Option<String>,
     pub(crate) actor_tenant: TenantId,
     pub(crate) request_id: String,
+    /// The secret version the event concerns, where it names one.
+    pub(crate) secret_version: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +90,8 @@ struct AuditRow {
     actor_email: Option<String>,
     actor_tenant_id: String,
     request_id: String,
+    #[serde(default)]
+    secret_version: Option<i64>,
 }
 
 impl Store {
@@ -111,6 +123,7 @@ impl Store {
                 opt(event.actor_email.as_deref()),
                 event.actor_tenant.to_string().into(),
                 event.request_id.as_str().into(),
+                super::opt_int(event.secret_version),
             ],
         )
     }
@@ -133,7 +146,9 @@ impl Store {
             params.push(int(cursor.created_at));
         }
         params.push(int(i64::from(limit) + 1));
-        let rows: Vec<AuditRow> = self.all(self.prepare(&sql, &params)?).await?;
+        let rows: Vec<AuditRow> = self
+            .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
+            .await?;
         let page = Page::from_overfetch(rows, limit, |row| Cursor {
             created_at: row.seq,
             id: String::new(),
@@ -143,7 +158,7 @@ impl Store {
                 .items
                 .into_iter()
                 .map(|row| {
-                    json!({
+                    let mut item = json!({
                         "id": row.id,
                         "at": crate::http::rfc3339(row.at),
                         "action": row.action,
@@ -152,7 +167,11 @@ impl Store {
                         "actor": {"id": row.actor_id, "name": row.actor_name, "email": row.actor_email},
                         "actorTenantId": row.actor_tenant_id,
                         "requestId": row.request_id,
-                    })
+                    });
+                    if let Some(version) = row.secret_version {
+                        item["secretVersion"] = json!(version);
+                    }
+                    item
                 })
                 .collect(),
             next: page.next,

@@ -26,11 +26,17 @@ mod page;
 mod shares;
 mod sql;
 mod sweep;
+mod tenant_keys;
+mod tenants;
+mod versions;
 
 pub(crate) use guesses::{Lookup, Remembered};
 
 pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
+pub(crate) use tenant_keys::StoredTenantKey;
+pub(crate) use tenants::TenantWrap;
+pub(crate) use versions::{KeptVersion, VersionWrap};
 
 /// A stored credential, parsed from its D1 row.
 #[derive(Debug, Clone)]
@@ -61,12 +67,22 @@ pub(crate) struct Record {
     pub(crate) wrapped_dek: Vec<u8>,
     /// Makes this secret write's KV key unique (see migration 0004).
     pub(crate) blob_nonce: String,
+    /// The version of the owner's tenant key that wraps `wrapped_dek`;
+    /// `None`: a legacy data key under the master key `kid` (migration 0007).
+    pub(crate) tk_version: Option<u32>,
+    /// That tenant key, wrapped under a master key, as loaded with the row
+    /// (`None` for a legacy row, or when the key is gone).
+    pub(crate) tenant_key: Option<Vec<u8>>,
+    /// When and by whom the current secret version was written (`None` on
+    /// rows from before migration 0007).
+    pub(crate) secret_at: Option<i64>,
+    pub(crate) secret_by: Option<Value>,
 }
 
 /// The row as D1 returns it. Nullable columns are `Option`s: D1 gives
 /// `null`, which serde-wasm-bindgen maps to `None`.
 #[derive(Deserialize)]
-struct Row {
+pub(super) struct Row {
     id: String,
     tenant_id: String,
     integration_id: String,
@@ -91,12 +107,17 @@ struct Row {
     kid: String,
     wrapped_dek: String,
     blob_nonce: String,
+    tk_version: Option<i64>,
+    secret_at: Option<i64>,
+    secret_by: Option<String>,
+    #[serde(default)]
+    tenant_key: Option<String>,
     #[serde(default)]
     shared: Option<i64>,
 }
 
 impl Row {
-    fn into_record(self) -> Result<(Record, bool), ApiError> {
+    pub(super) fn into_record(self) -> Result<(Record, bool), ApiError> {
         let corrupt =
             |what: &str| ApiError::internal(format!("stored row {} has a bad {what}", self.id));
         let record = Record {
@@ -112,6 +133,24 @@ impl Row {
             wrapped_dek: STANDARD
                 .decode(&self.wrapped_dek)
                 .map_err(|_| corrupt("wrapped_dek"))?,
+            tk_version: self
+                .tk_version
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|_| corrupt("tk_version"))?,
+            tenant_key: self
+                .tenant_key
+                .as_deref()
+                .map(|text| STANDARD.decode(text))
+                .transpose()
+                .map_err(|_| corrupt("tenant_key"))?,
+            secret_by: self
+                .secret_by
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("secret_by"))?,
+            secret_at: self.secret_at,
             integration: self.integration_id,
             name: self.name,
             description: self.description,
@@ -162,11 +201,20 @@ fn kv_error(error: impl core::fmt::Display) -> ApiError {
 /// secret gets a new key (its version and a random nonce), so a reader never
 /// sees a half-replaced blob and racing writers never share one.
 pub(crate) fn blob_key(record: &Record) -> String {
-    let (owner, id, version) = (record.owner, record.id, record.secret_version);
-    if record.blob_nonce.is_empty() {
+    blob_key_of(
+        &record.owner.to_string(),
+        &record.id.to_string(),
+        record.secret_version,
+        &record.blob_nonce,
+    )
+}
+
+/// The KV key of secret write `<version>.<nonce>` of a record.
+pub(crate) fn blob_key_of(owner: &str, id: &str, version: i64, nonce: &str) -> String {
+    if nonce.is_empty() {
         format!("{BLOB_PREFIX}{owner}/{id}/{version}")
     } else {
-        format!("{BLOB_PREFIX}{owner}/{id}/{version}.{}", record.blob_nonce)
+        format!("{BLOB_PREFIX}{owner}/{id}/{version}.{nonce}")
     }
 }
 
@@ -180,6 +228,7 @@ const BLOB_PREFIX: &str = "secret/v1/";
 pub(crate) struct Io {
     d1: Cell<u32>,
     kv: Cell<u32>,
+    statements: Cell<u32>,
 }
 
 impl Io {
@@ -196,6 +245,12 @@ impl Io {
     /// Counts one D1 round trip (for storage calls made outside `Store`).
     pub(crate) fn count_d1(&self) {
         self.d1.set(self.d1.get() + 1);
+        self.statements.set(self.statements.get() + 1);
+    }
+
+    /// D1 statements so far (a batch counts each of its statements).
+    pub(crate) fn statements(&self) -> u32 {
+        self.statements.get()
     }
 
     /// Counts one KV operation (for storage calls made outside `Store`).
@@ -274,6 +329,35 @@ impl Store {
         result.results().map_err(db_error)
     }
 
+    /// One D1 round trip: all rows of a tenant-level statement, batched
+    /// with the tenant's status; `Err(TenantDeleted)` when it was deleted.
+    pub(super) async fn all_unless_deleted<T: serde::de::DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+        tenant: TenantId,
+    ) -> Result<Vec<T>, ApiError> {
+        #[derive(Deserialize)]
+        struct Status {
+            deleted_at: Option<i64>,
+        }
+        let status = self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?;
+        let results = self.batch(vec![statement, status]).await?;
+        let deleted = results
+            .get(1)
+            .map(|result| result.results::<Status>())
+            .transpose()
+            .map_err(db_error)?
+            .is_some_and(|rows| rows.first().is_some_and(|row| row.deleted_at.is_some()));
+        if deleted {
+            return Err(ApiError::TenantDeleted);
+        }
+        results
+            .first()
+            .ok_or_else(|| ApiError::internal("d1: a batch returned no result"))?
+            .results()
+            .map_err(db_error)
+    }
+
     /// One D1 round trip: run a statement.
     async fn run(&self, statement: D1PreparedStatement) -> Result<worker::D1Result, ApiError> {
         self.io.count_d1();
@@ -296,6 +380,10 @@ impl Store {
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<worker::D1Result>, ApiError> {
         self.io.count_d1();
+        let extra = u32::try_from(statements.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        self.io
+            .statements
+            .set(self.io.statements.get().saturating_add(extra));
         self.db.batch(statements).await.map_err(db_error)
     }
 
@@ -358,12 +446,13 @@ impl Store {
             params.push(cursor.id.as_str().into());
         }
         params.push(int(i64::from(limit) + 1));
-        let records = self
-            .rows(self.prepare(&sql, &params)?)
-            .await?
+        let rows: Vec<Row> = self
+            .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
+            .await?;
+        let records = rows
             .into_iter()
-            .map(|(record, _)| record)
-            .collect();
+            .map(|row| row.into_record().map(|(record, _)| record))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(records, limit, |r| Cursor {
             created_at: r.created_at,
             id: r.id.to_string(),
@@ -371,13 +460,16 @@ impl Store {
     }
 
     /// Stores a new record: the blob in KV first, then the row and its
-    /// audit event in one batch.
+    /// audit event in one batch, only while the tenant key its data key is
+    /// wrapped under exists. Returns `false` (nothing stored, the blob
+    /// removed) when it does not: a rotation retired it or the tenant was
+    /// deleted since it was read.
     pub(crate) async fn insert(
         &self,
         record: &Record,
         blob: &[u8],
         event: &AuditEvent,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         self.put_blob(record, blob).await?;
         let insert = self.prepare(
             sql::INSERT,
@@ -404,24 +496,34 @@ impl Store {
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
+                opt_int(record.tk_version.map(i64::from)),
             ],
         )?;
-        let audit = self.audit_statement(event, false)?;
+        let audit = self.audit_statement(event, true)?;
         self.before_commit().await;
-        self.batch(vec![insert, audit]).await?;
-        Ok(())
+        let results = self.batch(vec![insert, audit]).await?;
+        let stored = changes(results.first())? == 1;
+        if !stored {
+            self.delete_blob(record).await;
+        }
+        Ok(stored)
     }
 
     /// Replaces a record's fields if its version is still `expected`
     /// (compare-and-set), with the audit event in the same batch. A new
     /// secret's blob (when `new_blob` is given) is written to KV first.
     /// Returns `false` when another writer won.
+    ///
+    /// A secret change keeps the replaced secret version as an earlier one
+    /// (in the same batch) and drops the oldest beyond `versions_kept` in
+    /// all, deleting their blobs after the commit.
     pub(crate) async fn update(
         &self,
         record: &Record,
         expected: i64,
         new_blob: Option<&[u8]>,
         event: &AuditEvent,
+        versions_kept: u32,
     ) -> Result<bool, ApiError> {
         if let Some(blob) = new_blob {
             self.put_blob(record, blob).await?;
@@ -443,28 +545,74 @@ impl Store {
         ];
         // Only a secret change writes the key columns (see
         // `sql::UPDATE_METADATA`).
-        let statement = if new_blob.is_some() {
+        let id: JsValue = record.id.to_string().into();
+        let tk_version = opt_int(record.tk_version.map(i64::from));
+        let mut statements = Vec::with_capacity(4);
+        if new_blob.is_some() {
             params.extend([
                 int(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
+                tk_version.clone(),
             ]);
-            sql::UPDATE_WITH_SECRET
+            statements.push(self.prepare(
+                sql::KEEP_CURRENT_VERSION,
+                &[id.clone(), int(expected), tk_version],
+            )?);
+            statements.push(self.prepare(sql::UPDATE_WITH_SECRET, &params)?);
         } else {
-            sql::UPDATE_METADATA
-        };
-        let update = self.prepare(statement, &params)?;
-        let audit = self.audit_statement(event, true)?;
+            statements.push(self.prepare(sql::UPDATE_METADATA, &params)?);
+        }
+        let update_at = statements.len() - 1;
+        statements.push(self.audit_statement(event, true)?);
+        if new_blob.is_some() {
+            let earlier = i64::from(versions_kept.max(1) - 1);
+            statements.push(self.prepare(sql::DROP_OLD_VERSIONS, &[id, int(earlier)])?);
+        }
         self.before_commit().await;
-        let results = self.batch(vec![update, audit]).await?;
-        let won = changes(results.first())? == 1;
+        let results = self.batch(statements).await?;
+        let won = changes(results.get(update_at))? == 1;
         if !won && new_blob.is_some() {
             // Nothing points at the blob we wrote: remove it now rather
             // than leave it to the orphan sweep.
             self.delete_blob(record).await;
         }
+        if won && new_blob.is_some() {
+            self.delete_dropped_blobs(record.id, results.last()).await;
+        }
         Ok(won)
+    }
+
+    /// Deletes the blobs of secret versions a batch's last statement
+    /// dropped (its `RETURNING tenant_id, secret_version, blob_nonce`).
+    /// Best effort, like [`Store::delete_blob`].
+    async fn delete_dropped_blobs(&self, id: CredentialId, result: Option<&worker::D1Result>) {
+        #[derive(Deserialize)]
+        struct Dropped {
+            tenant_id: String,
+            secret_version: i64,
+            blob_nonce: String,
+        }
+        let dropped: Vec<Dropped> = result
+            .and_then(|result| result.results().ok())
+            .unwrap_or_default();
+        let id = id.to_string();
+        for version in dropped {
+            let key = blob_key_of(
+                &version.tenant_id,
+                &id,
+                version.secret_version,
+                &version.blob_nonce,
+            );
+            self.io.count_kv();
+            if let Err(error) = self.secrets.delete(&key).await {
+                worker::console_warn!(
+                    "{}",
+                    serde_json::json!({"event": "blob_delete_failed", "error": error.to_string()})
+                );
+            }
+        }
     }
 
     /// Deletes a record and its shares (if its version is still `expected`)
@@ -479,11 +627,13 @@ impl Store {
         let id: JsValue = record.id.to_string().into();
         let delete = self.prepare(sql::DELETE, &[id.clone(), int(expected)])?;
         let audit = self.audit_statement(event, true)?;
-        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id])?;
-        let results = self.batch(vec![delete, audit, shares]).await?;
+        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id.clone()])?;
+        let versions = self.prepare(sql::DELETE_VERSIONS_OF_DELETED, &[id])?;
+        let results = self.batch(vec![delete, audit, shares, versions]).await?;
         let won = changes(results.first())? == 1;
         if won {
             self.delete_blob(record).await;
+            self.delete_dropped_blobs(record.id, results.last()).await;
         }
         Ok(won)
     }
@@ -671,15 +821,19 @@ impl Store {
 /// The reader's audit fields, as JSON text for the `last_read` column: the
 /// `credentials_read_audit` trigger (migration 0005) writes the event.
 fn read_audit_fields(event: &AuditEvent) -> String {
-    serde_json::json!({
+    let mut fields = serde_json::json!({
         "id": event.id,
         "actor_id": event.actor_id,
         "actor_name": event.actor_name,
         "actor_email": event.actor_email,
         "actor_tenant_id": event.actor_tenant.to_string(),
         "request_id": event.request_id,
-    })
-    .to_string()
+    });
+    if let Some(version) = event.secret_version {
+        // A versioned read: the trigger writes the version into the event.
+        fields["secret_version"] = serde_json::json!(version);
+    }
+    fields.to_string()
 }
 
 /// Rows changed by a statement of a batch. A result without a change
