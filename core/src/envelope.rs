@@ -788,7 +788,7 @@ mod tests {
         assert_eq!(
             format!("{sealed:?}"),
             format!(
-                r#"Sealed {{ blob_len: {}, wrapped_dek_len: 64, kid: "k1" }}"#,
+                r#"Sealed {{ blob_len: {}, wrapped_dek_len: 64, kid: "k1", tenant_key_version: None }}"#,
                 29 + SECRET.len()
             )
         );

@@ -181,7 +181,7 @@ pub(crate) async fn migrate_legacy(
                     Ok(moved) => moves.push((
                         wrap.id,
                         wrap.secret_version,
-                        earlier,
+                        wrap.earlier,
                         wrap.wrapped_dek.clone(),
                         moved,
                         tenant_key.version(),

@@ -36,7 +36,7 @@ pub(crate) use audit::{AuditAction, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
 pub(crate) use tenant_keys::StoredTenantKey;
 pub(crate) use tenants::TenantWrap;
-pub(crate) use versions::{KeptVersion, VersionWrap};
+pub(crate) use versions::KeptVersion;
 
 /// A stored credential, parsed from its D1 row.
 #[derive(Debug, Clone)]

@@ -57,18 +57,6 @@ fn changed(result: Option<&worker::D1Result>) -> usize {
 }
 
 impl Store {
-    /// Whether `tenant` was deleted.
-    pub(crate) async fn tenant_deleted(&self, tenant: TenantId) -> Result<bool, ApiError> {
-        #[derive(Deserialize)]
-        struct Status {
-            deleted_at: Option<i64>,
-        }
-        let rows: Vec<Status> = self
-            .all(self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?)
-            .await?;
-        Ok(rows.first().is_some_and(|row| row.deleted_at.is_some()))
-    }
-
     /// Deletes `tenant`: in ONE batch, marks it deleted, writes the
     /// `tenant.delete` audit event, destroys every tenant key and drops the
     /// data keys not yet under one. From the commit on no secret of the
