@@ -20,7 +20,11 @@ CREATE INDEX tenants_to_purge ON tenants (deleted_at, tenant_id)
     WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
 
 -- Tenant keys: 32 random bytes per tenant and version, stored only wrapped
--- under a master key (wrapped-tenant-key format 0x01, base64). One key per
+-- under a master key (wrapped-tenant-key format 0x01, base64). The tenant's
+-- data-key key, wrapped under the tenant key, is in KV under
+-- `tenant-key/v1/<tenant>/<version>.<kv_nonce>` (the KV half): crypto-shredding
+-- deletes both, so a D1 backup from before the deletion alone opens nothing.
+-- One key per
 -- tenant is `active` (new data keys are wrapped under it); a tenant-key
 -- rotation makes a new active version and marks the old one `retiring`
 -- until no data key is wrapped under it any more, then deletes it.
@@ -29,6 +33,7 @@ CREATE TABLE tenant_keys (
     version     INTEGER NOT NULL,   -- from 1
     kid         TEXT NOT NULL,      -- the master key that wraps it
     wrapped_key TEXT NOT NULL,      -- base64 of the wrapped-tenant-key format
+    kv_nonce    TEXT NOT NULL,      -- makes the KV half's key unique to this row
     state       TEXT NOT NULL,      -- active | retiring
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, version)

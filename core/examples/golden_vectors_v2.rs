@@ -1,6 +1,6 @@
 //! Prints the key-hierarchy golden vectors of
 //! `core/tests/vectors/envelope-v2.json` (wrapped tenant key format `0x01`,
-//! wrapped DEK format `0x02`, blob format `0x01`) as this build seals them,
+//! KV half format `0x01`, wrapped DEK format `0x02`, blob format `0x01`) as this build seals them,
 //! from made-up keys and a seeded RNG:
 //!
 //! ```sh
@@ -74,6 +74,7 @@ fn main() {
             "tenant_key_version": tk_version,
             "kid": wrapped.kid,
             "wrapped_tenant_key": hex(&wrapped.wrapped),
+            "kv_half": hex(&wrapped.kv_half),
             "credential": credential,
             "version": version,
             "plaintext": plaintext,
@@ -82,8 +83,9 @@ fn main() {
         }));
     }
     let document = json!({
-        "description": "The key hierarchy's formats (see the crate docs): wrapped tenant keys of format 0x01, data keys wrapped under them (format 0x02) and their blobs (format 0x01), sealed once by coffer-core with made-up keys (examples/golden_vectors_v2.rs); every later build must open them. Never regenerate this file.",
+        "description": "The key hierarchy's formats (see the crate docs): wrapped tenant keys of format 0x01, KV halves of format 0x01, data keys wrapped under them (format 0x02) and their blobs (format 0x01), sealed once by coffer-core with made-up keys (examples/golden_vectors_v2.rs); every later build must open them. Never regenerate this file.",
         "wrapped_tenant_key_format": 1,
+        "kv_half_format": 1,
         "wrapped_dek_format": 2,
         "blob_format": 1,
         "vectors": vectors,

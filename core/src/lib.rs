@@ -30,22 +30,29 @@
 //! Three layers of AES-256-GCM keys:
 //!
 //! ```text
-//! master key (KEK, COFFER_KEYS)      one per deployment, in the Worker's secrets
-//!  └─ tenant key (32 random bytes)   one per tenant and version, wrapped under a KEK, in D1
-//!      └─ data key (DEK)             one per secret version, wrapped under the tenant key, in D1
-//!          └─ sealed blob            the secret's compact JSON under the DEK, in KV
+//! master key (KEK, COFFER_KEYS)       one per deployment, in the Worker's secrets
+//!  └─ tenant key (32 random bytes)    one per tenant and version, wrapped under a KEK, in D1
+//!      └─ data-key key (32 bytes)     one per tenant and version, wrapped under the tenant key, in KV
+//!          └─ data key (DEK)          one per secret version, wrapped under the data-key key, in D1
+//!              └─ sealed blob         the secret's compact JSON under the DEK, in KV
 //! ```
 //!
 //! Each secret version is sealed under a fresh random 256-bit DEK and a
 //! random 96-bit nonce ([`seal_with_tenant_key`]); the DEK is wrapped under
-//! the tenant's key ([`TenantKey`]), itself wrapped under the active KEK of
-//! the [`Keyring`] ([`new_tenant_key`]). Master-key rotation
-//! ([`rewrap_tenant_key`]) rewraps tenant keys only, so its cost follows
-//! the number of tenants, not of secrets; tenant-key rotation
-//! ([`rewrap_data_key`]) rewraps that tenant's DEKs; blobs never change.
-//! Destroying a tenant's keys leaves every DEK of the tenant, and so every
-//! blob, unrecoverable (crypto-shredding), whatever copies of D1 or KV
-//! remain.
+//! the tenant's data-key key ([`TenantKey`], the unwrapped form), which is
+//! wrapped under the tenant key (the "KV half"), itself wrapped under the
+//! active KEK of the [`Keyring`] ([`new_tenant_key`], [`open_tenant_key`]).
+//! Master-key rotation ([`rewrap_tenant_key`]) rewraps tenant keys only, so
+//! its cost follows the number of tenants, not of secrets; tenant-key
+//! rotation ([`rewrap_data_key`]) rewraps that tenant's DEKs; blobs never
+//! change.
+//!
+//! Crypto-shredding destroys a tenant's keys in both stores. The two
+//! halves of a tenant's key material live apart: the tenant key in D1, the
+//! data-key key in KV. A D1 copy from before the deletion (a backup, Time
+//! Travel) brings back the tenant key but not the KV half; KV as it is now
+//! holds no half. So neither a restored D1 beside today's KV, nor today's
+//! D1 beside anything, unwraps a single DEK.
 //!
 //! Records written before the hierarchy have their DEK wrapped under a KEK
 //! directly (wrapped DEK format `0x01`): [`open`] and [`rewrap`] still read
@@ -113,14 +120,28 @@
 //! opens without its D1 columns) and inside the AAD (so neither can be
 //! edited, nor the wrap moved to another tenant or version).
 //!
-//! ## Wrapped DEK, format `0x02` (D1): under a tenant key
+//! ## KV half, format `0x01` (KV): the data-key key under the tenant key
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x01
+//! 1       4       tenant-key version (u32)
+//! 5       12      nonce (random)
+//! 17      32      AES-256-GCM ciphertext of the data-key key, under the tenant key
+//! 49      16      GCM tag
+//! AAD = "coffer/tenant-kv-key" ‖ 0x01 ‖ tenant uuid (16) ‖ tenant-key version (u32, 4)
+//! ```
+//!
+//! Length: 65 bytes.
+//!
+//! ## Wrapped DEK, format `0x02` (D1): under a tenant's data-key key
 //!
 //! ```text
 //! offset  length  field
 //! 0       1       format = 0x02
 //! 1       4       tenant-key version (u32)
 //! 5       12      nonce (random)
-//! 17      32      AES-256-GCM ciphertext of the DEK, under the tenant key
+//! 17      32      AES-256-GCM ciphertext of the DEK, under the data-key key
 //! 49      16      GCM tag
 //! AAD = "coffer/dek" ‖ 0x02 ‖ tenant-key version (u32, 4) ‖ tenant uuid (16) ‖ credential uuid (16) ‖ version (u64, 8)
 //! ```

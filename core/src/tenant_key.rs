@@ -1,11 +1,17 @@
 //! The middle layer of the key hierarchy: one key per tenant.
 //!
 //! Master key (KEK, [`Keyring`]) → tenant key (32 random bytes, one per
-//! tenant and version, stored wrapped under a KEK) → data key (one per
-//! secret version, stored wrapped under the tenant key, format `0x02`) →
-//! sealed blob (format `0x01`, unchanged). Rotating the master key rewraps
-//! tenant keys only; destroying a tenant key makes every data key it wraps,
-//! and so every blob of the tenant, unrecoverable (crypto-shredding).
+//! tenant and version, stored in D1 wrapped under a KEK) → the tenant's
+//! data-key key (32 random bytes, stored in KV wrapped under the tenant
+//! key) → data key (one per secret version, stored in D1 wrapped under the
+//! data-key key, format `0x02`) → sealed blob (format `0x01`, unchanged).
+//!
+//! Rotating the master key rewraps tenant keys only (D1, one row per
+//! tenant). Destroying a tenant's keys in D1 and KV makes every data key,
+//! and so every blob, of the tenant unrecoverable (crypto-shredding); since
+//! the two halves live in different stores, a copy of either store from
+//! before the deletion, beside the other store as it is now, opens nothing.
+//! [`TenantKey`] is the unwrapped data-key key: what the worker caches.
 //!
 //! The byte formats are documented in the crate docs; the constants below
 //! are their single source.
@@ -31,6 +37,12 @@ const WRAPPED_V2: u8 = 0x02;
 /// Domain label of a wrapped tenant key's AAD (a DEK's is `coffer/dek`, a
 /// blob's `coffer/secret`): no AAD of one layer equals another's.
 const TENANT_KEY_LABEL: &[u8] = b"coffer/tenant-key";
+/// Domain label of the KV half's AAD.
+const KV_HALF_LABEL: &[u8] = b"coffer/tenant-kv-key";
+/// Format byte of the KV half (the data-key key under the tenant key).
+const KV_HALF_V1: u8 = 0x01;
+/// Length of a KV half: format, version, nonce, key, tag.
+const KV_HALF_LEN: usize = 1 + 4 + NONCE_LEN + TENANT_KEY_LEN + TAG_LEN;
 /// A tenant key is an AES-256 key.
 const TENANT_KEY_LEN: usize = 32;
 /// `format ‖ kid length`, before the kid.
@@ -40,9 +52,10 @@ const WRAPPED_V2_HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// Length of a format-`0x02` wrapped DEK.
 pub(crate) const WRAPPED_V2_LEN: usize = WRAPPED_V2_HEADER_LEN + DEK_LEN + TAG_LEN;
 
-/// An unwrapped tenant key: its bytes are wiped on drop and never printed.
-/// Built only by [`new_tenant_key`] and [`open_tenant_key`], so it always
-/// belongs to the tenant and version it names.
+/// A tenant's unwrapped data-key key (the key data keys are wrapped
+/// under), of one tenant-key version: its bytes are wiped on drop and never
+/// printed. Built only by [`new_tenant_key`] and [`open_tenant_key`], so it
+/// always belongs to the tenant and version it names.
 pub struct TenantKey {
     tenant: TenantId,
     version: u32,
@@ -70,7 +83,8 @@ impl fmt::Debug for TenantKey {
     }
 }
 
-/// A tenant key wrapped under a master key, ready to store.
+/// A tenant key wrapped under a master key, ready to store, and the
+/// tenant's data-key key wrapped under it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WrappedTenantKey {
     /// The wrapped-tenant-key format (see the crate docs): goes to D1.
@@ -78,6 +92,10 @@ pub struct WrappedTenantKey {
     /// The KEK's id, also inside `wrapped`: a D1 column, so master-key
     /// rotation finds tenant keys still wrapped under a retired KEK.
     pub kid: String,
+    /// The KV half (see the crate docs): the data-key key wrapped under the
+    /// tenant key; goes to KV. Empty from [`rewrap_tenant_key`], which
+    /// leaves it as it is.
+    pub kv_half: Vec<u8>,
 }
 
 impl fmt::Debug for WrappedTenantKey {
@@ -85,6 +103,7 @@ impl fmt::Debug for WrappedTenantKey {
         f.debug_struct("WrappedTenantKey")
             .field("wrapped_len", &self.wrapped.len())
             .field("kid", &self.kid)
+            .field("kv_half_len", &self.kv_half.len())
             .finish()
     }
 }
@@ -128,7 +147,64 @@ fn wrap_tenant_key(
     Ok(WrappedTenantKey {
         wrapped,
         kid: kek.kid.clone(),
+        kv_half: Vec::new(),
     })
+}
+
+fn kv_half_aad(tenant: TenantId, version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(KV_HALF_LABEL.len() + 1 + 20);
+    aad.extend_from_slice(KV_HALF_LABEL);
+    aad.push(KV_HALF_V1);
+    aad.extend_from_slice(tenant.as_uuid().as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// Wraps the data-key key under the tenant key (the KV half).
+fn wrap_kv_half(
+    tenant_key: &[u8; TENANT_KEY_LEN],
+    rng: &mut (impl RngCore + CryptoRng),
+    tenant: TenantId,
+    version: u32,
+    data_key_key: &[u8; TENANT_KEY_LEN],
+) -> Result<Vec<u8>, aes_gcm::Error> {
+    let nonce = random_nonce(rng);
+    let mut half = Vec::with_capacity(KV_HALF_LEN);
+    half.push(KV_HALF_V1);
+    half.extend_from_slice(&version.to_be_bytes());
+    half.extend_from_slice(&nonce);
+    aead_seal(
+        tenant_key,
+        &nonce,
+        &kv_half_aad(tenant, version),
+        data_key_key,
+        &mut half,
+    )?;
+    Ok(half)
+}
+
+fn unwrap_kv_half(
+    tenant_key: &[u8; TENANT_KEY_LEN],
+    tenant: TenantId,
+    version: u32,
+    half: &[u8],
+) -> Result<Zeroizing<[u8; TENANT_KEY_LEN]>, OpenError> {
+    let (&[format], rest) = half.split_first_chunk::<1>().ok_or(OpenError::Undecryptable)?;
+    let (named, rest) = rest.split_first_chunk::<4>().ok_or(OpenError::Undecryptable)?;
+    if format != KV_HALF_V1 || half.len() != KV_HALF_LEN || u32::from_be_bytes(*named) != version
+    {
+        return Err(OpenError::Undecryptable);
+    }
+    let (nonce, sealed) = rest
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(OpenError::Undecryptable)?;
+    let plain = aead_open(tenant_key, nonce, &kv_half_aad(tenant, version), sealed)?;
+    if plain.len() != TENANT_KEY_LEN {
+        return Err(OpenError::Undecryptable);
+    }
+    let mut key = Zeroizing::new([0_u8; TENANT_KEY_LEN]);
+    key.copy_from_slice(&plain);
+    Ok(key)
 }
 
 /// The parts of a version-1 wrapped tenant key.
@@ -168,8 +244,10 @@ pub fn tenant_key_header(wrapped: &[u8]) -> Option<(&str, u32)> {
     parse_tenant_key(wrapped).map(|parts| (parts.kid, parts.version))
 }
 
-/// A fresh tenant key (32 bytes from `rng`, a CSPRNG) for `tenant` at
-/// `version`, and its wrap under the keyring's active KEK.
+/// A fresh tenant key and data-key key (32 bytes each from `rng`, a CSPRNG)
+/// for `tenant` at `version`: the tenant key wrapped under the keyring's
+/// active KEK (for D1), the data-key key wrapped under the tenant key (the
+/// KV half), and the unwrapped data-key key.
 ///
 /// # Errors
 ///
@@ -181,9 +259,13 @@ pub fn new_tenant_key(
     tenant: TenantId,
     version: u32,
 ) -> Result<(TenantKey, WrappedTenantKey), OpenError> {
+    let mut tenant_key = Zeroizing::new([0_u8; TENANT_KEY_LEN]);
+    rng.fill_bytes(tenant_key.as_mut_slice());
     let mut key = Zeroizing::new([0_u8; TENANT_KEY_LEN]);
     rng.fill_bytes(key.as_mut_slice());
-    let wrapped = wrap_tenant_key(keyring, rng, tenant, version, &key)
+    let mut wrapped = wrap_tenant_key(keyring, rng, tenant, version, &tenant_key)
+        .map_err(|_| OpenError::Undecryptable)?;
+    wrapped.kv_half = wrap_kv_half(&tenant_key, rng, tenant, version, &key)
         .map_err(|_| OpenError::Undecryptable)?;
     Ok((
         TenantKey {
@@ -195,18 +277,36 @@ pub fn new_tenant_key(
     ))
 }
 
-/// Unwraps `tenant`'s key of `version` with whichever KEK its header names.
+/// Unwraps `tenant`'s key of `version` (from D1) with whichever KEK its
+/// header names, then with it the data-key key (`kv_half`, from KV).
 ///
 /// # Errors
 ///
 /// [`OpenError::Undecryptable`] for every failure: unknown key id, another
-/// tenant or version, malformed, truncated or tampered input.
+/// tenant or version, a missing or foreign half, malformed, truncated or
+/// tampered input.
 pub fn open_tenant_key(
     keyring: &Keyring,
     tenant: TenantId,
     version: u32,
     wrapped: &[u8],
+    kv_half: &[u8],
 ) -> Result<TenantKey, OpenError> {
+    let tenant_key = unwrap_tenant_key(keyring, tenant, version, wrapped)?;
+    Ok(TenantKey {
+        tenant,
+        version,
+        key: unwrap_kv_half(&tenant_key, tenant, version, kv_half)?,
+    })
+}
+
+/// The tenant key alone, from its D1 wrap.
+fn unwrap_tenant_key(
+    keyring: &Keyring,
+    tenant: TenantId,
+    version: u32,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; TENANT_KEY_LEN]>, OpenError> {
     let parts = parse_tenant_key(wrapped).ok_or(OpenError::Undecryptable)?;
     if parts.version != version {
         return Err(OpenError::Undecryptable);
@@ -223,17 +323,14 @@ pub fn open_tenant_key(
         return Err(OpenError::Undecryptable);
     }
     key.copy_from_slice(&plain);
-    Ok(TenantKey {
-        tenant,
-        version,
-        key,
-    })
+    Ok(key)
 }
 
 /// Re-wraps a tenant key under the active KEK, for master-key rotation: the
-/// data keys under it are untouched. The key is unwrapped (authenticated)
-/// first, even when already under the active KEK. `Ok(None)`: already
-/// under the active KEK, nothing to store.
+/// KV half and the data keys are untouched (the result's `kv_half` is
+/// empty). The key is unwrapped (authenticated) first, even when already
+/// under the active KEK. `Ok(None)`: already under the active KEK, nothing
+/// to store.
 ///
 /// # Errors
 ///
@@ -246,11 +343,11 @@ pub fn rewrap_tenant_key(
     version: u32,
     wrapped: &[u8],
 ) -> Result<Option<WrappedTenantKey>, OpenError> {
-    let key = open_tenant_key(keyring, tenant, version, wrapped)?;
+    let key = unwrap_tenant_key(keyring, tenant, version, wrapped)?;
     if tenant_key_header(wrapped).map(|(kid, _)| kid) == Some(keyring.active_kid()) {
         return Ok(None);
     }
-    wrap_tenant_key(keyring, rng, tenant, version, &key.key)
+    wrap_tenant_key(keyring, rng, tenant, version, &key)
         .map(Some)
         .map_err(|_| OpenError::Undecryptable)
 }
@@ -482,10 +579,10 @@ mod tests {
         let keys = keyring(&[("k1", 1)]);
         let mut rng = rng();
         let (_, wrapped) = new_tenant_key(&keys, &mut rng, tenant(1), 1).expect("new");
-        let key = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped).expect("unwraps");
+        let key = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half).expect("unwraps");
         let sealed = seal_with_tenant_key(&key, &mut rng, &binding(1, 2, 3), SECRET).expect("seal");
         // A fresh unwrap of the stored key opens what the first one sealed.
-        let again = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped).expect("unwraps");
+        let again = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half).expect("unwraps");
         let opened = open_with_tenant_key(&again, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
             .expect("opens");
         assert_eq!(opened.as_slice(), SECRET);
@@ -506,33 +603,62 @@ mod tests {
         let keys = keyring(&[("k1", 1), ("k0", 2)]);
         let mut rng = rng();
         let (_, wrapped) = new_tenant_key(&keys, &mut rng, tenant(1), 3).expect("new");
-        assert!(open_tenant_key(&keys, tenant(1), 3, &wrapped.wrapped).is_ok());
+        assert!(open_tenant_key(&keys, tenant(1), 3, &wrapped.wrapped, &wrapped.kv_half).is_ok());
         for (t, v) in [(2, 3), (1, 4), (1, 2)] {
             assert_eq!(
-                open_tenant_key(&keys, tenant(t), v, &wrapped.wrapped).err(),
+                open_tenant_key(&keys, tenant(t), v, &wrapped.wrapped, &wrapped.kv_half).err(),
                 Some(OpenError::Undecryptable)
             );
         }
         // The version in the header edited to match another version.
         let mut edited = wrapped.wrapped.clone();
         edited[4..8].copy_from_slice(&4_u32.to_be_bytes());
-        assert!(open_tenant_key(&keys, tenant(1), 4, &edited).is_err());
+        assert!(open_tenant_key(&keys, tenant(1), 4, &edited, &wrapped.kv_half).is_err());
         // The kid edited to name the other master key.
         let mut renamed = wrapped.wrapped.clone();
         renamed[3] = b'0';
-        assert!(open_tenant_key(&keys, tenant(1), 3, &renamed).is_err());
+        assert!(open_tenant_key(&keys, tenant(1), 3, &renamed, &wrapped.kv_half).is_err());
         // Without its master key.
         let without = keyring(&[("k0", 2)]);
-        assert!(open_tenant_key(&without, tenant(1), 3, &wrapped.wrapped).is_err());
+        assert!(open_tenant_key(&without, tenant(1), 3, &wrapped.wrapped, &wrapped.kv_half).is_err());
         // Every truncation and every single-bit flip is refused.
         for len in 0..wrapped.wrapped.len() {
-            assert!(open_tenant_key(&keys, tenant(1), 3, &wrapped.wrapped[..len]).is_err());
+            assert!(open_tenant_key(&keys, tenant(1), 3, &wrapped.wrapped[..len], &wrapped.kv_half).is_err());
         }
         for bit in 0..wrapped.wrapped.len() * 8 {
             let mut flipped = wrapped.wrapped.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(open_tenant_key(&keys, tenant(1), 3, &flipped).is_err(), "bit {bit}");
+            assert!(open_tenant_key(&keys, tenant(1), 3, &flipped, &wrapped.kv_half).is_err(), "bit {bit}");
         }
+    }
+
+    /// Either half alone opens nothing: the D1 wrap with another tenant's
+    /// (or version's, or a tampered) KV half, or no KV half, is refused.
+    #[test]
+    fn both_halves_are_needed() {
+        let keys = keyring(&[("k1", 1)]);
+        let mut rng = rng();
+        let (_, one) = new_tenant_key(&keys, &mut rng, tenant(1), 1).expect("new");
+        let (_, other) = new_tenant_key(&keys, &mut rng, tenant(2), 1).expect("new");
+        let (_, again) = new_tenant_key(&keys, &mut rng, tenant(1), 1).expect("new");
+        assert_eq!(one.kv_half.len(), 65);
+        assert_eq!(one.kv_half[..5], [0x01, 0, 0, 0, 1]);
+        assert!(open_tenant_key(&keys, tenant(1), 1, &one.wrapped, &one.kv_half).is_ok());
+        for half in [&other.kv_half, &again.kv_half, &Vec::new()] {
+            assert!(open_tenant_key(&keys, tenant(1), 1, &one.wrapped, half).is_err());
+        }
+        for bit in 0..one.kv_half.len() * 8 {
+            let mut flipped = one.kv_half.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(open_tenant_key(&keys, tenant(1), 1, &one.wrapped, &flipped).is_err());
+        }
+        // A master rotation leaves the KV half as it is.
+        let rotated = keyring(&[("k2", 2), ("k1", 1)]);
+        let moved = rewrap_tenant_key(&rotated, &mut rng, tenant(1), 1, &one.wrapped)
+            .expect("rewraps")
+            .expect("moved");
+        assert!(moved.kv_half.is_empty());
+        assert!(open_tenant_key(&rotated, tenant(1), 1, &moved.wrapped, &one.kv_half).is_ok());
     }
 
     #[test]
@@ -571,7 +697,7 @@ mod tests {
             .expect("moved");
         assert_eq!(new.kid, "k2");
         let retired = keyring(&[("k2", 2)]);
-        let key = open_tenant_key(&retired, tenant(1), 1, &new.wrapped).expect("unwraps");
+        let key = open_tenant_key(&retired, tenant(1), 1, &new.wrapped, &wrapped.kv_half).expect("unwraps");
         let opened = open_with_tenant_key(&key, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
             .expect("the data key did not change");
         assert_eq!(opened.as_slice(), SECRET);
@@ -605,7 +731,12 @@ mod tests {
         let keys = keyring(&[("k1", 1)]);
         let (key, wrapped) = new_tenant_key(&keys, &mut rng(), tenant(1), 1).expect("new");
         let shown = format!("{key:?} {wrapped:?}");
-        assert!(shown.contains("version: 1") && shown.contains("wrapped_len: 68"), "{shown}");
+        assert!(
+            shown.contains("version: 1")
+                && shown.contains("wrapped_len: 68")
+                && shown.contains("kv_half_len: 65"),
+            "{shown}"
+        );
         for window in key.key.windows(4) {
             assert!(!shown.as_bytes().windows(4).any(|w| w == window));
         }
@@ -628,7 +759,7 @@ mod tests {
                 version in any::<u32>(),
             ) {
                 let keys = keyring(&[("k1", 1)]);
-                prop_assert!(open_tenant_key(&keys, tenant(1), version, &bytes).is_err());
+                prop_assert!(open_tenant_key(&keys, tenant(1), version, &bytes, &bytes).is_err());
                 let _ = tenant_key_header(&bytes);
                 prop_assert!(rewrap_tenant_key(&keys, &mut rng(), tenant(1), version, &bytes).is_err());
             }
@@ -649,17 +780,17 @@ mod tests {
                 let (key, wrapped) = new_tenant_key(&keys, &mut rng, tenant(1), version).expect("new");
                 prop_assert_eq!(wrapped.wrapped.len(), 66 + kid.len());
                 prop_assert_eq!(tenant_key_header(&wrapped.wrapped), Some((kid.as_str(), version)));
-                let opened = open_tenant_key(&keys, tenant(1), version, &wrapped.wrapped).expect("genuine");
+                let opened = open_tenant_key(&keys, tenant(1), version, &wrapped.wrapped, &wrapped.kv_half).expect("genuine");
                 prop_assert_eq!(*opened.key, *key.key);
                 let mut changed = wrapped.wrapped.clone();
                 let at = index.index(changed.len());
                 changed[at] = changed[at].wrapping_add(delta);
-                prop_assert!(open_tenant_key(&keys, tenant(1), version, &changed).is_err());
+                prop_assert!(open_tenant_key(&keys, tenant(1), version, &changed, &wrapped.kv_half).is_err());
                 let cut = &wrapped.wrapped[..at];
-                prop_assert!(open_tenant_key(&keys, tenant(1), version, cut).is_err());
+                prop_assert!(open_tenant_key(&keys, tenant(1), version, cut, &wrapped.kv_half).is_err());
                 let mut grown = wrapped.wrapped.clone();
                 grown.extend_from_slice(&extra);
-                prop_assert!(open_tenant_key(&keys, tenant(1), version, &grown).is_err());
+                prop_assert!(open_tenant_key(&keys, tenant(1), version, &grown, &wrapped.kv_half).is_err());
             }
 
             /// Any secret round-trips through the three layers, and any
@@ -675,7 +806,7 @@ mod tests {
                 let keys = keyring(&[("k1", 1)]);
                 let mut rng = ChaCha20Rng::seed_from_u64(seed);
                 let (_, wrapped) = new_tenant_key(&keys, &mut rng, tenant(1), version).expect("new");
-                let key = open_tenant_key(&keys, tenant(1), version, &wrapped.wrapped).expect("opens");
+                let key = open_tenant_key(&keys, tenant(1), version, &wrapped.wrapped, &wrapped.kv_half).expect("opens");
                 let b = binding(1, 2, secret_version);
                 let sealed = seal_with_tenant_key(&key, &mut rng, &b, &plaintext).expect("seals");
                 let opened = open_with_tenant_key(&key, &b, &sealed.wrapped_dek, &sealed.blob).expect("opens");

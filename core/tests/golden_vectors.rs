@@ -180,6 +180,7 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
     let document: Value = serde_json::from_str(ENVELOPE_V2).expect("vector file is JSON");
     assert_eq!(document["wrapped_tenant_key_format"], 1);
     assert_eq!(document["wrapped_dek_format"], 2);
+    assert_eq!(document["kv_half_format"], 1);
     let vectors = document["vectors"].as_array().expect("vectors");
     assert_eq!(vectors.len(), 3, "every vector is read");
     let mut rng = ChaCha20Rng::seed_from_u64(13);
@@ -190,6 +191,7 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
         let tk_version = u32::try_from(v["tenant_key_version"].as_u64().expect("u32")).expect("u32");
         let kid = text(v, "kid");
         let wrapped = hex(text(v, "wrapped_tenant_key"));
+        let kv_half = hex(text(v, "kv_half"));
         let binding = Binding {
             tenant,
             credential: CredentialId::parse(text(v, "credential")).expect("credential"),
@@ -208,7 +210,10 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
         assert_eq!(data_key_tenant_version(&wrapped_dek), Some(tk_version), "{name}");
         assert_eq!(blob.len(), 29 + plaintext.len(), "{name}");
         // They open, top down.
-        let key = open_tenant_key(&keyring, tenant, tk_version, &wrapped)
+        assert_eq!(kv_half.len(), 65, "{name}");
+        assert_eq!(kv_half[0], 0x01, "{name}");
+        assert_eq!(kv_half[1..5], tk_version.to_be_bytes(), "{name}");
+        let key = open_tenant_key(&keyring, tenant, tk_version, &wrapped, &kv_half)
             .unwrap_or_else(|_| panic!("{name}: tenant key does not unwrap"));
         let opened = open_with_tenant_key(&key, &binding, &wrapped_dek, &blob)
             .unwrap_or_else(|_| panic!("{name}: does not open"));
@@ -223,7 +228,10 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
             Err(OpenError::Undecryptable),
             "{name}"
         );
-        assert!(open_tenant_key(&keyring, tenant, tk_version.wrapping_add(1), &wrapped).is_err());
+        assert!(
+            open_tenant_key(&keyring, tenant, tk_version.wrapping_add(1), &wrapped, &kv_half)
+                .is_err()
+        );
         // A master rotation moves the tenant key, and the data key opens
         // once the old master key is gone.
         let new_key = "k-next:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -233,7 +241,8 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
             .expect("rewraps")
             .expect("moved to the new key");
         let retired = Keyring::parse(new_key).expect("keyring");
-        let key = open_tenant_key(&retired, tenant, tk_version, &moved.wrapped).expect("unwraps");
+        let key = open_tenant_key(&retired, tenant, tk_version, &moved.wrapped, &kv_half)
+            .expect("unwraps");
         let opened = open_with_tenant_key(&key, &binding, &wrapped_dek, &blob).expect("opens");
         assert_eq!(opened.as_slice(), plaintext, "{name}");
     }

@@ -82,16 +82,20 @@ fn main() {
 
     for (name, retired) in [("active", false), ("retired", true)] {
         let (wrapped, sealed) = reference_tenant_key(retired);
-        let mut input = frame_open_input(&wrapped.wrapped, &sealed.wrapped_dek);
+        let mut input = frame_open_input(&wrapped.wrapped, &wrapped.kv_half);
+        input.extend_from_slice(&sealed.wrapped_dek);
         input.extend_from_slice(&sealed.blob);
         write("tenant_key", name, input);
     }
     let (wrapped, sealed) = reference_tenant_key(false);
-    write(
-        "tenant_key",
-        "truncated-tenant-key",
-        frame_open_input(&wrapped.wrapped[..40], &sealed.wrapped_dek),
-    );
+    let mut input = frame_open_input(&wrapped.wrapped[..40], &wrapped.kv_half);
+    input.extend_from_slice(&sealed.wrapped_dek);
+    write("tenant_key", "truncated-tenant-key", input);
+    let (other, _) = reference_tenant_key(true);
+    let mut input = frame_open_input(&wrapped.wrapped, &other.kv_half);
+    input.extend_from_slice(&sealed.wrapped_dek);
+    input.extend_from_slice(&sealed.blob);
+    write("tenant_key", "foreign-kv-half", input);
 
     // Header bytes feed the seed, binding and flags through `arbitrary`; the
     // rest is the plaintext.

@@ -3,8 +3,8 @@
 //! `tenant_key_header` and `open_with_tenant_key` never panic and fail with
 //! the one opaque error.
 //!
-//! Input: one length byte, the wrapped tenant key, then a wrapped DEK of
-//! 65 bytes (format `0x02`) and the blob. The keys are fuzz-only, so only
+//! Input: one length byte, the wrapped tenant key; one length byte, the KV
+//! half; then a wrapped DEK of 65 bytes (format `0x02`) and the blob. The keys are fuzz-only, so only
 //! the reference tenant keys sealed into the corpus can unwrap, and only
 //! the reference secret can open; anything else doing so is a forgery.
 #![no_main]
@@ -27,6 +27,7 @@ static KNOWN: LazyLock<[(WrappedTenantKey, Sealed); 2]> =
 
 fuzz_target!(|data: &[u8]| {
     let (wrapped, rest) = split_open_input(data);
+    let (kv_half, rest) = split_open_input(rest);
     let (wrapped_dek, blob) = rest.split_at(rest.len().min(65));
     let keys = &*KEYS;
     let version = REFERENCE_TENANT_KEY_VERSION;
@@ -47,9 +48,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let genuine = KNOWN.iter().find(|(known, _)| known.wrapped == wrapped);
 
-    match open_tenant_key(keys, fixed_tenant(), version, wrapped) {
+    match open_tenant_key(keys, fixed_tenant(), version, wrapped, kv_half) {
         Ok(key) => {
-            let (_, sealed) = genuine.expect("only a genuine wrapped tenant key unwraps");
+            let (known, sealed) = genuine.expect("only a genuine wrapped tenant key unwraps");
+            assert_eq!(known.kv_half, kv_half, "only the genuine KV half opens");
             assert_eq!(key.version(), version);
             match open_with_tenant_key(&key, &fixed_binding(), wrapped_dek, blob) {
                 Ok(plaintext) => {
@@ -62,13 +64,18 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(error) => {
             assert_eq!(error, OpenError::Undecryptable);
-            assert!(genuine.is_none(), "a genuine wrapped tenant key failed");
+            assert!(
+                genuine.is_none_or(|(known, _)| known.kv_half != kv_half),
+                "a genuine wrapped tenant key and KV half failed"
+            );
         }
     }
     // Another tenant or version never opens, genuine bytes or not.
     let stranger = coffer_fuzz::tenant([0x09; 16]);
-    assert!(open_tenant_key(keys, stranger, version, wrapped).is_err());
-    assert!(open_tenant_key(keys, fixed_tenant(), version.wrapping_add(1), wrapped).is_err());
+    assert!(open_tenant_key(keys, stranger, version, wrapped, kv_half).is_err());
+    assert!(
+        open_tenant_key(keys, fixed_tenant(), version.wrapping_add(1), wrapped, kv_half).is_err()
+    );
 
     match rewrap_tenant_key(keys, &mut rng(7), fixed_tenant(), version, wrapped) {
         Ok(None) => {
@@ -76,12 +83,19 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(tenant_key_header(wrapped).map(|(kid, _)| kid), Some(ACTIVE_KID));
         }
         Ok(Some(rewrapped)) => {
-            let (_, sealed) = genuine.expect("only a genuine wrapped tenant key unwraps");
+            let (known, sealed) = genuine.expect("only a genuine wrapped tenant key unwraps");
             assert_eq!(tenant_key_header(wrapped).map(|(kid, _)| kid), Some(RETIRED_KID));
             assert_eq!(rewrapped.kid, ACTIVE_KID);
+            assert!(rewrapped.kv_half.is_empty(), "a master rotation leaves the KV half");
             // The data key under it is untouched and still opens.
-            let key = open_tenant_key(keys, fixed_tenant(), version, &rewrapped.wrapped)
-                .expect("the rewrap opens");
+            let key = open_tenant_key(
+                keys,
+                fixed_tenant(),
+                version,
+                &rewrapped.wrapped,
+                &known.kv_half,
+            )
+            .expect("the rewrap opens");
             let opened =
                 open_with_tenant_key(&key, &fixed_binding(), &sealed.wrapped_dek, &sealed.blob)
                     .expect("the data key opens under the rewrapped tenant key");

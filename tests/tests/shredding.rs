@@ -45,8 +45,12 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     );
     assert_eq!(reply.status, 200, "{}", reply.text);
     share(&server, doomed, &shared_id, friend);
-    let friend_api = api_for(&server, friend, "integration_admin");
-    assert_eq!(friend_api.get(&format!("/connection/{shared_id}")).status, 200);
+    assert_eq!(
+        api_for(&server, friend, "integration_admin")
+            .get(&format!("/connection/{shared_id}"))
+            .status,
+        200
+    );
     // Another tenant's data is untouched by all of this.
     let kept = create(&api_for(&server, bystander, "integration_admin"), "shred", "bystander-secret");
 
@@ -59,6 +63,7 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     server.copy_state(&backup);
     server.start_again();
     let admin = api_for(&server, doomed, "integration_admin");
+    let friend_api = api_for(&server, friend, "integration_admin");
 
     // Refused without the confirmation, with a wrong one, or below admin.
     assert_error(&delete_tenant(&admin, None), 400, "INVALID_PARAMETERS");
@@ -126,6 +131,37 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert!(!listed.text.contains(&shared_id), "{}", listed.text);
 
+    // A D1 restored from before the deletion, beside today's KV, before
+    // any sweep ran (the blobs are all still in KV): the rows, the wrapped
+    // data keys and the wrapped tenant key are back, yet no secret opens,
+    // because the tenant's KV half was deleted with the deletion.
+    server.stop();
+    let after = backup.with_extension("after");
+    server.copy_state(&after);
+    server.restore_d1(&backup);
+    server.start_again();
+    let restored = api_for(&server, doomed, "integration_admin");
+    for id in [&shared_id, &other_id] {
+        // The row is back (metadata reads), the secret is not.
+        let details = restored.get(&format!("/api/v1/credentials/shred/details?credentialId={id}"));
+        assert_eq!(details.status, 200, "the restored row: {}", details.text);
+        let reply = restored.get(&format!("/api/v1/credentials/shred?credentialId={id}"));
+        assert_eq!(reply.status, 500, "{}", reply.text);
+        assert_eq!(reply.body["error"]["code"], "INTERNAL_ERROR");
+        assert!(!reply.text.contains("shred-secret"), "{}", reply.text);
+    }
+    let reply = restored.get(&format!(
+        "/api/v1/credentials/shred?credentialId={other_id}&secretVersion=1"
+    ));
+    assert_ne!(reply.status, 200, "{}", reply.text);
+    assert!(!reply.text.contains("shred-secret"), "{}", reply.text);
+    // Back to the real D1.
+    server.stop();
+    server.restore_d1(&after);
+    server.start_again();
+    let admin = api_for(&server, doomed, "integration_admin");
+    assert_error(&admin.get("/api/v1/credentials"), 410, "TENANT_DELETED");
+
     // The sweep removes rows and blobs, and logs a summary.
     run_sweeps(&server);
     let summary = sweep_summaries(&server, "shred", 1)
@@ -156,19 +192,6 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     ));
     assert_eq!(events, json!([{"action": "tenant.delete"}]), "{events}");
 
-    // A D1 restored from before the deletion, beside today's KV: the rows
-    // and wrapped data keys are back, yet no secret opens.
-    server.restore_d1(&backup);
-    // The blobs were deleted; put the backup's KV beside it too, the worst
-    // case (D1 and KV both from before), and still nothing opens: the
-    // tenant key those rows name was destroyed in every copy made after
-    // the deletion, and the backup's own copy is the one being tested.
-    server.start_again();
-    let admin = api_for(&server, doomed, "integration_admin");
-    for id in [&shared_id, &other_id] {
-        let reply = admin.get(&format!("/api/v1/credentials/shred?credentialId={id}"));
-        assert_ne!(reply.status, 200, "{}", reply.text);
-        assert!(!reply.text.contains("shred-secret"), "{}", reply.text);
-    }
     let _ = fs::remove_dir_all(&backup);
+    let _ = fs::remove_dir_all(&after);
 }

@@ -1,13 +1,14 @@
 //! Tenant keys in the Worker: unwrapping with a short isolate cache, and
 //! finding (or creating) the key a new secret version is sealed under.
 //!
-//! The cache holds unwrapped tenant keys for at most [`TTL_MS`] (60 s),
-//! keyed by the wrapped bytes D1 returned with the row, so it never serves
-//! a key D1 no longer names: a master rotation changes the wrapped bytes
-//! (a miss, then an unwrap with the new master key), a deletion removes
-//! them (nothing to look up). Evicted keys are dropped, and `TenantKey`
-//! wipes its bytes on drop (`zeroize`). The cache decides nothing: D1 still
-//! decides access in the statement that counts each read.
+//! Unwrapping takes the tenant key's D1 wrap (loaded with the row) and its
+//! KV half (one KV read). The cache holds unwrapped keys for at most
+//! [`TTL_MS`] (60 s), keyed by the D1 wrap and the KV half's nonce, so it
+//! never serves a key D1 no longer names: a master rotation changes the
+//! wrap (a miss, then an unwrap with the new master key), a deletion
+//! removes it (nothing to look up). Evicted keys are dropped, and
+//! `TenantKey` wipes its bytes on drop (`zeroize`). The cache decides
+//! nothing: D1 still decides access in the statement that counts each read.
 use alloc::rc::Rc;
 use core::cell::RefCell;
 use std::collections::HashMap;
@@ -16,11 +17,11 @@ use coffer_core::{
     new_tenant_key, open, open_tenant_key, open_with_tenant_key, Binding, Keyring, TenantId,
     TenantKey, Zeroizing,
 };
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore as _};
 
 use crate::{
     error::ApiError,
-    store::{StoredTenantKey, Store},
+    store::{StoredTenantKey, Store, TenantKeyRef},
 };
 
 /// How long an unwrapped tenant key (or which key is a tenant's active
@@ -40,7 +41,7 @@ struct Active {
 }
 
 thread_local! {
-    static UNWRAPPED: RefCell<HashMap<(TenantId, u32, Vec<u8>), Unwrapped>> =
+    static UNWRAPPED: RefCell<HashMap<(TenantId, u32, TenantKeyRef), Unwrapped>> =
         RefCell::new(HashMap::new());
     static ACTIVE: RefCell<HashMap<TenantId, Active>> = RefCell::new(HashMap::new());
 }
@@ -54,64 +55,86 @@ fn evict<K, V>(map: &mut HashMap<K, V>, now_ms: i64, until: impl Fn(&V) -> i64) 
     }
 }
 
-/// `tenant`'s key of `version`, unwrapped from `wrapped` (as D1 returned
-/// it) with the master keys, or from the isolate cache.
-pub(crate) fn unwrap(
-    keyring: &Keyring,
-    now_ms: i64,
-    tenant: TenantId,
-    version: u32,
-    wrapped: &[u8],
-) -> Option<Rc<TenantKey>> {
-    let id = (tenant, version, wrapped.to_vec());
-    let cached = UNWRAPPED.with(|cache| {
+fn cached(id: &(TenantId, u32, TenantKeyRef), now_ms: i64) -> Option<Rc<TenantKey>> {
+    UNWRAPPED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        match cache.get(&id) {
+        match cache.get(id) {
             Some(entry) if entry.until > now_ms => Some(Rc::clone(&entry.key)),
             Some(_) => {
-                cache.remove(&id);
+                cache.remove(id);
                 None
             }
             None => None,
         }
-    });
-    if cached.is_some() {
-        return cached;
-    }
-    let key = Rc::new(open_tenant_key(keyring, tenant, version, wrapped).ok()?);
+    })
+}
+
+fn remember(id: (TenantId, u32, TenantKeyRef), key: &Rc<TenantKey>, now_ms: i64) {
     UNWRAPPED.with(|cache| {
         let mut cache = cache.borrow_mut();
         evict(&mut cache, now_ms, |entry| entry.until);
         cache.insert(
             id,
             Unwrapped {
-                key: Rc::clone(&key),
+                key: Rc::clone(key),
                 until: now_ms.saturating_add(TTL_MS),
             },
         );
     });
-    Some(key)
+}
+
+/// `tenant`'s key of `version`, unwrapped from its D1 wrap (as D1 returned
+/// it) and its KV half, or from the isolate cache. `Ok(None)`: it does not
+/// open (its master key or KV half is gone).
+pub(crate) async fn unwrap(
+    keyring: &Keyring,
+    store: &Store,
+    now_ms: i64,
+    tenant: TenantId,
+    version: u32,
+    key: &TenantKeyRef,
+) -> Result<Option<Rc<TenantKey>>, ApiError> {
+    let id = (tenant, version, key.clone());
+    if let Some(found) = cached(&id, now_ms) {
+        return Ok(Some(found));
+    }
+    let Some(half) = store.kv_half(tenant, version, key).await? else {
+        return Ok(None);
+    };
+    let Ok(opened) = open_tenant_key(keyring, tenant, version, &key.wrapped, &half) else {
+        return Ok(None);
+    };
+    let opened = Rc::new(opened);
+    remember(id, &opened, now_ms);
+    Ok(Some(opened))
 }
 
 /// Opens a sealed secret version: through its tenant key when it has one
-/// (`tk_version` and the wrapped `tenant_key` loaded with the row), else
-/// as a legacy data key under a master key. `None` for every failure.
-pub(crate) fn open_secret(
+/// (`tk_version` and the `tenant_key` loaded with the row), else as a
+/// legacy data key under a master key. `Ok(None)` for every failure to
+/// open; `Err` only when storage fails.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn open_secret(
     keyring: &Keyring,
+    store: &Store,
     now_ms: i64,
     binding: &Binding,
     tk_version: Option<u32>,
-    tenant_key: Option<&[u8]>,
+    tenant_key: Option<&TenantKeyRef>,
     wrapped_dek: &[u8],
     blob: &[u8],
-) -> Option<Zeroizing<Vec<u8>>> {
-    match tk_version {
-        None => open(keyring, binding, wrapped_dek, blob).ok(),
-        Some(version) => {
-            let key = unwrap(keyring, now_ms, binding.tenant, version, tenant_key?)?;
-            open_with_tenant_key(&key, binding, wrapped_dek, blob).ok()
-        }
-    }
+) -> Result<Option<Zeroizing<Vec<u8>>>, ApiError> {
+    let Some(version) = tk_version else {
+        return Ok(open(keyring, binding, wrapped_dek, blob).ok());
+    };
+    let Some(tenant_key) = tenant_key else {
+        return Ok(None);
+    };
+    let Some(key) = unwrap(keyring, store, now_ms, binding.tenant, version, tenant_key).await?
+    else {
+        return Ok(None);
+    };
+    Ok(open_with_tenant_key(&key, binding, wrapped_dek, blob).ok())
 }
 
 /// Forgets which key is `tenant`'s active one (a write sealed under it
@@ -160,12 +183,39 @@ pub(crate) async fn for_write(
             stored
         }
     };
-    unwrap(keyring, now_ms, tenant, stored.version, &stored.wrapped).ok_or_else(|| {
-        ApiError::internal(format!(
-            "the tenant key of {tenant} (version {}, master key {}) does not unwrap",
-            stored.version, stored.kid
-        ))
-    })
+    unwrap(keyring, store, now_ms, tenant, stored.version, &stored.reference())
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "the tenant key of {tenant} (version {}, master key {}) does not unwrap",
+                stored.version, stored.kid
+            ))
+        })
+}
+
+/// A fresh key for `tenant` at `version`, its KV half written (KV first,
+/// then the caller's D1 row), and the unwrapped key remembered.
+pub(crate) async fn new_stored(
+    keyring: &Keyring,
+    store: &Store,
+    tenant: TenantId,
+    version: u32,
+    now_ms: i64,
+) -> Result<StoredTenantKey, ApiError> {
+    let (key, wrapped) = new_tenant_key(keyring, &mut OsRng, tenant, version)
+        .map_err(|_| ApiError::internal("a new tenant key did not wrap"))?;
+    let mut nonce = [0_u8; 8];
+    OsRng.fill_bytes(&mut nonce);
+    let stored = StoredTenantKey {
+        tenant,
+        version,
+        kid: wrapped.kid,
+        wrapped: wrapped.wrapped,
+        kv_nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    store.put_kv_half(&stored, &wrapped.kv_half).await?;
+    remember((tenant, version, stored.reference()), &Rc::new(key), now_ms);
+    Ok(stored)
 }
 
 async fn create(
@@ -174,17 +224,14 @@ async fn create(
     tenant: TenantId,
     now_ms: i64,
 ) -> Result<StoredTenantKey, ApiError> {
-    let (_, wrapped) = new_tenant_key(keyring, &mut OsRng, tenant, 1)
-        .map_err(|_| ApiError::internal("a new tenant key did not wrap"))?;
-    let stored = StoredTenantKey {
-        tenant,
-        version: 1,
-        kid: wrapped.kid,
-        wrapped: wrapped.wrapped,
-    };
+    let stored = new_stored(keyring, store, tenant, 1, now_ms).await?;
     if store.create_first_tenant_key(&stored, now_ms).await? {
         return Ok(stored);
     }
+    // Ours lost: its KV half is nobody's.
+    store
+        .delete_kv_half(tenant, stored.version, &stored.kv_nonce)
+        .await;
     // Another request created it first, or the tenant was deleted.
     match store.active_tenant_key(tenant).await? {
         Some(winner) => Ok(winner),

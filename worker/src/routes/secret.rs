@@ -194,19 +194,23 @@ pub(crate) async fn read_remembered(
         version: u64::try_from(remembered.secret_version).unwrap_or(0),
     };
     let blob = store.remembered_blob(&remembered).await?;
-    let secret = blob
-        .and_then(|blob| {
+    let plain = match blob {
+        Some(blob) => {
             keys::open_secret(
                 &keyring,
+                store,
                 ctx.now_ms,
                 &binding,
                 remembered.tk_version,
-                remembered.tenant_key.as_deref(),
+                remembered.tenant_key.as_ref(),
                 &remembered.wrapped_dek,
                 &blob,
             )
-        })
-        .and_then(json_object_text);
+            .await?
+        }
+        None => None,
+    };
+    let secret = plain.and_then(json_object_text);
     let Some(secret) = secret else {
         Store::forget(lookup);
         return Ok(None);
@@ -324,13 +328,15 @@ async fn read_once(
     };
     let plaintext = keys::open_secret(
         &keyring,
+        store,
         ctx.now_ms,
         &binding(record),
         record.tk_version,
-        record.tenant_key.as_deref(),
+        record.tenant_key.as_ref(),
         &record.wrapped_dek,
         &blob,
-    );
+    )
+    .await?;
     // A blob that does not open and one that is not a JSON object look the
     // same to the client: an opaque 500.
     let secret = plaintext.and_then(json_object_text);

@@ -1,6 +1,6 @@
 //! Tenant-level key operations (issue 16): crypto-shredding a tenant and
 //! rotating its key.
-use coffer_core::{new_tenant_key, rewrap_data_key, Action, Binding};
+use coffer_core::{rewrap_data_key, Action, Binding};
 use rand_core::OsRng;
 use serde_json::json;
 
@@ -9,7 +9,7 @@ use crate::{
     error::{ApiError, Missing, Place},
     http::{Ctx, Reply},
     keys,
-    store::{AuditAction, Outcome, StoredTenantKey, TenantWrap},
+    store::{AuditAction, Outcome, TenantWrap},
 };
 
 /// Data keys rewrapped per D1 batch, and batches per request, of a
@@ -92,14 +92,8 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
                 .version
                 .checked_add(1)
                 .ok_or_else(|| ApiError::internal("tenant key versions exhausted"))?;
-            let (_, wrapped) = new_tenant_key(&keyring, &mut OsRng, tenant, next_version)
-                .map_err(|_| ApiError::internal("a new tenant key did not wrap"))?;
-            let next = StoredTenantKey {
-                tenant,
-                version: next_version,
-                kid: wrapped.kid,
-                wrapped: wrapped.wrapped,
-            };
+            let next =
+                keys::new_stored(&keyring, &store, tenant, next_version, ctx.now_ms).await?;
             let audit = event(
                 ctx,
                 &caller,
@@ -111,6 +105,12 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
             started = store
                 .start_tenant_key_rotation(&active, &next, ctx.now_ms, &audit)
                 .await?;
+            if !started {
+                // Another rotation began first: this new key is nobody's.
+                store
+                    .delete_kv_half(tenant, next.version, &next.kv_nonce)
+                    .await;
+            }
             keys::forget_active(tenant);
             match store.retiring_tenant_key(tenant).await? {
                 Some(retiring) => retiring,
@@ -123,14 +123,24 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let from = keys::unwrap(
         &keyring,
+        &store,
         ctx.now_ms,
         tenant,
         retiring.version,
-        &retiring.wrapped,
+        &retiring.reference(),
     )
+    .await?
     .ok_or_else(|| ApiError::internal("the retiring tenant key does not unwrap"))?;
-    let to = keys::unwrap(&keyring, ctx.now_ms, tenant, active.version, &active.wrapped)
-        .ok_or_else(|| ApiError::internal("the active tenant key does not unwrap"))?;
+    let to = keys::unwrap(
+        &keyring,
+        &store,
+        ctx.now_ms,
+        tenant,
+        active.version,
+        &active.reference(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("the active tenant key does not unwrap"))?;
     let (mut rewrapped, mut failed, mut batches) = (0, 0, 0);
     for earlier in [false, true] {
         let mut after = (String::new(), 0_i64);

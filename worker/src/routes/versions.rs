@@ -120,13 +120,15 @@ async fn open_version(
     version_binding.version = u64::try_from(secret_version).unwrap_or(0);
     let secret = keys::open_secret(
         &keyring,
+        store,
         ctx.now_ms,
         &version_binding,
         wrap.tk_version,
-        wrap.tenant_key.as_deref(),
+        wrap.tenant_key.as_ref(),
         &wrap.wrapped_dek,
         &blob,
     )
+    .await?
     .and_then(json_object_text)
     .ok_or_else(|| {
         ApiError::internal(format!(
@@ -235,13 +237,15 @@ pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             let keyring = super::keyring(&ctx.env)?;
             keys::open_secret(
                 &keyring,
+                &store,
                 ctx.now_ms,
                 &binding(&current),
                 current.tk_version,
-                current.tenant_key.as_deref(),
+                current.tenant_key.as_ref(),
                 &current.wrapped_dek,
                 &blob,
             )
+            .await?
             .and_then(json_object_text)
             .ok_or_else(|| ApiError::internal("the current secret does not open"))?
         } else {

@@ -44,7 +44,7 @@ pub(crate) struct Remembered {
     /// The tenant-key version and wrapped tenant key loaded with it
     /// (`None`: a legacy data key under a master key).
     pub(crate) tk_version: Option<u32>,
-    pub(crate) tenant_key: Option<Vec<u8>>,
+    pub(crate) tenant_key: Option<super::TenantKeyRef>,
 }
 
 impl Remembered {

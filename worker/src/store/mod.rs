@@ -72,7 +72,7 @@ pub(crate) struct Record {
     pub(crate) tk_version: Option<u32>,
     /// That tenant key, wrapped under a master key, as loaded with the row
     /// (`None` for a legacy row, or when the key is gone).
-    pub(crate) tenant_key: Option<Vec<u8>>,
+    pub(crate) tenant_key: Option<TenantKeyRef>,
     /// When and by whom the current secret version was written (`None` on
     /// rows from before migration 0007).
     pub(crate) secret_at: Option<i64>,
@@ -141,7 +141,7 @@ impl Row {
             tenant_key: self
                 .tenant_key
                 .as_deref()
-                .map(|text| STANDARD.decode(text))
+                .map(TenantKeyRef::parse)
                 .transpose()
                 .map_err(|_| corrupt("tenant_key"))?,
             secret_by: self
@@ -169,6 +169,25 @@ impl Row {
             blob_nonce: self.blob_nonce,
         };
         Ok((record, self.shared == Some(1)))
+    }
+}
+
+/// A tenant key as loaded with a row: its D1 wrap, and the nonce that
+/// names its KV half (`tenant-key/v1/<tenant>/<version>.<nonce>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TenantKeyRef {
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) kv_nonce: String,
+}
+
+impl TenantKeyRef {
+    /// `<base64 wrap> <kv nonce>`, as the statements' subquery joins them.
+    pub(crate) fn parse(text: &str) -> Result<Self, ()> {
+        let (wrapped, nonce) = text.split_once(' ').ok_or(())?;
+        Ok(Self {
+            wrapped: STANDARD.decode(wrapped).map_err(|_| ())?,
+            kv_nonce: nonce.to_string(),
+        })
     }
 }
 

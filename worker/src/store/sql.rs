@@ -23,7 +23,7 @@ macro_rules! columns {
 macro_rules! tenant_key_column {
     ($c:literal) => {
         concat!(
-            ", (SELECT t.wrapped_key FROM tenant_keys t WHERE t.tenant_id = ",
+            ", (SELECT t.wrapped_key || ' ' || t.kv_nonce FROM tenant_keys t WHERE t.tenant_id = ",
             $c,
             ".tenant_id AND t.version = ",
             $c,
@@ -275,7 +275,7 @@ pub(super) const EXPIRE_DUE: &str = "UPDATE credentials SET status = 'expired' W
 /// ?1 active kid, ?2 / ?3 resume after this tenant and version, ?4 batch
 /// size: tenant keys still wrapped under another master key.
 pub(super) const TENANT_KEYS_NOT_UNDER: &str =
-    "SELECT tenant_id, version, kid, wrapped_key FROM tenant_keys \
+    "SELECT tenant_id, version, kid, wrapped_key, kv_nonce FROM tenant_keys \
      WHERE (kid < ?1 OR kid > ?1) AND (tenant_id, version) > (?2, ?3) \
      ORDER BY tenant_id, version LIMIT ?4";
 
@@ -336,18 +336,19 @@ pub(super) const SECRET_VERSIONS: &str = "SELECT id, secret_version, blob_nonce 
 
 /// ?1 tenant: its active tenant key.
 pub(super) const ACTIVE_TENANT_KEY: &str =
-    "SELECT version, kid, wrapped_key FROM tenant_keys WHERE tenant_id = ?1 AND state = 'active'";
+    "SELECT version, kid, wrapped_key, kv_nonce FROM tenant_keys \
+     WHERE tenant_id = ?1 AND state = 'active'";
 
 /// ?1 tenant, ?2 now: the tenant's row, if this is its first key.
 pub(super) const INSERT_TENANT: &str = "INSERT INTO tenants (tenant_id, created_at) \
      VALUES (?1, ?2) ON CONFLICT (tenant_id) DO NOTHING";
 
-/// ?1 tenant, ?2 version, ?3 kid, ?4 wrapped key, ?5 now: a tenant's first
-/// key; a racing request that created one first wins (then nothing
-/// changes, and the caller reads the winner's).
+/// ?1 tenant, ?2 version, ?3 kid, ?4 wrapped key, ?5 now, ?6 KV nonce: a
+/// tenant's first key; a racing request that created one first wins (then
+/// nothing changes, and the caller reads the winner's).
 pub(super) const INSERT_FIRST_TENANT_KEY: &str =
-    "INSERT INTO tenant_keys (tenant_id, version, kid, wrapped_key, state, created_at) \
-     SELECT ?1, ?2, ?3, ?4, 'active', ?5 WHERE NOT EXISTS \
+    "INSERT INTO tenant_keys (tenant_id, version, kid, wrapped_key, state, created_at, kv_nonce) \
+     SELECT ?1, ?2, ?3, ?4, 'active', ?5, ?6 WHERE NOT EXISTS \
        (SELECT 1 FROM tenant_keys WHERE tenant_id = ?1) \
        AND NOT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = ?1 AND deleted_at IS NOT NULL)";
 
@@ -360,7 +361,8 @@ pub(super) const LIST_VERSIONS: &str =
 pub(super) const FIND_VERSION: &str =
     "SELECT v.secret_version, v.blob_nonce, v.tk_version, v.kid, v.wrapped_dek, v.created_at, \
        v.created_by, v.destroyed_at, \
-       (SELECT t.wrapped_key FROM tenant_keys t WHERE t.tenant_id = v.tenant_id \
+       (SELECT t.wrapped_key || ' ' || t.kv_nonce FROM tenant_keys t \
+          WHERE t.tenant_id = v.tenant_id \
           AND t.version = v.tk_version) AS tenant_key \
      FROM secret_versions v WHERE v.credential_id = ?1 AND v.secret_version = ?2";
 
@@ -383,8 +385,10 @@ pub(super) const MARK_TENANT_DELETED: &str =
      ON CONFLICT (tenant_id) DO UPDATE SET deleted_at = excluded.deleted_at, \
        deleted_by = excluded.deleted_by WHERE tenants.deleted_at IS NULL";
 
-/// ?1 tenant: destroys every key of the tenant (crypto-shredding).
-pub(super) const DESTROY_TENANT_KEYS: &str = "DELETE FROM tenant_keys WHERE tenant_id = ?1";
+/// ?1 tenant: destroys every key of the tenant (crypto-shredding),
+/// returning what names their KV halves (deleted next).
+pub(super) const DESTROY_TENANT_KEYS: &str =
+    "DELETE FROM tenant_keys WHERE tenant_id = ?1 RETURNING version, kv_nonce";
 
 /// ?1 tenant: drops the tenant's legacy data keys (under a master key
 /// directly, not yet migrated), which the tenant keys do not cover.
@@ -434,7 +438,8 @@ pub(super) const MARK_PURGED: &str = "UPDATE tenants SET purged_at = ?2 WHERE te
 
 /// ?1 tenant: its retiring key (a tenant-key rotation in progress).
 pub(super) const RETIRING_TENANT_KEY: &str =
-    "SELECT version, kid, wrapped_key FROM tenant_keys WHERE tenant_id = ?1 AND state = 'retiring'";
+    "SELECT version, kid, wrapped_key, kv_nonce FROM tenant_keys \
+     WHERE tenant_id = ?1 AND state = 'retiring'";
 
 /// ?1 tenant, ?2 active version: starts a tenant-key rotation (the active
 /// key becomes `retiring`), unless one is in progress.
@@ -443,11 +448,12 @@ pub(super) const RETIRE_ACTIVE_KEY: &str =
        AND state = 'active' AND NOT EXISTS \
        (SELECT 1 FROM tenant_keys r WHERE r.tenant_id = ?1 AND r.state = 'retiring')";
 
-/// ?1 tenant, ?2 version, ?3 kid, ?4 wrapped key, ?5 now: the new active
-/// key, only if the previous statement of the batch retired the old one.
+/// ?1 tenant, ?2 version, ?3 kid, ?4 wrapped key, ?5 now, ?6 KV nonce: the
+/// new active key, only if the previous statement of the batch retired the
+/// old one.
 pub(super) const INSERT_NEXT_TENANT_KEY: &str =
-    "INSERT INTO tenant_keys (tenant_id, version, kid, wrapped_key, state, created_at) \
-     SELECT ?1, ?2, ?3, ?4, 'active', ?5 WHERE changes() = 1";
+    "INSERT INTO tenant_keys (tenant_id, version, kid, wrapped_key, state, created_at, kv_nonce) \
+     SELECT ?1, ?2, ?3, ?4, 'active', ?5, ?6 WHERE changes() = 1";
 
 /// ?1 tenant, ?2 tenant-key version, ?3 after id, ?4 batch size: current
 /// data keys under that tenant key.
@@ -476,7 +482,8 @@ pub(super) const DELETE_RETIRED_KEY: &str =
     "DELETE FROM tenant_keys WHERE tenant_id = ?1 AND version = ?2 AND state = 'retiring' \
        AND NOT EXISTS (SELECT 1 FROM credentials WHERE tenant_id = ?1 AND tk_version = ?2) \
        AND NOT EXISTS (SELECT 1 FROM secret_versions WHERE tenant_id = ?1 AND tk_version = ?2 \
-         AND wrapped_dek IS NOT NULL)";
+         AND wrapped_dek IS NOT NULL) \
+     RETURNING kv_nonce";
 
 /// ?1 key.
 pub(super) const META_GET: &str = "SELECT value FROM coffer_meta WHERE key = ?1";

@@ -6,29 +6,49 @@ use coffer_core::{CredentialId, TenantId};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::{changes, int, sql, Store};
+use super::{changes, int, kv_error, sql, Store, TenantKeyRef};
 use crate::error::ApiError;
 
-/// A tenant key as stored: wrapped under the master key `kid`.
+/// A tenant key as stored: wrapped under the master key `kid` in D1, its
+/// KV half under `tenant-key/v1/<tenant>/<version>.<kv_nonce>`.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredTenantKey {
     pub(crate) tenant: TenantId,
     pub(crate) version: u32,
     pub(crate) kid: String,
     pub(crate) wrapped: Vec<u8>,
+    pub(crate) kv_nonce: String,
+}
+
+impl StoredTenantKey {
+    /// What names it as a row's tenant key.
+    pub(crate) fn reference(&self) -> TenantKeyRef {
+        TenantKeyRef {
+            wrapped: self.wrapped.clone(),
+            kv_nonce: self.kv_nonce.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
-struct TenantKeyRow {
+pub(super) struct TenantKeyRow {
     #[serde(default)]
     tenant_id: Option<String>,
     version: i64,
     kid: String,
     wrapped_key: String,
+    kv_nonce: String,
+}
+
+/// Where tenants' KV halves live.
+const KV_HALF_PREFIX: &str = "tenant-key/v1/";
+
+fn kv_half_key(tenant: TenantId, version: u32, nonce: &str) -> String {
+    format!("{KV_HALF_PREFIX}{tenant}/{version}.{nonce}")
 }
 
 impl TenantKeyRow {
-    fn parse(self, tenant: Option<TenantId>) -> Result<StoredTenantKey, ApiError> {
+    pub(super) fn parse(self, tenant: Option<TenantId>) -> Result<StoredTenantKey, ApiError> {
         let bad = || ApiError::internal("a stored tenant key row is malformed");
         let tenant = match (tenant, self.tenant_id.as_deref()) {
             (Some(tenant), _) => tenant,
@@ -40,6 +60,7 @@ impl TenantKeyRow {
             version: u32::try_from(self.version).map_err(|_| bad())?,
             kid: self.kid,
             wrapped: STANDARD.decode(&self.wrapped_key).map_err(|_| bad())?,
+            kv_nonce: self.kv_nonce,
         })
     }
 }
@@ -79,6 +100,70 @@ impl Store {
             .transpose()
     }
 
+    /// Writes a tenant key's KV half (before its D1 row: KV first, then D1).
+    pub(crate) async fn put_kv_half(
+        &self,
+        key: &StoredTenantKey,
+        half: &[u8],
+    ) -> Result<(), ApiError> {
+        self.io.count_kv();
+        self.secrets
+            .put_bytes(&kv_half_key(key.tenant, key.version, &key.kv_nonce), half)
+            .map_err(kv_error)?
+            .execute()
+            .await
+            .map_err(kv_error)
+    }
+
+    /// A tenant key's KV half, if it is still there.
+    pub(crate) async fn kv_half(
+        &self,
+        tenant: TenantId,
+        version: u32,
+        key: &TenantKeyRef,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        self.io.count_kv();
+        self.secrets
+            .get(&kv_half_key(tenant, version, &key.kv_nonce))
+            .bytes()
+            .await
+            .map_err(kv_error)
+    }
+
+    /// Deletes a tenant key's KV half; a failure is logged (the shredding
+    /// sweep deletes every half of a deleted tenant again).
+    pub(crate) async fn delete_kv_half(&self, tenant: TenantId, version: u32, nonce: &str) {
+        self.io.count_kv();
+        if let Err(error) = self
+            .secrets
+            .delete(&kv_half_key(tenant, version, nonce))
+            .await
+        {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"level": "error", "event": "kv_half_delete_failed",
+                                   "tenant": tenant.to_string(), "error": error.to_string()})
+            );
+        }
+    }
+
+    /// Deletes every KV half of `tenant` left in KV (one list page of up
+    /// to 1000); returns how many were found.
+    pub(crate) async fn delete_kv_halves_of(&self, tenant: TenantId) -> Result<usize, ApiError> {
+        self.io.count_kv();
+        let page = self
+            .secrets
+            .list()
+            .prefix(format!("{KV_HALF_PREFIX}{tenant}/"))
+            .execute()
+            .await
+            .map_err(kv_error)?;
+        for key in &page.keys {
+            self.delete_blob_key(&key.name).await?;
+        }
+        Ok(page.keys.len())
+    }
+
     /// Stores a tenant's first key (and its `tenants` row) unless it has
     /// one already or was deleted; returns whether this one was stored.
     pub(crate) async fn create_first_tenant_key(
@@ -96,6 +181,7 @@ impl Store {
                 key.kid.as_str().into(),
                 STANDARD.encode(&key.wrapped).into(),
                 int(now_ms),
+                key.kv_nonce.as_str().into(),
             ],
         )?;
         let results = self.batch(vec![row, insert]).await?;

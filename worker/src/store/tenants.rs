@@ -5,7 +5,10 @@ use coffer_core::{CredentialId, TenantId};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
-use super::{blob_key_of, changes, int, sql, AuditEvent, Store, StoredTenantKey};
+use super::{
+    blob_key_of, changes, int, sql, tenant_keys::TenantKeyRow, AuditEvent, Store,
+    StoredTenantKey,
+};
 use crate::error::ApiError;
 
 /// A data key under a tenant key: a record's current one (`earlier ==
@@ -25,10 +28,9 @@ struct WrapRow {
 }
 
 #[derive(Deserialize)]
-struct KeyRow {
+struct DestroyedKey {
     version: i64,
-    kid: String,
-    wrapped_key: String,
+    kv_nonce: String,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +82,16 @@ impl Store {
             self.prepare(sql::DROP_LEGACY_VERSION_WRAPS, &[id, int(now_ms)])?,
         ];
         let results = self.batch(statements).await?;
+        // The KV halves go right after the commit, before the answer: from
+        // then on a D1 restored from before the deletion finds no half.
+        let destroyed: Vec<DestroyedKey> = results
+            .get(2)
+            .and_then(|result| result.results().ok())
+            .unwrap_or_default();
+        for key in destroyed {
+            let version = u32::try_from(key.version).unwrap_or(0);
+            self.delete_kv_half(tenant, version, &key.kv_nonce).await;
+        }
         Ok(changes(results.first())? == 1)
     }
 
@@ -159,6 +171,8 @@ impl Store {
             ])
             .await?;
         purged.audit_events = changed(results.get(1));
+        // KV halves whose delete failed at the deletion, if any.
+        purged.blobs += self.delete_kv_halves_of(tenant).await?;
         if purged.audit_events < limit as usize {
             self.run(self.prepare(sql::MARK_PURGED, &[id, int(now_ms)])?)
                 .await?;
@@ -172,20 +186,12 @@ impl Store {
         &self,
         tenant: TenantId,
     ) -> Result<Option<StoredTenantKey>, ApiError> {
-        let rows: Vec<KeyRow> = self
+        let rows: Vec<TenantKeyRow> = self
             .all(self.prepare(sql::RETIRING_TENANT_KEY, &[tenant.to_string().into()])?)
             .await?;
         rows.into_iter()
             .next()
-            .map(|row| {
-                let bad = || ApiError::internal("a stored tenant key row is malformed");
-                Ok(StoredTenantKey {
-                    tenant,
-                    version: u32::try_from(row.version).map_err(|_| bad())?,
-                    kid: row.kid,
-                    wrapped: STANDARD.decode(&row.wrapped_key).map_err(|_| bad())?,
-                })
-            })
+            .map(|row| row.parse(Some(tenant)))
             .transpose()
     }
 
@@ -215,6 +221,7 @@ impl Store {
                         next.kid.as_str().into(),
                         STANDARD.encode(&next.wrapped).into(),
                         int(now_ms),
+                        next.kv_nonce.as_str().into(),
                     ],
                 )?,
                 self.audit_statement(event, true)?,
@@ -295,12 +302,19 @@ impl Store {
         tenant: TenantId,
         version: u32,
     ) -> Result<bool, ApiError> {
-        let result = self
-            .run(self.prepare(
+        #[derive(Deserialize)]
+        struct Deleted {
+            kv_nonce: String,
+        }
+        let deleted: Vec<Deleted> = self
+            .all(self.prepare(
                 sql::DELETE_RETIRED_KEY,
                 &[tenant.to_string().into(), int(i64::from(version))],
             )?)
             .await?;
-        Ok(changed(Some(&result)) == 1)
+        for key in &deleted {
+            self.delete_kv_half(tenant, version, &key.kv_nonce).await;
+        }
+        Ok(!deleted.is_empty())
     }
 }

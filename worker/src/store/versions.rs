@@ -23,7 +23,7 @@ pub(crate) struct KeptVersion {
 pub(crate) struct VersionWrap {
     pub(crate) blob_nonce: String,
     pub(crate) tk_version: Option<u32>,
-    pub(crate) tenant_key: Option<Vec<u8>>,
+    pub(crate) tenant_key: Option<super::TenantKeyRef>,
     pub(crate) wrapped_dek: Vec<u8>,
 }
 
@@ -57,7 +57,7 @@ impl VersionRow {
                 tenant_key: self
                     .tenant_key
                     .as_deref()
-                    .map(|text| STANDARD.decode(text))
+                    .map(super::TenantKeyRef::parse)
                     .transpose()
                     .map_err(|_| bad())?,
                 wrapped_dek: STANDARD.decode(wrapped).map_err(|_| bad())?,
