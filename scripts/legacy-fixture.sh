@@ -18,8 +18,9 @@ cleanup() {
 trap cleanup EXIT
 git -C "$root" worktree add --detach "$tmp/src" "$commit"
 ln -s "$root/node_modules" "$tmp/src/node_modules"
-# The shared target dir: dependencies are built already.
-CARGO_TARGET_DIR="$root/target" "$tmp/src/scripts/build-worker.sh" release
+# A target dir of its own: sharing the worktree's would leave the old
+# build script (and its baked-in source path) for the next `make build`.
+CARGO_TARGET_DIR="$root/target/legacy" "$tmp/src/scripts/build-worker.sh" release
 cd "$root"
 COFFER_WORKER_BUILD="$tmp/src/worker/build" COFFER_MIGRATIONS_DIR="$tmp/src/migrations" \
   COFFER_SKIP_BUILD=1 cargo test -p coffer-tests --test key_hierarchy write_legacy_fixture -- --ignored
