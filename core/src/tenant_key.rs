@@ -189,10 +189,13 @@ fn unwrap_kv_half(
     version: u32,
     half: &[u8],
 ) -> Result<Zeroizing<[u8; TENANT_KEY_LEN]>, OpenError> {
-    let (&[format], rest) = half.split_first_chunk::<1>().ok_or(OpenError::Undecryptable)?;
-    let (named, rest) = rest.split_first_chunk::<4>().ok_or(OpenError::Undecryptable)?;
-    if format != KV_HALF_V1 || half.len() != KV_HALF_LEN || u32::from_be_bytes(*named) != version
-    {
+    let (&[format], rest) = half
+        .split_first_chunk::<1>()
+        .ok_or(OpenError::Undecryptable)?;
+    let (named, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or(OpenError::Undecryptable)?;
+    if format != KV_HALF_V1 || half.len() != KV_HALF_LEN || u32::from_be_bytes(*named) != version {
         return Err(OpenError::Undecryptable);
     }
     let (nonce, sealed) = rest
@@ -579,12 +582,15 @@ mod tests {
         let keys = keyring(&[("k1", 1)]);
         let mut rng = rng();
         let (_, wrapped) = new_tenant_key(&keys, &mut rng, tenant(1), 1).expect("new");
-        let key = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half).expect("unwraps");
+        let key = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half)
+            .expect("unwraps");
         let sealed = seal_with_tenant_key(&key, &mut rng, &binding(1, 2, 3), SECRET).expect("seal");
         // A fresh unwrap of the stored key opens what the first one sealed.
-        let again = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half).expect("unwraps");
-        let opened = open_with_tenant_key(&again, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
-            .expect("opens");
+        let again = open_tenant_key(&keys, tenant(1), 1, &wrapped.wrapped, &wrapped.kv_half)
+            .expect("unwraps");
+        let opened =
+            open_with_tenant_key(&again, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
+                .expect("opens");
         assert_eq!(opened.as_slice(), SECRET);
         // The legacy reader refuses the new format, and the other way round.
         assert_eq!(
@@ -620,15 +626,27 @@ mod tests {
         assert!(open_tenant_key(&keys, tenant(1), 3, &renamed, &wrapped.kv_half).is_err());
         // Without its master key.
         let without = keyring(&[("k0", 2)]);
-        assert!(open_tenant_key(&without, tenant(1), 3, &wrapped.wrapped, &wrapped.kv_half).is_err());
+        assert!(
+            open_tenant_key(&without, tenant(1), 3, &wrapped.wrapped, &wrapped.kv_half).is_err()
+        );
         // Every truncation and every single-bit flip is refused.
         for len in 0..wrapped.wrapped.len() {
-            assert!(open_tenant_key(&keys, tenant(1), 3, &wrapped.wrapped[..len], &wrapped.kv_half).is_err());
+            assert!(open_tenant_key(
+                &keys,
+                tenant(1),
+                3,
+                &wrapped.wrapped[..len],
+                &wrapped.kv_half
+            )
+            .is_err());
         }
         for bit in 0..wrapped.wrapped.len() * 8 {
             let mut flipped = wrapped.wrapped.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(open_tenant_key(&keys, tenant(1), 3, &flipped, &wrapped.kv_half).is_err(), "bit {bit}");
+            assert!(
+                open_tenant_key(&keys, tenant(1), 3, &flipped, &wrapped.kv_half).is_err(),
+                "bit {bit}"
+            );
         }
     }
 
@@ -697,9 +715,11 @@ mod tests {
             .expect("moved");
         assert_eq!(new.kid, "k2");
         let retired = keyring(&[("k2", 2)]);
-        let key = open_tenant_key(&retired, tenant(1), 1, &new.wrapped, &wrapped.kv_half).expect("unwraps");
-        let opened = open_with_tenant_key(&key, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
-            .expect("the data key did not change");
+        let key = open_tenant_key(&retired, tenant(1), 1, &new.wrapped, &wrapped.kv_half)
+            .expect("unwraps");
+        let opened =
+            open_with_tenant_key(&key, &binding(1, 2, 3), &sealed.wrapped_dek, &sealed.blob)
+                .expect("the data key did not change");
         assert_eq!(opened.as_slice(), SECRET);
         assert!(rewrap_tenant_key(&retired, &mut rng, tenant(1), 1, &wrapped.wrapped).is_err());
     }
@@ -711,7 +731,8 @@ mod tests {
         let b = binding(1, 2, 3);
         let legacy = seal(&keys, &mut rng, &b, SECRET).expect("legacy");
         let (one, _) = new_tenant_key(&keys, &mut rng, tenant(1), 1).expect("new");
-        let migrated = migrate_data_key(&keys, &one, &mut rng, &b, &legacy.wrapped_dek).expect("moves");
+        let migrated =
+            migrate_data_key(&keys, &one, &mut rng, &b, &legacy.wrapped_dek).expect("moves");
         let opened = open_with_tenant_key(&one, &b, &migrated, &legacy.blob).expect("opens");
         assert_eq!(opened.as_slice(), SECRET);
         let (two, _) = new_tenant_key(&keys, &mut rng, tenant(1), 2).expect("new");

@@ -188,7 +188,8 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
         let name = text(v, "name");
         let keyring = Keyring::parse(text(v, "coffer_keys")).expect("keyring");
         let tenant = TenantId::parse(text(v, "tenant")).expect("tenant");
-        let tk_version = u32::try_from(v["tenant_key_version"].as_u64().expect("u32")).expect("u32");
+        let tk_version =
+            u32::try_from(v["tenant_key_version"].as_u64().expect("u32")).expect("u32");
         let kid = text(v, "kid");
         let wrapped = hex(text(v, "wrapped_tenant_key"));
         let kv_half = hex(text(v, "kv_half"));
@@ -204,10 +205,18 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
         assert_eq!(wrapped[0], 0x01, "{name}");
         assert_eq!(usize::from(wrapped[1]), kid.len(), "{name}");
         assert_eq!(wrapped.len(), 66 + kid.len(), "{name}");
-        assert_eq!(tenant_key_header(&wrapped), Some((kid, tk_version)), "{name}");
+        assert_eq!(
+            tenant_key_header(&wrapped),
+            Some((kid, tk_version)),
+            "{name}"
+        );
         assert_eq!(wrapped_dek.len(), 65, "{name}");
         assert_eq!(wrapped_dek[0], 0x02, "{name}");
-        assert_eq!(data_key_tenant_version(&wrapped_dek), Some(tk_version), "{name}");
+        assert_eq!(
+            data_key_tenant_version(&wrapped_dek),
+            Some(tk_version),
+            "{name}"
+        );
         assert_eq!(blob.len(), 29 + plaintext.len(), "{name}");
         // They open, top down.
         assert_eq!(kv_half.len(), 65, "{name}");
@@ -228,10 +237,14 @@ fn every_hierarchy_vector_opens_through_its_tenant_key() {
             Err(OpenError::Undecryptable),
             "{name}"
         );
-        assert!(
-            open_tenant_key(&keyring, tenant, tk_version.wrapping_add(1), &wrapped, &kv_half)
-                .is_err()
-        );
+        assert!(open_tenant_key(
+            &keyring,
+            tenant,
+            tk_version.wrapping_add(1),
+            &wrapped,
+            &kv_half
+        )
+        .is_err());
         // A master rotation moves the tenant key, and the data key opens
         // once the old master key is gone.
         let new_key = "k-next:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";

@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(key.version(), version);
             match open_with_tenant_key(&key, &fixed_binding(), wrapped_dek, blob) {
                 Ok(plaintext) => {
-                    assert_eq!(sealed.wrapped_dek, wrapped_dek, "only the genuine DEK opens");
+                    assert_eq!(
+                        sealed.wrapped_dek, wrapped_dek,
+                        "only the genuine DEK opens"
+                    );
                     assert_eq!(sealed.blob, blob, "only the genuine blob opens");
                     assert_eq!(plaintext.as_slice(), REFERENCE_PLAINTEXT);
                 }
@@ -73,20 +76,34 @@ fuzz_target!(|data: &[u8]| {
     // Another tenant or version never opens, genuine bytes or not.
     let stranger = coffer_fuzz::tenant([0x09; 16]);
     assert!(open_tenant_key(keys, stranger, version, wrapped, kv_half).is_err());
-    assert!(
-        open_tenant_key(keys, fixed_tenant(), version.wrapping_add(1), wrapped, kv_half).is_err()
-    );
+    assert!(open_tenant_key(
+        keys,
+        fixed_tenant(),
+        version.wrapping_add(1),
+        wrapped,
+        kv_half
+    )
+    .is_err());
 
     match rewrap_tenant_key(keys, &mut rng(7), fixed_tenant(), version, wrapped) {
         Ok(None) => {
             assert!(genuine.is_some());
-            assert_eq!(tenant_key_header(wrapped).map(|(kid, _)| kid), Some(ACTIVE_KID));
+            assert_eq!(
+                tenant_key_header(wrapped).map(|(kid, _)| kid),
+                Some(ACTIVE_KID)
+            );
         }
         Ok(Some(rewrapped)) => {
             let (known, sealed) = genuine.expect("only a genuine wrapped tenant key unwraps");
-            assert_eq!(tenant_key_header(wrapped).map(|(kid, _)| kid), Some(RETIRED_KID));
+            assert_eq!(
+                tenant_key_header(wrapped).map(|(kid, _)| kid),
+                Some(RETIRED_KID)
+            );
             assert_eq!(rewrapped.kid, ACTIVE_KID);
-            assert!(rewrapped.kv_half.is_empty(), "a master rotation leaves the KV half");
+            assert!(
+                rewrapped.kv_half.is_empty(),
+                "a master rotation leaves the KV half"
+            );
             // The data key under it is untouched and still opens.
             let key = open_tenant_key(
                 keys,
@@ -103,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(error) => {
             assert_eq!(error, OpenError::Undecryptable);
-            assert!(genuine.is_none(), "a genuine wrapped tenant key failed to rewrap");
+            assert!(
+                genuine.is_none(),
+                "a genuine wrapped tenant key failed to rewrap"
+            );
         }
     }
 });

@@ -312,7 +312,10 @@ impl Server {
     /// backup would. Panics if the server is running: SQLite files copied
     /// under a live writer may be torn.
     pub fn copy_state(&self, to: &Path) {
-        assert!(self.child.is_none(), "stop the server before copying its state");
+        assert!(
+            self.child.is_none(),
+            "stop the server before copying its state"
+        );
         copy_dir(&self.state_dir(), to);
     }
 

@@ -101,7 +101,8 @@ fn master_rotation_rewraps_tenant_keys_only_while_reads_go_on() {
                 while !stop.load(Ordering::Relaxed) {
                     let (owner, id, secret) = &records[n % records.len()];
                     let reply = read(&api_for(server, *owner, "integration_user"), "keys", id);
-                    if reply.status != 200 || reply.body["data"]["credentials"]["apiKey"] != **secret
+                    if reply.status != 200
+                        || reply.body["data"]["credentials"]["apiKey"] != **secret
                     {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -135,7 +136,12 @@ fn master_rotation_rewraps_tenant_keys_only_while_reads_go_on() {
     // Step 3: the old master key is removed; every record opens.
     server.restart_with(&[("COFFER_KEYS", KEY_B)]);
     for (owner, id, secret) in records.iter().chain(&late) {
-        assert_opens(&api_for(&server, *owner, "integration_user"), "keys", id, secret);
+        assert_opens(
+            &api_for(&server, *owner, "integration_user"),
+            "keys",
+            id,
+            secret,
+        );
     }
     // Idempotent: a second pass has nothing to do.
     run_sweeps(&server);
@@ -335,7 +341,12 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
 
     // Before any sweep: every legacy record opens, metadata and secret.
     for (owner, id, secret) in &records {
-        assert_opens(&api_for(&server, *owner, "integration_user"), "legacy", id, secret);
+        assert_opens(
+            &api_for(&server, *owner, "integration_user"),
+            "legacy",
+            id,
+            secret,
+        );
     }
     // A secret change of a legacy record is sealed under the tenant key;
     // the replaced legacy version is kept and still opens.
@@ -356,7 +367,10 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
         "/api/v1/credentials/legacy?credentialId={id}&secretVersion={earlier}"
     ));
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.body["data"]["credentials"]["apiKey"], old_secret.as_str());
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"],
+        old_secret.as_str()
+    );
 
     // The migration sweep, readers running throughout.
     let stop = AtomicBool::new(false);
@@ -364,7 +378,11 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
     let current: Vec<(Uuid, String, String)> = records
         .iter()
         .map(|(o, i, s)| {
-            let s = if *i == id { "after-the-hierarchy".to_string() } else { s.clone() };
+            let s = if *i == id {
+                "after-the-hierarchy".to_string()
+            } else {
+                s.clone()
+            };
             (*o, i.clone(), s)
         })
         .collect();
@@ -377,7 +395,8 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
                 while !stop.load(Ordering::Relaxed) {
                     let (owner, id, secret) = &current[n % current.len()];
                     let reply = read(&api_for(server, *owner, "integration_user"), "legacy", id);
-                    if reply.status != 200 || reply.body["data"]["credentials"]["apiKey"] != **secret
+                    if reply.status != 200
+                        || reply.body["data"]["credentials"]["apiKey"] != **secret
                     {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -396,7 +415,11 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "reads failed during the migration");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "reads failed during the migration"
+    );
     let summary = last_summary(&server, "migrate", 1);
     // Every current legacy data key but the one replaced above, plus that
     // record's kept legacy version.
@@ -412,13 +435,21 @@ fn records_of_the_previous_build_migrate_under_tenant_keys() {
     assert_eq!(rotated["legacy"], 0, "{rotated}");
     server.restart_with(&[("COFFER_KEYS", KEY_B)]);
     for (owner, id, secret) in &current {
-        assert_opens(&api_for(&server, *owner, "integration_user"), "legacy", id, secret);
+        assert_opens(
+            &api_for(&server, *owner, "integration_user"),
+            "legacy",
+            id,
+            secret,
+        );
     }
     let reply = api_for(&server, owner, "integration_user").get(&format!(
         "/api/v1/credentials/legacy?credentialId={id}&secretVersion={earlier}"
     ));
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.body["data"]["credentials"]["apiKey"], old_secret.as_str());
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"],
+        old_secret.as_str()
+    );
 }
 
 /// A tenant-key rotation while writers keep replacing secrets: every
@@ -524,14 +555,22 @@ fn tenant_key_rotation_under_concurrent_writes_loses_nothing() {
 fn tenant_key_rotation_is_for_admins_of_the_tenant() {
     let server = Server::start(&[]);
     let owner = tenant();
-    let id = create(&api_for(&server, owner, "integration_admin"), "rotate", "s-1");
-    for role in ["integration_viewer", "integration_user", "integration_editor"] {
+    let id = create(
+        &api_for(&server, owner, "integration_admin"),
+        "rotate",
+        "s-1",
+    );
+    for role in [
+        "integration_viewer",
+        "integration_user",
+        "integration_editor",
+    ] {
         let reply = api_for(&server, owner, role).post("/api/v1/tenant/keys/rotate", &json!({}));
         assert_eq!(reply.status, 403, "{role}: {}", reply.text);
     }
     let stranger = tenant();
-    let reply =
-        api_for(&server, stranger, "integration_admin").post("/api/v1/tenant/keys/rotate", &json!({}));
+    let reply = api_for(&server, stranger, "integration_admin")
+        .post("/api/v1/tenant/keys/rotate", &json!({}));
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["data"]["tenantKeyVersion"], 2);
     // The owner's key was not touched: its first rotation makes version 2.
@@ -540,5 +579,10 @@ fn tenant_key_rotation_is_for_admins_of_the_tenant() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["data"]["tenantKeyVersion"], 2);
     assert_eq!(reply.body["data"]["rewrapped"], 1);
-    assert_opens(&api_for(&server, owner, "integration_user"), "rotate", &id, "s-1");
+    assert_opens(
+        &api_for(&server, owner, "integration_user"),
+        "rotate",
+        &id,
+        "s-1",
+    );
 }

@@ -52,7 +52,11 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
         200
     );
     // Another tenant's data is untouched by all of this.
-    let kept = create(&api_for(&server, bystander, "integration_admin"), "shred", "bystander-secret");
+    let kept = create(
+        &api_for(&server, bystander, "integration_admin"),
+        "shred",
+        "bystander-secret",
+    );
 
     // The backup: D1 and KV as they are before the deletion.
     server.stop();
@@ -72,7 +76,11 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
         400,
         "INVALID_PARAMETERS",
     );
-    for role in ["integration_viewer", "integration_user", "integration_editor"] {
+    for role in [
+        "integration_viewer",
+        "integration_user",
+        "integration_editor",
+    ] {
         let reply = delete_tenant(&api_for(&server, doomed, role), Some(&doomed.to_string()));
         assert_eq!(reply.status, 403, "{role}: {}", reply.text);
     }
@@ -143,7 +151,9 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     let restored = api_for(&server, doomed, "integration_admin");
     for id in [&shared_id, &other_id] {
         // The row is back (metadata reads), the secret is not.
-        let details = restored.get(&format!("/api/v1/credentials/shred/details?credentialId={id}"));
+        let details = restored.get(&format!(
+            "/api/v1/credentials/shred/details?credentialId={id}"
+        ));
         assert_eq!(details.status, 200, "the restored row: {}", details.text);
         let reply = restored.get(&format!("/api/v1/credentials/shred?credentialId={id}"));
         assert_eq!(reply.status, 500, "{}", reply.text);
@@ -182,7 +192,10 @@ fn deleting_a_tenant_shreds_its_secrets_everywhere() {
     let reply = api_for(&server, bystander, "integration_user")
         .get(&format!("/api/v1/credentials/shred?credentialId={kept}"));
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.body["data"]["credentials"]["apiKey"], "bystander-secret");
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"],
+        "bystander-secret"
+    );
 
     // Only the tenant.delete event is kept (the API answers 410, so look
     // at D1 itself, with the server stopped).

@@ -89,7 +89,10 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
     assert_eq!(numbers(&listed), vec![3, 1], "newest first");
     assert_eq!(listed[0]["current"], true);
     assert_eq!(listed[1]["current"], false);
-    assert!(!listed.iter().any(|v| v.to_string().contains("v-one")), "metadata only");
+    assert!(
+        !listed.iter().any(|v| v.to_string().contains("v-one")),
+        "metadata only"
+    );
 
     // An earlier version reads back; the current one is the ordinary read.
     let reply = read_version(&admin, &id, 1);
@@ -99,8 +102,16 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
     let reply = read_version(&admin, &id, 3);
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["data"]["credentials"]["apiKey"], "v-three");
-    assert_error(&read_version(&admin, &id, 2), 404, "SECRET_VERSION_NOT_FOUND");
-    assert_error(&read_version(&admin, &id, 99), 404, "SECRET_VERSION_NOT_FOUND");
+    assert_error(
+        &read_version(&admin, &id, 2),
+        404,
+        "SECRET_VERSION_NOT_FOUND",
+    );
+    assert_error(
+        &read_version(&admin, &id, 99),
+        404,
+        "SECRET_VERSION_NOT_FOUND",
+    );
     let reply = admin.get(&format!(
         "/api/v1/credentials/versions?credentialId={id}&secretVersion=zero"
     ));
@@ -111,7 +122,11 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
     assert_eq!(numbers(&versions(&admin, &id)), vec![4, 3, 1]);
     assert_eq!(patch_secret(&admin, &id, "v-five").status, 200);
     assert_eq!(numbers(&versions(&admin, &id)), vec![5, 4, 3]);
-    assert_error(&read_version(&admin, &id, 1), 404, "SECRET_VERSION_NOT_FOUND");
+    assert_error(
+        &read_version(&admin, &id, 1),
+        404,
+        "SECRET_VERSION_NOT_FOUND",
+    );
 
     // Rollback to 3: a new version 6 with version 3's secret; history grows.
     let reply = admin.post(
@@ -137,7 +152,11 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
     assert_eq!(numbers(&listed), vec![6, 5, 4]);
     assert_eq!(listed[1]["destroyed"], true);
     assert_eq!(listed[2]["destroyed"], false);
-    assert_error(&read_version(&admin, &id, 5), 404, "SECRET_VERSION_NOT_FOUND");
+    assert_error(
+        &read_version(&admin, &id, 5),
+        404,
+        "SECRET_VERSION_NOT_FOUND",
+    );
     let reply = admin.post(
         &format!("/api/v1/credentials/{id}/rollback"),
         &json!({"secretVersion": 5}),
@@ -156,14 +175,18 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
     );
     // Version 4 still reads.
     let reply = read_version(&admin, &id, 4);
-    assert_eq!(reply.body["data"]["credentials"]["apiKey"], "v-four", "{}", reply.text);
+    assert_eq!(
+        reply.body["data"]["credentials"]["apiKey"], "v-four",
+        "{}",
+        reply.text
+    );
 
     // The audit trail names what happened, with the versions.
     let events = audit(&admin, &id);
     let find = |action: &str, version: u64| {
-        events
-            .iter()
-            .any(|e| e["action"] == action && e["secretVersion"] == version && e["outcome"] == "success")
+        events.iter().any(|e| {
+            e["action"] == action && e["secretVersion"] == version && e["outcome"] == "success"
+        })
     };
     assert!(find("credential.read_secret", 1), "{events:?}");
     assert!(find("credential.read_secret", 4), "{events:?}");
@@ -178,12 +201,18 @@ fn versions_are_kept_capped_listed_read_rolled_back_and_destroyed() {
         "a refused destroy leaves no event: {events:?}"
     );
     // Versioned reads are counted like any decrypted read.
-    let details = admin.get(&format!("/api/v1/credentials/versions/details?credentialId={id}"));
+    let details = admin.get(&format!(
+        "/api/v1/credentials/versions/details?credentialId={id}"
+    ));
     let reads = events
         .iter()
         .filter(|e| e["action"] == "credential.read_secret" && e["outcome"] == "success")
         .count();
-    assert_eq!(details.body["data"]["accessCount"], reads, "{}", details.text);
+    assert_eq!(
+        details.body["data"]["accessCount"], reads,
+        "{}",
+        details.text
+    );
 }
 
 #[test]
@@ -206,8 +235,12 @@ fn rollback_honours_if_match_and_roles() {
     }
     let editor = api_for(&server, owner, "integration_editor").post(&path, &body);
     assert_eq!(editor.status, 200, "{}", editor.text);
-    for bad in [json!({}), json!({"secretVersion": 0}), json!({"secretVersion": "1"}),
-                json!({"secretVersion": 1, "other": 1})] {
+    for bad in [
+        json!({}),
+        json!({"secretVersion": 0}),
+        json!({"secretVersion": "1"}),
+        json!({"secretVersion": 1, "other": 1}),
+    ] {
         let reply = admin.post(&path, &bad);
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
     }
@@ -262,21 +295,47 @@ fn the_isolation_matrix_covers_the_version_routes() {
                 // Destroying an unknown version is the one 404 an allowed
                 // caller gets here.
                 let expected = if name == "destroy version" { 404 } else { 200 };
-                assert_eq!(owner_reply.status, expected, "{name}, owner {role}: {}", owner_reply.text);
+                assert_eq!(
+                    owner_reply.status, expected,
+                    "{name}, owner {role}: {}",
+                    owner_reply.text
+                );
             } else {
-                assert_eq!(owner_reply.status, 403, "{name}, owner {role}: {}", owner_reply.text);
+                assert_eq!(
+                    owner_reply.status, 403,
+                    "{name}, owner {role}: {}",
+                    owner_reply.text
+                );
             }
             let shared_reply = call(&api_for(&server, shared, role), &id);
-            assert_eq!(shared_reply.status, 403, "{name}, shared {role}: {}", shared_reply.text);
-            assert!(!shared_reply.text.contains("m-one"), "{name}, shared {role}");
+            assert_eq!(
+                shared_reply.status, 403,
+                "{name}, shared {role}: {}",
+                shared_reply.text
+            );
+            assert!(
+                !shared_reply.text.contains("m-one"),
+                "{name}, shared {role}"
+            );
             let stranger_reply = call(&api_for(&server, stranger, role), &id);
             // A route with a body checks the role before the record (the
             // body is read only for a caller who could ever succeed), as
             // PATCH does: a stranger below the role gets 403, learning
             // nothing of the record either way.
-            let expected = if name == "rollback" && rank < needed { 403 } else { 404 };
-            assert_eq!(stranger_reply.status, expected, "{name}, stranger {role}: {}", stranger_reply.text);
-            assert!(!stranger_reply.text.contains("m-one"), "{name}, stranger {role}");
+            let expected = if name == "rollback" && rank < needed {
+                403
+            } else {
+                404
+            };
+            assert_eq!(
+                stranger_reply.status, expected,
+                "{name}, stranger {role}: {}",
+                stranger_reply.text
+            );
+            assert!(
+                !stranger_reply.text.contains("m-one"),
+                "{name}, stranger {role}"
+            );
         }
     }
     // A random id is as unknown as a stranger's.

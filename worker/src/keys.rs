@@ -21,7 +21,7 @@ use rand_core::{OsRng, RngCore as _};
 
 use crate::{
     error::ApiError,
-    store::{StoredTenantKey, Store, TenantKeyRef},
+    store::{Store, StoredTenantKey, TenantKeyRef},
 };
 
 /// How long an unwrapped tenant key (or which key is a tenant's active
@@ -183,14 +183,21 @@ pub(crate) async fn for_write(
             stored
         }
     };
-    unwrap(keyring, store, now_ms, tenant, stored.version, &stored.reference())
-        .await?
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "the tenant key of {tenant} (version {}, master key {}) does not unwrap",
-                stored.version, stored.kid
-            ))
-        })
+    unwrap(
+        keyring,
+        store,
+        now_ms,
+        tenant,
+        stored.version,
+        &stored.reference(),
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::internal(format!(
+            "the tenant key of {tenant} (version {}, master key {}) does not unwrap",
+            stored.version, stored.kid
+        ))
+    })
 }
 
 /// A fresh key for `tenant` at `version`, its KV half written (KV first,

@@ -140,8 +140,10 @@ pub(crate) async fn rotate_master(store: &Store, keyring: &Keyring) -> Result<Va
     }
     let remaining = store.count_tenant_keys_not_under(active).await?;
     let legacy = store.count_legacy_wraps().await?;
-    Ok(json!({"active_kid": active, "tenant_keys_rewrapped": rewrapped, "failed": failed,
-              "remaining": remaining, "legacy": legacy}))
+    Ok(
+        json!({"active_kid": active, "tenant_keys_rewrapped": rewrapped, "failed": failed,
+              "remaining": remaining, "legacy": legacy}),
+    )
 }
 
 /// Moves data keys still wrapped under a master key directly (records
@@ -176,8 +178,13 @@ pub(crate) async fn migrate_legacy(
                     credential: wrap.id,
                     version: u64::try_from(wrap.secret_version).unwrap_or(0),
                 };
-                match migrate_data_key(keyring, &tenant_key, &mut OsRng, &binding, &wrap.wrapped_dek)
-                {
+                match migrate_data_key(
+                    keyring,
+                    &tenant_key,
+                    &mut OsRng,
+                    &binding,
+                    &wrap.wrapped_dek,
+                ) {
                     Ok(moved) => moves.push((
                         wrap.id,
                         wrap.secret_version,
@@ -230,8 +237,10 @@ async fn shred(store: &Store, now_ms: i64) -> Result<Value, ApiError> {
             }
         }
     }
-    Ok(json!({"tenants": tenants.len(), "purged": purged, "records_removed": records,
-              "versions_removed": versions, "blobs_removed": blobs, "audit_removed": audit}))
+    Ok(
+        json!({"tenants": tenants.len(), "purged": purged, "records_removed": records,
+              "versions_removed": versions, "blobs_removed": blobs, "audit_removed": audit}),
+    )
 }
 
 /// Removes KV blobs no D1 row points at (failed writes, superseded secret

@@ -456,9 +456,8 @@ pub(crate) fn parse_rollback(body: &Body) -> Result<i64, ApiError> {
         seen.first(&field)?;
         version = Some(secret_version_value(&value(&field, raw)?)?);
     }
-    version.ok_or_else(|| {
-        ApiError::invalid(Place::Body, "secretVersion", "field required", "missing")
-    })
+    version
+        .ok_or_else(|| ApiError::invalid(Place::Body, "secretVersion", "field required", "missing"))
 }
 
 /// A secret version: a positive integer (below 2^53).

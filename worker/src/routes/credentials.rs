@@ -274,7 +274,9 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         keys::forget_active(record.owner);
     }
     if !stored {
-        return Err(ApiError::internal("create found no tenant key to seal under"));
+        return Err(ApiError::internal(
+            "create found no tenant key to seal under",
+        ));
     }
     Ok(Reply::ok(ctx.envelope(
         "Credential stored successfully",

@@ -32,9 +32,11 @@ fn no_record() -> Missing {
 pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     allow(&caller, Action::DeleteTenant, None, no_record)?;
-    let confirmed = ctx
-        .header(CONFIRM_HEADER)
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case(&caller.tenant.to_string()));
+    let confirmed = ctx.header(CONFIRM_HEADER).is_some_and(|value| {
+        value
+            .trim()
+            .eq_ignore_ascii_case(&caller.tenant.to_string())
+    });
     if !confirmed {
         return Err(ApiError::invalid(
             Place::Header,
@@ -92,8 +94,7 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
                 .version
                 .checked_add(1)
                 .ok_or_else(|| ApiError::internal("tenant key versions exhausted"))?;
-            let next =
-                keys::new_stored(&keyring, &store, tenant, next_version, ctx.now_ms).await?;
+            let next = keys::new_stored(&keyring, &store, tenant, next_version, ctx.now_ms).await?;
             let audit = event(
                 ctx,
                 &caller,

@@ -153,7 +153,16 @@ pub(crate) async fn read(
 ) -> Result<Reply, ApiError> {
     let record = found.record;
     let rendered = record.id.prefixed();
-    secret::check(ctx, caller, store, &record, found.shared, &rendered, &missing).await?;
+    secret::check(
+        ctx,
+        caller,
+        store,
+        &record,
+        found.shared,
+        &rendered,
+        &missing,
+    )
+    .await?;
     let (kept, secret) = match open_version(ctx, store, &record, secret_version).await {
         Ok(opened) => opened,
         Err(ApiError::VersionNotFound(n)) => return Err(ApiError::VersionNotFound(n)),
@@ -280,12 +289,11 @@ pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             let mut data = credential_json(&next, ctx.now_ms);
             data["secretVersion"] = json!(next.secret_version);
             data["rolledBackFrom"] = json!(target);
-            return Ok(Reply::ok(ctx.envelope(
-                "Credential rolled back successfully",
-                data,
-            ))
-            .metadata(vec![Step::Key("data")], &next)
-            .etag(next.version as u64));
+            return Ok(
+                Reply::ok(ctx.envelope("Credential rolled back successfully", data))
+                    .metadata(vec![Step::Key("data")], &next)
+                    .etag(next.version as u64),
+            );
         }
         keys::forget_active(current.owner);
         if expected.is_some() {

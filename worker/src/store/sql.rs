@@ -286,8 +286,7 @@ pub(super) const COUNT_TENANT_KEYS_NOT_UNDER: &str =
 /// ?1 tenant, ?2 version, ?3 new kid, ?4 new wrapped key, ?5 old kid: the
 /// master rotation's one statement per tenant key, only if nothing
 /// rewrapped it meanwhile.
-pub(super) const REWRAP_TENANT_KEY: &str =
-    "UPDATE tenant_keys SET kid = ?3, wrapped_key = ?4 \
+pub(super) const REWRAP_TENANT_KEY: &str = "UPDATE tenant_keys SET kid = ?3, wrapped_key = ?4 \
      WHERE tenant_id = ?1 AND version = ?2 AND kid = ?5";
 
 /// ?1 resume after this id, ?2 batch size: current data keys still wrapped
@@ -457,8 +456,7 @@ pub(super) const INSERT_NEXT_TENANT_KEY: &str =
 
 /// ?1 tenant, ?2 tenant-key version, ?3 after id, ?4 batch size: current
 /// data keys under that tenant key.
-pub(super) const WRAPS_UNDER: &str =
-    "SELECT id, secret_version, wrapped_dek FROM credentials \
+pub(super) const WRAPS_UNDER: &str = "SELECT id, secret_version, wrapped_dek FROM credentials \
      WHERE tenant_id = ?1 AND tk_version = ?2 AND id > ?3 ORDER BY id LIMIT ?4";
 
 /// ?1 tenant, ?2 tenant-key version, ?3 / ?4 after credential and version,

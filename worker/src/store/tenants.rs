@@ -6,8 +6,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{
-    blob_key_of, changes, int, sql, tenant_keys::TenantKeyRow, AuditEvent, Store,
-    StoredTenantKey,
+    blob_key_of, changes, int, sql, tenant_keys::TenantKeyRow, AuditEvent, Store, StoredTenantKey,
 };
 use crate::error::ApiError;
 
@@ -128,8 +127,13 @@ impl Store {
             .all(self.prepare(sql::TENANT_VERSIONS, &[id.clone(), int(i64::from(limit))])?)
             .await?;
         for row in &versions {
-            self.delete_blob_key(&blob_key_of(&owner, &row.id, row.secret_version, &row.blob_nonce))
-                .await?;
+            self.delete_blob_key(&blob_key_of(
+                &owner,
+                &row.id,
+                row.secret_version,
+                &row.blob_nonce,
+            ))
+            .await?;
             purged.blobs += 1;
         }
         if !versions.is_empty() {
@@ -150,8 +154,13 @@ impl Store {
             .all(self.prepare(sql::TENANT_RECORDS, &[id.clone(), int(i64::from(limit))])?)
             .await?;
         for row in &records {
-            self.delete_blob_key(&blob_key_of(&owner, &row.id, row.secret_version, &row.blob_nonce))
-                .await?;
+            self.delete_blob_key(&blob_key_of(
+                &owner,
+                &row.id,
+                row.secret_version,
+                &row.blob_nonce,
+            ))
+            .await?;
             purged.blobs += 1;
         }
         if !records.is_empty() {
@@ -161,7 +170,12 @@ impl Store {
                 statements.push(self.prepare(sql::PURGE_RECORD, &[row.id.as_str().into()])?);
             }
             let results = self.batch(statements).await?;
-            purged.records = results.iter().skip(1).step_by(2).map(|r| changed(Some(r))).sum();
+            purged.records = results
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .map(|r| changed(Some(r)))
+                .sum();
             return Ok(purged);
         }
         let results = self

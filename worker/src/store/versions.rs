@@ -4,7 +4,9 @@ use coffer_core::TenantId;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{blob_key_of, changes, int, kv_error, read_audit_fields, sql, AuditEvent, Record, Store};
+use super::{
+    blob_key_of, changes, int, kv_error, read_audit_fields, sql, AuditEvent, Record, Store,
+};
 use crate::error::ApiError;
 
 /// An earlier secret version of a record.
@@ -76,7 +78,10 @@ impl VersionRow {
 
 impl Store {
     /// The record's earlier secret versions, newest first (metadata only).
-    pub(crate) async fn list_versions(&self, record: &Record) -> Result<Vec<KeptVersion>, ApiError> {
+    pub(crate) async fn list_versions(
+        &self,
+        record: &Record,
+    ) -> Result<Vec<KeptVersion>, ApiError> {
         let rows: Vec<VersionRow> = self
             .all(self.prepare(sql::LIST_VERSIONS, &[record.id.to_string().into()])?)
             .await?;
