@@ -529,7 +529,7 @@ mod tests {
     use crate::{id::CredentialId, open, seal};
 
     fn rng() -> ChaCha20Rng {
-        ChaCha20Rng::seed_from_u64(0x7e4a_4e7)
+        ChaCha20Rng::seed_from_u64(0x07e4_a4e7)
     }
 
     fn keyring(entries: &[(&str, u8)]) -> Keyring {

@@ -646,7 +646,7 @@ impl Store {
         let id: JsValue = record.id.to_string().into();
         let delete = self.prepare(sql::DELETE, &[id.clone(), int(expected)])?;
         let audit = self.audit_statement(event, true)?;
-        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id.clone()])?;
+        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, core::slice::from_ref(&id))?;
         let versions = self.prepare(sql::DELETE_VERSIONS_OF_DELETED, &[id])?;
         let results = self.batch(vec![delete, audit, shares, versions]).await?;
         let won = changes(results.first())? == 1;

@@ -65,6 +65,10 @@ impl TenantKeyRow {
     }
 }
 
+/// A data key to move under a tenant key: `(credential, secret version,
+/// earlier version?, old wrap, new wrap, tenant-key version)`.
+pub(crate) type WrapMove = (CredentialId, i64, bool, Vec<u8>, Vec<u8>, u32);
+
 /// A data key wrapped under a master key directly (a row from before the
 /// hierarchy): a current one (`earlier == false`) or an earlier version's.
 pub(crate) struct LegacyWrap {
@@ -298,12 +302,8 @@ impl Store {
 
     /// Moves data keys under a tenant key in one batch, each only if its
     /// secret and wrap are unchanged and the tenant key exists; returns how
-    /// many moved. `(credential, secret version, earlier version?, old
-    /// wrap, new wrap, tenant-key version)`.
-    pub(crate) async fn move_wraps(
-        &self,
-        moves: &[(CredentialId, i64, bool, Vec<u8>, Vec<u8>, u32)],
-    ) -> Result<usize, ApiError> {
+    /// many moved.
+    pub(crate) async fn move_wraps(&self, moves: &[WrapMove]) -> Result<usize, ApiError> {
         if moves.is_empty() {
             return Ok(0);
         }

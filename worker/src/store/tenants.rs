@@ -76,8 +76,8 @@ impl Store {
                 &[id.clone(), int(now_ms), by.into()],
             )?,
             self.audit_statement(event, true)?,
-            self.prepare(sql::DESTROY_TENANT_KEYS, &[id.clone()])?,
-            self.prepare(sql::DROP_LEGACY_WRAPS, &[id.clone()])?,
+            self.prepare(sql::DESTROY_TENANT_KEYS, core::slice::from_ref(&id))?,
+            self.prepare(sql::DROP_LEGACY_WRAPS, core::slice::from_ref(&id))?,
             self.prepare(sql::DROP_LEGACY_VERSION_WRAPS, &[id, int(now_ms)])?,
         ];
         let results = self.batch(statements).await?;
@@ -180,7 +180,7 @@ impl Store {
         }
         let results = self
             .batch(vec![
-                self.prepare(sql::PURGE_SHARES_TO, &[id.clone()])?,
+                self.prepare(sql::PURGE_SHARES_TO, core::slice::from_ref(&id))?,
                 self.prepare(sql::PURGE_AUDIT, &[id.clone(), int(i64::from(limit))])?,
             ])
             .await?;
