@@ -679,6 +679,30 @@ mod tests {
         assert!(open_tenant_key(&rotated, tenant(1), 1, &moved.wrapped, &one.kv_half).is_ok());
     }
 
+    /// The AADs bind each wrap to its tenant and version even where the key
+    /// bytes are the same (an RNG replaying its output): a KV half or a
+    /// data key moved to another tenant or version under equal keys does
+    /// not open.
+    #[test]
+    fn equal_key_bytes_still_do_not_open_across_tenants_or_versions() {
+        let keys = keyring(&[("k1", 1)]);
+        let (one, a) = new_tenant_key(&keys, &mut rng(), tenant(1), 1).expect("new");
+        let (_, b) = new_tenant_key(&keys, &mut rng(), tenant(2), 1).expect("new");
+        let (_, c) = new_tenant_key(&keys, &mut rng(), tenant(1), 2).expect("new");
+        // Same RNG stream: the same tenant key and data-key key bytes.
+        assert_eq!(a.kv_half[5..17], b.kv_half[5..17]);
+        assert!(open_tenant_key(&keys, tenant(2), 1, &b.wrapped, &a.kv_half).is_err());
+        let mut relabelled = a.kv_half.clone();
+        relabelled[1..5].copy_from_slice(&2_u32.to_be_bytes());
+        assert!(open_tenant_key(&keys, tenant(1), 2, &c.wrapped, &relabelled).is_err());
+        let b1 = binding(1, 2, 3);
+        let sealed = seal_with_tenant_key(&one, &mut rng(), &b1, SECRET).expect("seal");
+        let two = open_tenant_key(&keys, tenant(1), 2, &c.wrapped, &c.kv_half).expect("opens");
+        let mut moved = sealed.wrapped_dek.clone();
+        moved[1..5].copy_from_slice(&2_u32.to_be_bytes());
+        assert!(open_with_tenant_key(&two, &b1, &moved, &sealed.blob).is_err());
+    }
+
     #[test]
     fn a_data_key_is_bound_to_its_tenant_key() {
         let keys = keyring(&[("k1", 1)]);
