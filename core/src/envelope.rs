@@ -353,15 +353,14 @@ pub fn seal(
     binding: &Binding,
     plaintext: &[u8],
 ) -> Result<Sealed, SealError> {
-    let too_large = SealError::TooLarge {
-        len: plaintext.len(),
-        max: MAX_SECRET_BYTES,
-    };
-    if plaintext.len() > MAX_SECRET_BYTES {
-        return Err(too_large);
-    }
     let (dek, blob) = seal_blob(rng, binding, plaintext)?;
-    let (wrapped_dek, kid) = wrap(keyring, rng, binding, &dek).map_err(|_| too_large)?;
+    // The only failure of AES-GCM encryption is an input over 2^36 - 32
+    // bytes; a DEK is 32.
+    let (wrapped_dek, kid) =
+        wrap(keyring, rng, binding, &dek).map_err(|_| SealError::TooLarge {
+            len: plaintext.len(),
+            max: MAX_SECRET_BYTES,
+        })?;
     Ok(Sealed {
         blob,
         wrapped_dek,
