@@ -52,8 +52,11 @@ fn realm_token(world: &World, tenant: Uuid, role: &str) -> String {
 /// 5% headroom. Raise it only with a reason in the commit message.
 /// Set at 380,749 bytes measured (gzip -9) with realm signatures in
 /// WebCrypto, the OpenAPI document minified, and streamed bodies and exact
-/// JSON merged (365,085 before those two).
-const WASM_GZIP_BUDGET: usize = 380_749 * 105 / 100;
+/// JSON merged (365,085 before those two). Raised to 436,877 measured with
+/// issue 16 (key hierarchy, secret versions, crypto-shredding: five routes,
+/// three sweeps, ~15 more D1 row types; main measured 380,541 just before),
+/// no new crate: see the branch report; cutting it back is open work.
+const WASM_GZIP_BUDGET: usize = 436_877 * 105 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.
