@@ -473,9 +473,10 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
         read.body["data"]["credentials"],
         json!({"token": "ghp-new-0002"})
     );
-    // That the old version's blob is destroyed no API can tell (only the
-    // current version is ever served), so this reads KV out of band: a
-    // read-only check, done while no request is in flight (`storage_server`).
+    // The replaced secret is kept as an earlier version (issue 16), its
+    // blob with it; which blobs KV holds no API shows, so this reads KV out
+    // of band: a read-only check, done while no request is in flight
+    // (`storage_server`).
     let keys = server.wrangler_cli(&[
         "kv",
         "key",
@@ -487,10 +488,14 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
     ]);
     let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
     let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
-    // One blob, for secret version 3 (`<version>.<nonce>`).
-    assert_eq!(names.len(), 1, "{keys:?}");
+    // Two blobs: secret version 1, kept, and 3, current (`<version>.<nonce>`).
+    assert_eq!(names.len(), 2, "{keys:?}");
     assert!(
-        names[0].starts_with(&format!("secret/v1/{owner}/{id}/3.")),
+        names[0].starts_with(&format!("secret/v1/{owner}/{id}/1.")),
+        "{keys:?}"
+    );
+    assert!(
+        names[1].starts_with(&format!("secret/v1/{owner}/{id}/3.")),
         "{keys:?}"
     );
 
