@@ -9,13 +9,15 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked build-faults migrate test lint unit browser-test token bench bench-realms load fuzz fuzz-long mutants mutants-security
+.PHONY: setup dev build build-unlocked build-faults migrate test lint unit e2e browser-test token bench bench-realms load fuzz fuzz-long mutants mutants-security
 
 setup:
 	scripts/setup.sh dev
 
 ## Install what is needed, apply migrations and serve on 127.0.0.1:$(PORT).
 dev: setup migrate
+	@echo "Coffer Console: http://127.0.0.1:$(PORT)/console/"
+	@echo "Sign in with a token from: make -s token TENANT=$$(cat /proc/sys/kernel/random/uuid) ROLES=integration_admin"
 	$(WRANGLER) dev --local --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE)
 
 migrate:
@@ -34,16 +36,25 @@ build-faults:
 ## Install what is needed and run every test tier.
 test:
 	scripts/setup.sh test
-	$(MAKE) --no-print-directory lint build build-faults unit browser-test fuzz mutants-security
+	$(MAKE) --no-print-directory lint build build-faults unit e2e browser-test fuzz mutants-security
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --exclude coffer-tests --all-targets --target wasm32-unknown-unknown -- -D warnings
 
-# Native unit tests and the black-box tests against a real `wrangler dev`.
+## Native tests only: the core, the Worker's pure modules and the test
+## tools' own logic; no server, no build of the Worker.
 unit:
-	COFFER_SKIP_BUILD=1 cargo test --workspace
+	cargo test --workspace --exclude coffer-tests
+	cargo test -p coffer-tests --lib --bins
+
+## The black-box tier against real `wrangler dev` servers; prints how many
+## servers it launched (target/wrangler-tests/launches.log).
+e2e: build build-faults
+	mkdir -p target/wrangler-tests && rm -f target/wrangler-tests/launches.log
+	COFFER_SKIP_BUILD=1 cargo test -p coffer-tests --no-fail-fast --test '*'
+	@printf 'wrangler dev launches: '; wc -l < target/wrangler-tests/launches.log
 
 # The core's tests compiled to wasm, once per browser.
 browser-test:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Worker with worker-build, offline: WASM_BINDGEN_BIN,
-# WASM_OPT_BIN and ESBUILD_BIN stop it from downloading wasm-bindgen and
-# wasm-opt (scripts/setup.sh installs all three at pinned versions). The
+# Builds the console (scripts/build-console.sh), then the Worker with
+# worker-build, offline: WASM_BINDGEN_BIN, WASM_OPT_BIN and ESBUILD_BIN
+# stop it from downloading wasm-bindgen and wasm-opt (scripts/setup.sh installs all three at pinned versions). The
 # one place the build command is written: the Makefile and wrangler.toml's
 # [build] both call it.
 #
@@ -13,6 +13,9 @@
 #                                    with a target dir of its own so the two
 #                                    builds do not relink each other
 set -euo pipefail
+# The console's static files first (console/dist, the `[assets]` directory):
+# the Worker embeds console/index.html, and `wrangler deploy` uploads both.
+"$(dirname "$0")/build-console.sh"
 cd "$(dirname "$0")/../worker"
 export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
 export WASM_OPT_BIN=../node_modules/.bin/wasm-opt

@@ -48,7 +48,7 @@ for set in $sets; do
       # `preflight` in cors.rs need the Workers runtime (`Env`, `Headers`);
       # the black-box CORS tests in tests/tests/ops.rs cover them.
       package=coffer-worker
-      files+=(-f worker/src/cors.rs -f worker/src/store/page.rs)
+      files+=(-f worker/src/http/cors.rs -f worker/src/store/page.rs)
       files+=(--exclude-re 'cors\.rs:.*\b(from_env|allow|preflight)\b')
       ;;
     *)

@@ -177,6 +177,7 @@ mod principal;
 mod tenant_key;
 mod tenant_scope;
 mod validate;
+mod version;
 
 pub use api_version::{ApiVersion, ApiVersionError};
 pub use claims::{ClaimError, ClaimRules, IdentityClaims, TokenClaims, LEEWAY_SECONDS};
@@ -202,6 +203,7 @@ pub use validate::{
     validate_metadata, validate_name, validate_scopes, validate_secret, AuthType, Unit,
     ValidationError,
 };
+pub use version::{Version, VersionError};
 
 /// Re-exported so the worker implements the same `rand_core` traits that
 /// [`seal`] and [`rewrap`] take (rand_core 0.6).

@@ -43,6 +43,28 @@ pub struct Server {
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static SHARED: OnceLock<Server> = OnceLock::new();
 
+/// Appends one line per `wrangler dev` launch (start or restart) to
+/// `target/wrangler-tests/launches.log`: the test binary and the port. A
+/// run's number of launches is the file's line count (`make e2e` prints it).
+fn record_launch(port: u16) {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|path| {
+            path.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    // The count is a report, not a check: a failed write loses one line.
+    if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(
+        root()
+            .join("target")
+            .join("wrangler-tests")
+            .join("launches.log"),
+    ) {
+        let _ = writeln!(file, "{binary} {port}");
+    }
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,6 +85,8 @@ pub fn default_vars() -> Vec<(String, String)> {
         ("COFFER_KEYS".into(), fixtures::COFFER_KEYS.into()),
         ("AUTH_REALMS".into(), "{}".into()),
         ("AUTH_DEFAULT_REALM".into(), String::new()),
+        // Tests read the request lines (round trips, reasons, leaks).
+        ("COFFER_REQUEST_LOG".into(), "all".into()),
     ]
 }
 
@@ -183,6 +207,7 @@ impl Server {
         self.child = Some(child);
         self.port = port;
         self.base = format!("http://127.0.0.1:{port}");
+        record_launch(port);
     }
 
     /// Waits for the server; on failure stops it and returns the log's tail.
@@ -513,6 +538,12 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
     };
     let main = main.display().to_string();
     config.insert("main".into(), main.into());
+    if let Some(toml::Value::Table(assets)) = config.get_mut("assets") {
+        if let Some(dir) = assets.get("directory").and_then(toml::Value::as_str) {
+            let dir = root.join(dir).display().to_string();
+            assets.insert("directory".into(), dir.into());
+        }
+    }
     if let Some(toml::Value::Array(databases)) = config.get_mut("d1_databases") {
         for database in databases {
             if let Some(table) = database.as_table_mut() {

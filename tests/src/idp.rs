@@ -8,6 +8,12 @@
 //! stop the server (an outage that refuses connections). It counts the
 //! fetches of each path, failed ones included, so tests can check how often
 //! the worker asked.
+//!
+//! For the console's sign-in it can also act as an OpenID Connect provider
+//! ([`Idp::serve_oidc`]): discovery, an authorization endpoint that
+//! approves at once (a 302 back with a code), and a token endpoint that
+//! checks the code, the client, the redirect URI and the PKCE verifier
+//! (RFC 7636, S256) before it answers with a signed access token.
 extern crate alloc;
 
 use alloc::sync::Arc;
@@ -167,6 +173,21 @@ struct Published {
     fetches: HashMap<String, usize>,
     /// Answer every request with `503 Service Unavailable`.
     down: bool,
+    /// The OpenID Connect provider, when serving one.
+    oidc: Option<Oidc>,
+}
+
+/// An OpenID Connect provider under a path prefix (its issuer).
+struct Oidc {
+    prefix: String,
+    issuer: String,
+    client_id: String,
+    key: Arc<Key>,
+    claims: Value,
+    /// Codes issued and not yet exchanged: code → (challenge, redirect URI).
+    codes: HashMap<String, (String, String)>,
+    /// Access tokens issued.
+    exchanges: usize,
 }
 
 /// A loopback HTTP server publishing JWKS documents.
@@ -237,6 +258,30 @@ impl Idp {
         self.published.lock().expect("idp lock").down = down;
     }
 
+    /// Serves an OpenID Connect provider whose issuer is `url(prefix)`:
+    /// discovery at `<prefix>/.well-known/openid-configuration`, the
+    /// authorization endpoint `<prefix>/authorize` (approves at once), the
+    /// token endpoint `<prefix>/token` (signs `claims` with `key`, adding
+    /// `iss`, `iat` and `exp`), and the key set at `<prefix>/jwks`.
+    pub fn serve_oidc(&self, prefix: &str, client_id: &str, key: Key, claims: Value) {
+        self.publish(&format!("{prefix}/jwks"), &[&key], None);
+        self.published.lock().expect("idp lock").oidc = Some(Oidc {
+            prefix: prefix.into(),
+            issuer: self.url(prefix),
+            client_id: client_id.into(),
+            key: Arc::new(key),
+            claims,
+            codes: HashMap::new(),
+            exchanges: 0,
+        });
+    }
+
+    /// How many access tokens the token endpoint has issued.
+    pub fn token_exchanges(&self) -> usize {
+        let published = self.published.lock().expect("idp lock");
+        published.oidc.as_ref().map_or(0, |oidc| oidc.exchanges)
+    }
+
     /// How many times `path` was fetched, answered or not.
     pub fn fetches(&self, path: &str) -> usize {
         let published = self.published.lock().expect("idp lock");
@@ -267,47 +312,163 @@ fn serve(stream: TcpStream, published: &Mutex<Published>) {
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
-    // Skip the headers; a GET has no body.
+    // The headers: only the body's length matters here.
+    let mut content_length = 0_usize;
     let mut line = String::new();
     while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
         line.clear();
     }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_owned();
-    let (found, redirect, down) = {
+    let mut body = vec![0_u8; content_length.min(64 * 1024)];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let mut words = request_line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_owned();
+    let target = words.next().unwrap_or("/").to_owned();
+    let path = target.split('?').next().unwrap_or("/").to_owned();
+    let response = {
         let mut published = published.lock().expect("idp lock");
         *published.fetches.entry(path.clone()).or_default() += 1;
-        (
-            published.documents.get(&path).cloned(),
-            published.redirects.get(&path).cloned(),
-            published.down,
-        )
-    };
-    let response = match (down, redirect, found) {
-        (true, _, _) => {
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
-        }
-        (false, Some(location), _) => format!(
-            "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-        ),
-        (false, None, Some((document, cache_control))) => {
+        if published.down {
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                .into()
+        } else if let Some(answer) = published
+            .oidc
+            .as_mut()
+            .and_then(|oidc| oidc.answer(&method, &target, &body))
+        {
+            answer
+        } else if let Some(location) = published.redirects.get(&path) {
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+        } else if let Some((document, cache_control)) = published.documents.get(&path) {
             let body = document.to_string();
             let cache = cache_control
+                .as_ref()
                 .map(|value| format!("cache-control: {value}\r\n"))
                 .unwrap_or_default();
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{cache}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
-        }
-        (false, None, None) => {
+        } else {
             "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
         }
     };
     let mut stream = &stream;
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
+}
+
+/// A JSON response a browser page of another origin may read (CORS).
+fn json_answer(status: &str, body: &Value) -> String {
+    let body = body.to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\naccess-control-allow-origin: *\r\n\
+         cache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The query or form pairs of `text`.
+fn pairs(text: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(&format!("http://idp.invalid/?{text}"))
+        .map(|url| url.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+impl Oidc {
+    /// The answer to a request for one of the provider's endpoints; `None`
+    /// for any other path.
+    fn answer(&mut self, method: &str, target: &str, body: &[u8]) -> Option<String> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let endpoint = path.strip_prefix(self.prefix.as_str())?;
+        match (method, endpoint) {
+            ("OPTIONS", _) => Some(
+                "HTTP/1.1 204 No Content\r\naccess-control-allow-origin: *\r\n\
+                 access-control-allow-methods: GET, POST\r\naccess-control-allow-headers: content-type\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+                    .into(),
+            ),
+            ("GET", "/.well-known/openid-configuration") => Some(json_answer(
+                "200 OK",
+                &json!({
+                    "issuer": self.issuer,
+                    "authorization_endpoint": format!("{}/authorize", self.issuer),
+                    "token_endpoint": format!("{}/token", self.issuer),
+                    "jwks_uri": format!("{}/jwks", self.issuer),
+                    "response_types_supported": ["code"],
+                    "code_challenge_methods_supported": ["S256"],
+                    "grant_types_supported": ["authorization_code"],
+                    "token_endpoint_auth_methods_supported": ["none"],
+                }),
+            )),
+            ("GET", "/authorize") => Some(self.authorize(&pairs(query))),
+            ("POST", "/token") => Some(self.token(&pairs(&String::from_utf8_lossy(body)))),
+            _ => None,
+        }
+    }
+
+    /// Approves at once: a 302 to the redirect URI with a fresh code.
+    fn authorize(&mut self, query: &HashMap<String, String>) -> String {
+        let get = |name: &str| query.get(name).cloned().unwrap_or_default();
+        let redirect = get("redirect_uri");
+        let refused = get("client_id") != self.client_id
+            || get("response_type") != "code"
+            || get("code_challenge_method") != "S256"
+            || get("code_challenge").is_empty()
+            || !redirect.starts_with("http://127.0.0.1:");
+        if refused {
+            return json_answer("400 Bad Request", &json!({"error": "invalid_request"}));
+        }
+        let mut bytes = [0_u8; 16];
+        OsRng.fill_bytes(&mut bytes);
+        let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.codes
+            .insert(code.clone(), (get("code_challenge"), redirect.clone()));
+        let mut location = reqwest::Url::parse(&redirect).expect("redirect_uri is a URL");
+        location
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"));
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+    }
+
+    /// Exchanges a code: checks client, redirect URI and PKCE verifier.
+    fn token(&mut self, form: &HashMap<String, String>) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let get = |name: &str| form.get(name).cloned().unwrap_or_default();
+        let Some((challenge, redirect)) = self.codes.remove(&get("code")) else {
+            return json_answer("400 Bad Request", &json!({"error": "invalid_grant"}));
+        };
+        let verified = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+        if get("grant_type") != "authorization_code"
+            || get("client_id") != self.client_id
+            || get("redirect_uri") != redirect
+            || verified != challenge
+        {
+            return json_answer("400 Bad Request", &json!({"error": "invalid_grant"}));
+        }
+        let now = crate::fixtures::now();
+        let mut claims = self.claims.clone();
+        claims["iss"] = json!(self.issuer);
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 600);
+        let access_token = self.key.sign(&claims);
+        self.exchanges += 1;
+        json_answer(
+            "200 OK",
+            &json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 600}),
+        )
+    }
 }

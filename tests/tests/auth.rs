@@ -17,6 +17,7 @@ use std::{
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use coffer_tests::{
+    assertions,
     client::{Api, Reply},
     fixtures::{self, TokenBuilder},
     harness::Server,
@@ -240,8 +241,8 @@ fn request_id(reply: &Reply) -> String {
         .to_owned()
 }
 
-/// The reason logged for the refused request `request_id` (its
-/// `auth_refused` line), waiting for it: workerd's logs reach wrangler's
+/// The reason logged for the refused request `request_id` (the `error` of
+/// its request line), waiting for it: workerd's logs reach wrangler's
 /// output asynchronously.
 fn refusal_reason(server: &Server, request_id: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -249,13 +250,13 @@ fn refusal_reason(server: &Server, request_id: &str) -> String {
         let found = server
             .log_entries()
             .into_iter()
-            .find(|entry| entry["event"] == "auth_refused" && entry["request_id"] == request_id);
+            .find(|entry| entry["request_id"] == request_id && entry.get("status").is_some());
         if let Some(entry) = found {
-            return entry["reason"].as_str().unwrap_or_default().to_owned();
+            return entry["error"].as_str().unwrap_or_default().to_owned();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no auth_refused line for request {request_id}"
+            "no request line for request {request_id}"
         );
         thread::sleep(Duration::from_millis(100));
     }
@@ -970,7 +971,7 @@ fn a_realm_speaks_only_for_its_tenants() {
     for (case, token, realm) in &refused {
         let api = Api::new(server, token.clone()).header("realmname", *realm);
         let reply = read_credentials(&api);
-        fixtures::assert_error(&reply, 401, "AUTHENTICATION_FAILED");
+        assertions::assert_error(&reply, 401, "AUTHENTICATION_FAILED");
         assert!(!reply.text.contains(secret), "{case}");
         assert_eq!(
             refusal_reason(server, &request_id(&reply)),
@@ -978,14 +979,14 @@ fn a_realm_speaks_only_for_its_tenants() {
             "{case}: credentials surface"
         );
         let reply = read_connection(&api);
-        fixtures::assert_connection_error(&reply, 401, UNAUTHENTICATED);
+        assertions::assert_connection_error(&reply, 401, UNAUTHENTICATED);
         assert_eq!(
             refusal_reason(server, &request_id(&reply)),
             OUT_OF_SCOPE,
             "{case}: connection surface"
         );
     }
-    fixtures::assert_not_logged(server, &[secret]);
+    assertions::assert_not_logged(server, &[secret]);
 }
 
 /// Issue 11 item 4: configurations that would accept more than they say
@@ -1140,7 +1141,7 @@ fn unsafe_auth_configurations_fail_every_authenticated_request() {
                 );
             }
             if replies[1].status == 500 {
-                fixtures::assert_error(&replies[1], 500, "INTERNAL_ERROR");
+                assertions::assert_error(&replies[1], 500, "INTERNAL_ERROR");
             }
         }
     }
@@ -1149,7 +1150,7 @@ fn unsafe_auth_configurations_fail_every_authenticated_request() {
         "unsafe configurations that still served requests:\n{}",
         accepted.join("\n")
     );
-    fixtures::assert_not_logged(&server, &[short_secret]);
+    assertions::assert_not_logged(&server, &[short_secret]);
 }
 
 /// The JWKS comes from the configured URL only: a redirect (which could

@@ -1,6 +1,7 @@
 //! Credentials survive a restart of `wrangler dev` (same local state).
 use coffer_tests::{
-    fixtures::{api_for, assert_not_logged, tenant, TokenBuilder},
+    assertions::assert_not_logged,
+    fixtures::{api_for, tenant, TokenBuilder},
     harness::Server,
 };
 use serde_json::json;

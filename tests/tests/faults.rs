@@ -11,10 +11,10 @@ use core::{
 use std::{thread, time::Instant};
 
 use coffer_tests::{
+    assertions::{assert_connection_error, assert_error, assert_not_logged},
     client::{Api, Reply},
     fixtures::{
-        api_for, assert_connection_error, assert_error, assert_not_logged, bare_id,
-        create_credential, credential_body, tenant, token, COFFER_KEYS, KEY_ID,
+        api_for, bare_id, create_credential, credential_body, tenant, token, COFFER_KEYS, KEY_ID,
     },
     harness::Server,
 };

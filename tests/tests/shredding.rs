@@ -7,8 +7,9 @@
 use std::fs;
 
 use coffer_tests::{
+    assertions::assert_error,
     client::Api,
-    fixtures::{api_for, assert_error, bare_id, run_sweeps, share, sweep_summaries, tenant},
+    fixtures::{api_for, bare_id, run_sweeps, share, sweep_summaries, tenant},
     harness::{root, Server},
 };
 use serde_json::json;

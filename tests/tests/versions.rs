@@ -3,8 +3,9 @@
 //! rolled back and destroyed, each audited; the connection surface always
 //! serves the current version.
 use coffer_tests::{
+    assertions::assert_error,
     client::{Api, Reply},
-    fixtures::{api_for, assert_error, bare_id, share, tenant},
+    fixtures::{api_for, bare_id, share, tenant},
     harness::Server,
 };
 use serde_json::{json, Value};

@@ -59,8 +59,9 @@ pub(crate) enum Missing {
 pub(crate) enum ApiError {
     /// Not a JWT at all: 400 on the connection surface, 401 elsewhere.
     NotAJwt,
-    /// Missing or invalid credentials: 401.
-    Unauthenticated,
+    /// Missing or invalid credentials: 401. The reason (which claim rule or
+    /// check refused the token) goes to the request's log line only.
+    Unauthenticated(&'static str),
     /// A bad parameter or body field: 400 (credentials) or 422 (connection).
     Invalid {
         place: Place,
@@ -126,7 +127,7 @@ impl ApiError {
     pub(crate) fn status(&self, surface: Surface) -> u16 {
         match (self, surface) {
             (Self::NotAJwt, Surface::Connection) => 400,
-            (Self::NotAJwt | Self::Unauthenticated, _) => 401,
+            (Self::NotAJwt | Self::Unauthenticated(_), _) => 401,
             (Self::Invalid { .. }, Surface::Connection) => 422,
             (Self::Invalid { .. } | Self::BadRequest(_) | Self::UnsupportedVersion(_), _) => 400,
             (Self::Forbidden, _) => 403,
@@ -147,6 +148,8 @@ impl ApiError {
     pub(crate) fn log_reason(&self) -> Option<&str> {
         match self {
             Self::Internal(reason) | Self::Unavailable(reason) => Some(reason),
+            Self::Unauthenticated(reason) => Some(reason),
+            Self::NotAJwt => Some("not a JWT"),
             _ => None,
         }
     }
@@ -154,7 +157,7 @@ impl ApiError {
     /// The credentials surface's code, message and details.
     fn credentials_parts(&self, request_id: &str) -> (&'static str, &'static str, String) {
         match self {
-            Self::NotAJwt | Self::Unauthenticated => (
+            Self::NotAJwt | Self::Unauthenticated(_) => (
                 "AUTHENTICATION_FAILED",
                 "Authentication failed",
                 "Bearer token is missing, expired, or invalid".into(),
@@ -247,7 +250,7 @@ impl ApiError {
     fn connection_error(&self, code: u16) -> Value {
         let message = match self {
             Self::NotAJwt => "Invalid JWT format".to_string(),
-            Self::Unauthenticated => {
+            Self::Unauthenticated(_) => {
                 "Authentication header is missing, or token is invalid/expired.".into()
             }
             Self::Invalid {
@@ -310,7 +313,7 @@ impl ApiError {
         if let Self::MethodNotAllowed { allow } = self {
             headers.set("allow", allow)?;
         }
-        if matches!(self, Self::NotAJwt | Self::Unauthenticated) {
+        if matches!(self, Self::NotAJwt | Self::Unauthenticated(_)) {
             headers.set("www-authenticate", "Bearer")?;
         }
         json_response(&body, status, headers)

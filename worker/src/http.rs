@@ -1,128 +1,24 @@
-//! Per-request plumbing: request id, caller, body, success envelopes, and
-//! the one JSON log line per request.
-use coffer_core::{Principal, TenantId, Zeroizing};
+//! Serving one request: request id, clock, CORS, routing through
+//! [`router`], the reply or the error rendered in the surface's envelope,
+//! and the one JSON log line per request. The top of the Worker below its
+//! entry point: it calls the router and the context, nothing calls it but
+//! `lib.rs`.
+use coffer_core::{ApiVersion, TenantId, Timestamp};
 use serde::{
     ser::{SerializeMap as _, SerializeSeq as _},
     Serialize,
 };
-use serde_json::{json, value::RawValue, Value};
+use serde_json::{value::RawValue, Value};
 use worker::{console_log, Date, Env, Headers, Method, Request, Response};
 
 use crate::{
-    auth::{self, AuthError},
-    cors,
-    error::{json_response, ApiError, Place, Surface},
-    routes,
-    store::{Io, Record, Store},
-    Params,
+    context::{self, Ctx, Reply, Step},
+    error::{json_response, ApiError, Surface},
+    random, router,
+    store::Io,
 };
 
-/// Everything a handler gets.
-pub(crate) struct Ctx {
-    pub(crate) req: Request,
-    pub(crate) env: Env,
-    pub(crate) params: Params,
-    pub(crate) surface: Surface,
-    pub(crate) request_id: String,
-    /// Milliseconds since the Unix epoch, read once per request.
-    pub(crate) now_ms: i64,
-    /// The acting tenant once known, for the log line.
-    pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
-    /// Storage round trips of this request.
-    pub(crate) io: alloc::rc::Rc<Io>,
-}
-
-/// A verified principal acting for one tenant.
-pub(crate) struct Caller {
-    pub(crate) principal: Principal,
-    pub(crate) tenant: TenantId,
-}
-
-/// A successful response, before the surface's envelope headers.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) body: Option<Value>,
-    /// JSON texts written into `body` as they are (a decrypted secret,
-    /// records' `metadata`).
-    pub(crate) splices: Vec<Splice>,
-    /// The record's version, sent as `ETag: "<version>"`.
-    pub(crate) etag: Option<u64>,
-    /// Further response headers.
-    pub(crate) headers: Vec<(&'static str, String)>,
-}
-
-impl Reply {
-    /// 200 with `body`.
-    pub(crate) fn ok(body: Value) -> Self {
-        Self {
-            status: 200,
-            body: Some(body),
-            splices: Vec::new(),
-            etag: None,
-            headers: Vec::new(),
-        }
-    }
-
-    /// Sets the status.
-    pub(crate) fn status(mut self, status: u16) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Sets the ETag.
-    pub(crate) fn etag(mut self, version: u64) -> Self {
-        self.etag = Some(version);
-        self
-    }
-
-    /// Writes `json` (valid JSON text, checked again when rendered) into
-    /// the body at `path` as it is: the member the last step names is
-    /// replaced, or appended when the object has none. The secret and
-    /// `metadata` are served with the digits they were stored with, and
-    /// never go through a `Value`.
-    pub(crate) fn splice(mut self, path: Vec<Step>, json: Zeroizing<String>) -> Self {
-        self.splices.push(Splice { path, json });
-        self
-    }
-
-    /// Splices `record`'s `metadata` into the record object at `at`.
-    pub(crate) fn metadata(self, mut at: Vec<Step>, record: &Record) -> Self {
-        at.push(Step::Key("metadata"));
-        self.splice(at, Zeroizing::new(record.metadata.get().to_string()))
-    }
-
-    /// Adds a response header.
-    pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    /// 204 without a body.
-    pub(crate) fn no_content() -> Self {
-        Self {
-            status: 204,
-            body: None,
-            splices: Vec::new(),
-            etag: None,
-            headers: Vec::new(),
-        }
-    }
-}
-
-/// One step of a path into a reply's body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// An object member.
-    Key(&'static str),
-    /// An array element.
-    Index(usize),
-}
-
-/// JSON text to write into a reply's body at a path, as it is.
-pub(crate) struct Splice {
-    path: Vec<Step>,
-    json: Zeroizing<String>,
-}
+mod cors;
 
 /// `value` with each splice's text at its path (relative to `value` after
 /// `depth` steps); serialized, never built.
@@ -220,132 +116,29 @@ impl Serialize for Spliced<'_> {
     }
 }
 
-/// RFC 3339 with milliseconds and `Z`, as every timestamp in the contract.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-impl Ctx {
-    /// The store, counting this request's round trips.
-    pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        let store = Store::open(&self.env, self.io.clone())?;
-        #[cfg(feature = "fault-injection")]
-        let store = store.with_commit_delay(crate::faults::commit_delay_ms(
-            self.header(crate::faults::COMMIT_DELAY_HEADER),
-        ));
-        Ok(store)
-    }
-
-    /// A captured path parameter (the router guarantees it exists).
-    pub(crate) fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map_or("", |(_, value)| value.as_str())
-    }
-
-    /// A request header.
-    pub(crate) fn header(&self, name: &str) -> Option<String> {
-        self.req.headers().get(name).ok().flatten()
-    }
-
-    /// The decoded query pairs.
-    pub(crate) fn query_pairs(&self) -> Vec<(String, String)> {
-        self.req
-            .url()
-            .map(|url| {
-                url.query_pairs()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The credentials surface's success envelope.
-    pub(crate) fn envelope(&self, message: &str, data: Value) -> Value {
-        json!({
-            "success": true,
-            "message": message,
-            "data": data,
-            "timestamp": rfc3339(self.now_ms),
-        })
-    }
-
-    /// Verifies the bearer token.
-    pub(crate) async fn principal(&self) -> Result<Principal, ApiError> {
-        auth::authenticate(&self.req, &self.env, &self.io, self.now_ms)
-            .await
-            .map_err(|error| {
-                log_auth_refusal(&self.request_id, &error);
-                match error {
-                    AuthError::NotAJwt => ApiError::NotAJwt,
-                    AuthError::Missing | AuthError::Invalid(_) => ApiError::Unauthenticated,
-                    AuthError::Misconfigured(reason) => ApiError::internal(reason),
-                }
-            })
-    }
-
-    /// Verifies the token and resolves the tenant of the request from
-    /// `x-tenantid`: required on the credentials surface (400 when missing
-    /// or not a UUID), optional on the connection surface (422 when not a
-    /// UUID); 403 when not one of the token's tenants.
-    pub(crate) async fn caller(&self) -> Result<Caller, ApiError> {
-        let principal = self.principal().await?;
-        let requested = match self.header("x-tenantid") {
-            Some(raw) => Some(TenantId::parse(raw.trim()).map_err(|error| {
-                ApiError::invalid(Place::Header, "x-tenantid", error, "uuid_parsing")
-            })?),
-            None if self.surface == Surface::Credentials => {
-                return Err(ApiError::invalid(
-                    Place::Header,
-                    "x-tenantid",
-                    "header is required",
-                    "missing",
-                ))
-            }
-            None => None,
-        };
-        let tenant = principal
-            .acting_tenant(requested)
-            .map_err(|_| ApiError::Forbidden)?;
-        self.tenant.set(Some(tenant));
-        Ok(Caller { principal, tenant })
-    }
-}
-
-fn log_auth_refusal(request_id: &str, error: &AuthError) {
-    let reason = match error {
-        AuthError::Missing => "missing bearer token",
-        AuthError::NotAJwt => "not a JWT",
-        AuthError::Invalid(reason) => reason,
-        AuthError::Misconfigured(reason) => reason.as_str(),
-    };
-    console_log!(
-        "{}",
-        json!({"level": "warn", "request_id": request_id, "event": "auth_refused", "reason": reason})
-    );
-}
-
 /// A random request id (UUID v4) from the platform's CSPRNG.
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // Only the id's uniqueness suffers; the time keeps it distinct enough
-        // for a log line.
-        bytes[..8].copy_from_slice(&Date::now().as_millis().to_be_bytes());
+    match random::uuid() {
+        Ok(uuid) => uuid.hyphenated().to_string(),
+        // Only the id's uniqueness suffers; the time keeps it distinct
+        // enough for a log line.
+        Err(_) => {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&Date::now().as_millis().to_be_bytes());
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string()
+        }
     }
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
 }
 
 /// Serves one request: route, handle, render, log.
 pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
-    let path = req.path();
+    // The runtime's clock is always within the years 0000-9999.
+    let now = Timestamp::from_unix_millis(now_ms).unwrap_or(Timestamp::MAX);
+    let path = context::url_parts(&req.inner().url()).0.to_string();
     let method = req.method();
     // workers-rs reads any method it does not know (`QUERY`, `PROPFIND`, ...)
     // as GET; such a request must get a 405, never a GET handler.
@@ -373,7 +166,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     {
         cors::preflight(&path, allowed_origin.as_deref())
     } else {
-        match crate::resolve(&method, &path) {
+        match router::resolve(&method, &path) {
             Ok((op, params)) => {
                 op_name = Some(op);
                 let mut ctx = Ctx {
@@ -383,10 +176,11 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
                     surface,
                     request_id: request_id.clone(),
                     now_ms,
+                    now,
                     tenant: core::cell::Cell::new(None),
                     io: io.clone(),
                 };
-                let outcome = routes::dispatch(op, &mut ctx).await;
+                let outcome = router::dispatch(op, &mut ctx).await;
                 tenant = ctx.tenant.get();
                 outcome
             }
@@ -400,7 +194,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         }
         Err(error) => {
             let status = error.status(surface);
-            let response = error.render(surface, &request_id, &rfc3339(now_ms))?;
+            let response = error.render(surface, &request_id, &now.to_rfc3339())?;
             (response, status, error.log_reason().map(str::to_string))
         }
     };
@@ -408,7 +202,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     headers.set("x-request-id", &request_id)?;
     headers.set("cache-control", "no-store")?;
     if surface == Surface::Connection {
-        headers.set("x-api-version", routes::API_VERSION)?;
+        headers.set("x-api-version", ApiVersion::DEFAULT.as_str())?;
     }
     if let Some(origin) = &allowed_origin {
         cors::allow(&headers, origin)?;
@@ -469,7 +263,7 @@ fn display_option<T: core::fmt::Display, S: serde::Serializer>(
 /// The 405 (or 404) for a method no route has: resolving `TRACE`, which no
 /// route serves, yields the path's allowed methods.
 fn unknown_method(path: &str) -> ApiError {
-    match crate::resolve(&Method::Trace, path) {
+    match router::resolve(&Method::Trace, path) {
         Err(error) => error,
         Ok(_) => ApiError::RouteNotFound,
     }
@@ -482,6 +276,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     }
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
+    }
+    if let Some(html) = reply.page {
+        headers.set("content-type", "text/html; charset=utf-8")?;
+        return Ok(Response::from_html(html)?
+            .with_status(reply.status)
+            .with_headers(headers));
     }
     match reply.body {
         Some(value) if !reply.splices.is_empty() => {

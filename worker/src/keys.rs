@@ -17,10 +17,10 @@ use coffer_core::{
     new_tenant_key, open, open_tenant_key, open_with_tenant_key, Binding, Keyring, TenantId,
     TenantKey, Zeroizing,
 };
-use rand_core::{OsRng, RngCore as _};
 
 use crate::{
     error::ApiError,
+    random,
     store::{Store, StoredTenantKey, TenantKeyRef},
 };
 
@@ -209,10 +209,10 @@ pub(crate) async fn new_stored(
     version: u32,
     now_ms: i64,
 ) -> Result<StoredTenantKey, ApiError> {
-    let (key, wrapped) = new_tenant_key(keyring, &mut OsRng, tenant, version)
+    let (key, wrapped) = new_tenant_key(keyring, &mut random::rng(), tenant, version)
         .map_err(|_| ApiError::internal("a new tenant key did not wrap"))?;
     let mut nonce = [0_u8; 8];
-    OsRng.fill_bytes(&mut nonce);
+    random::fill(&mut nonce)?;
     let stored = StoredTenantKey {
         tenant,
         version,

@@ -7,15 +7,14 @@
 use alloc::rc::Rc;
 
 use coffer_core::{migrate_data_key, rewrap_tenant_key, Binding, Keyring};
-use rand_core::OsRng;
 use serde_json::{json, Value};
 use worker::{console_error, console_log, Env};
 
 use crate::{
     env,
     error::ApiError,
-    keys,
-    routes::keyring,
+    keyring::keyring,
+    keys, random,
     store::{Io, Store},
 };
 
@@ -116,7 +115,13 @@ pub(crate) async fn rotate_master(store: &Store, keyring: &Keyring) -> Result<Va
             .await?;
         let mut updates = Vec::with_capacity(stale.len());
         for key in &stale {
-            match rewrap_tenant_key(keyring, &mut OsRng, key.tenant, key.version, &key.wrapped) {
+            match rewrap_tenant_key(
+                keyring,
+                &mut random::rng(),
+                key.tenant,
+                key.version,
+                &key.wrapped,
+            ) {
                 Ok(Some(moved)) => updates.push((key, moved.kid, moved.wrapped)),
                 Ok(None) => {}
                 Err(_) => {
@@ -181,7 +186,7 @@ pub(crate) async fn migrate_legacy(
                 match migrate_data_key(
                     keyring,
                     &tenant_key,
-                    &mut OsRng,
+                    &mut random::rng(),
                     &binding,
                     &wrap.wrapped_dek,
                 ) {

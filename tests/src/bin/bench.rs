@@ -193,7 +193,8 @@ fn main() {
         compare(Path::new(&peer), seconds, rounds);
         return;
     }
-    let server = Server::start(&[]);
+    let log_level = request_log_level();
+    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     let owner = tenant();
     let bearer = token(owner, "integration_admin");
     let api = Api::new(&server, bearer.clone()).header("x-tenantid", owner.to_string());
@@ -246,6 +247,12 @@ fn main() {
             );
         }
     }
+}
+
+/// `COFFER_REQUEST_LOG` for the measured server: the environment's, else
+/// empty, which is the Worker's own default (the test servers log `all`).
+fn request_log_level() -> String {
+    std::env::var("COFFER_REQUEST_LOG").unwrap_or_default()
 }
 
 /// A server under comparison: its base URL.
@@ -307,8 +314,14 @@ struct Compared {
 }
 
 /// `make bench PEER=<dir>`: each route on Coffer and on the peer, alternating.
+///
+/// `BENCH_ROUTES` (comma-separated words) keeps only the routes whose name
+/// contains one of them, `BENCH_CONNS` (e.g. `1` or `1,8`) picks the
+/// connection counts, and `COFFER_REQUEST_LOG` sets Coffer's log level
+/// (unset: the Worker's default, as deployed).
 fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
-    let server = Server::start(&[]);
+    let log_level = request_log_level();
+    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     eprintln!("bench: starting the peer from {}", peer_dir.display());
     let peer = Peer::start(peer_dir);
     let coffer = Side {
@@ -403,6 +416,25 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             post: true,
         },
     ];
+    let wanted = std::env::var("BENCH_ROUTES").unwrap_or_default();
+    let routes: Vec<Compared> = routes
+        .into_iter()
+        .filter(|route| {
+            wanted.is_empty()
+                || wanted
+                    .split(',')
+                    .any(|word| !word.is_empty() && route.name.contains(word))
+        })
+        .collect();
+    let connection_counts: Vec<u32> = std::env::var("BENCH_CONNS")
+        .ok()
+        .map(|text| {
+            text.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|counts: &Vec<u32>| !counts.is_empty())
+        .unwrap_or_else(|| vec![1, 8]);
     let none: Vec<(String, String)> = Vec::new();
     for route in &routes {
         for (side, (path, status)) in [(&coffer, &route.coffer), (&other, &route.peer)] {
@@ -424,7 +456,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
         "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for connections in [1, 8] {
+    for &connections in &connection_counts {
         for route in &routes {
             let load = |side: &Side, (path, status): &(String, u16)| Load {
                 url: side.url(path),

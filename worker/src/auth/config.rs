@@ -48,6 +48,10 @@ pub(crate) struct Realm {
     pub(crate) audience: String,
     /// The tenants its tokens may name.
     pub(crate) tenants: TenantScope,
+    /// The OpenID Connect client id of the Coffer Console (a public client
+    /// using the authorization code flow with PKCE): when set, the console
+    /// offers "Sign in with <realm>".
+    pub(crate) console_client_id: Option<String>,
 }
 
 /// A realm entry as written, before its fields are checked. Every field is
@@ -63,6 +67,8 @@ struct RealmEntry {
     audience: Option<String>,
     #[serde(default)]
     tenants: Option<Value>,
+    #[serde(default)]
+    console_client_id: Option<String>,
 }
 
 /// `AUTH_REALMS`: realm name → realm.
@@ -99,6 +105,13 @@ impl Realms {
     pub(crate) fn get(&self, name: &str) -> Option<&Realm> {
         self.0.get(name)
     }
+
+    /// Every realm with its name, in name order.
+    pub(crate) fn sorted(&self) -> Vec<(&str, &Realm)> {
+        let mut all: Vec<(&str, &Realm)> = self.0.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    }
 }
 
 /// Checks one realm entry; `Err` says what is wrong with it.
@@ -116,11 +129,30 @@ fn realm(entry: RealmEntry) -> Result<Realm, &'static str> {
     let jwks_url = required(entry.jwks_url, "jwks_url is required")?;
     check_jwks_url(&jwks_url)?;
     let tenants = tenants(entry.tenants.as_ref())?;
+    let console_client_id = match entry.console_client_id {
+        None => None,
+        Some(id) if id.trim().is_empty() => return Err("console_client_id must not be empty"),
+        Some(id) => Some(id),
+    };
+    // The console discovers the realm's endpoints from its issuer, and the
+    // page's Content-Security-Policy names the issuer's origin.
+    if console_client_id.is_some() {
+        check_issuer_for_console(&issuer)?;
+    }
     Ok(Realm {
         issuer,
         jwks_url,
         audience,
         tenants,
+        console_client_id,
+    })
+}
+
+/// A console realm's issuer: the console fetches its discovery document, so
+/// `https` (or `http` on a loopback host) like `jwks_url`.
+fn check_issuer_for_console(issuer: &str) -> Result<(), &'static str> {
+    check_jwks_url(issuer).map_err(|_| {
+        "issuer must be an https URL (plain http only on a loopback host) when console_client_id is set"
     })
 }
 
@@ -399,6 +431,36 @@ mod tests {
                 "an issuer alone",
                 r#"{"a": {"issuer": "x"}}"#.to_owned(),
                 Err("is required"),
+            ),
+            (
+                "a console client",
+                entry(&[URL, REST, ALL, r#""console_client_id": "coffer-console""#]),
+                Ok(()),
+            ),
+            (
+                "an empty console client",
+                entry(&[URL, REST, ALL, r#""console_client_id": " ""#]),
+                Err("console_client_id must not be empty"),
+            ),
+            (
+                "a console client of a plain-http issuer",
+                entry(&[
+                    URL,
+                    r#""issuer": "http://idp.example.com", "audience": "coffer""#,
+                    ALL,
+                    r#""console_client_id": "coffer-console""#,
+                ]),
+                Err("issuer must be an https URL"),
+            ),
+            (
+                "a console client of a loopback issuer",
+                entry(&[
+                    URL,
+                    r#""issuer": "http://127.0.0.1:9/realms/a", "audience": "coffer""#,
+                    ALL,
+                    r#""console_client_id": "coffer-console""#,
+                ]),
+                Ok(()),
             ),
             ("not json", "not json".to_owned(), Err("not a JSON object")),
             ("an array", "[]".to_owned(), Err("not a JSON object")),

@@ -155,7 +155,7 @@ thread_local! {
 }
 
 /// `AUTH_REALMS`, as a JSON string (the usual form) or a JSON object var.
-fn realms(env: &Env) -> Result<Rc<Realms>, AuthError> {
+pub(crate) fn realms(env: &Env) -> Result<Rc<Realms>, AuthError> {
     let text = match text_var(env, REALMS) {
         Some(text) => text,
         None => match env.object_var::<serde_json::Value>(REALMS) {

@@ -16,8 +16,8 @@ use worker::{
 };
 
 use crate::{
+    context::Ctx,
     error::{ApiError, Place},
-    http::Ctx,
 };
 
 fn js_error(error: JsValue) -> ApiError {
@@ -227,11 +227,11 @@ fn raw_json(compact: String) -> Result<Box<RawValue>, ApiError> {
         .map_err(|error| ApiError::internal(format!("compact JSON: {error}")))
 }
 
-fn expires_at(value: Value) -> Result<Option<i64>, ApiError> {
+fn expires_at(value: Value) -> Result<Option<Timestamp>, ApiError> {
     match nullable_string("expiresAt", value)? {
         None => Ok(None),
         Some(text) => Timestamp::parse_rfc3339(&text)
-            .map(|at| Some(at.as_unix_millis()))
+            .map(Some)
             .map_err(|error| invalid("expiresAt", error)),
     }
 }
@@ -301,7 +301,7 @@ pub(crate) struct CreateInput {
     pub(crate) token_endpoint: Option<String>,
     pub(crate) authorization_endpoint: Option<String>,
     pub(crate) metadata: Box<RawValue>,
-    pub(crate) expires_at: Option<i64>,
+    pub(crate) expires_at: Option<Timestamp>,
     pub(crate) secret: Zeroizing<String>,
 }
 
@@ -391,7 +391,7 @@ pub(crate) struct PatchInput {
     pub(crate) token_endpoint: Option<Option<String>>,
     pub(crate) authorization_endpoint: Option<Option<String>>,
     pub(crate) metadata: Option<Box<RawValue>>,
-    pub(crate) expires_at: Option<Option<i64>>,
+    pub(crate) expires_at: Option<Option<Timestamp>>,
     pub(crate) status: Option<Status>,
     pub(crate) secret: Option<Zeroizing<String>>,
 }

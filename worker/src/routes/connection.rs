@@ -2,16 +2,13 @@
 //! for owners and the tenants a connection is shared with, and share
 //! management for the owner tenant's admins.
 use coffer_core::{parse_page_limit, Action, ApiVersion, ApiVersionError, CredentialId, TenantId};
-use serde_json::json;
 
-use super::{
-    allow, check_if_match, connection_json, cursor_param, event, if_match, relation,
-    secret::{read_remembered, read_secret, Found},
-};
+use super::{check_if_match, cursor_param, if_match, render, secret};
 use crate::{
+    access::{self, Target},
+    context::{Caller, Ctx, Reply, Step},
     error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply, Step},
-    store::{AuditAction, Lookup, Outcome, Record, Store},
+    store::{AuditAction, Outcome},
 };
 
 /// Verifies the token and checks `x-api-version` (malformed 422,
@@ -43,60 +40,18 @@ fn uuid_param(ctx: &Ctx, name: &str) -> Result<CredentialId, ApiError> {
     CredentialId::parse(raw).map_err(|_| bad("Input should be a valid UUID"))
 }
 
-fn missing(id: CredentialId) -> impl FnOnce() -> Missing {
-    move || Missing::Credential(id.to_string())
-}
-
-/// Loads a connection and checks `action` for the caller.
-async fn load(
-    caller: &Caller,
-    store: &Store,
-    id: CredentialId,
-    action: Action,
-) -> Result<(Record, bool), ApiError> {
-    let found = store.find(id, caller.tenant).await?;
-    let rel = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(caller, action, rel, missing(id))?;
-    found.ok_or_else(|| ApiError::internal("policy allowed a missing record"))
-}
-
 /// `GET /connection/{connection_id}/credentials`: owner tenant, role user.
 pub(crate) async fn credentials(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
-    let lookup = Lookup::Id(id);
-    let (record, credentials) = match read_remembered(ctx, &caller, &store, &lookup, None).await? {
-        Some(served) => served,
-        None => {
-            // The blob fetch runs alongside the D1 read; D1 still decides.
-            let (found, prefetched) = futures_util::future::join(
-                store.find(id, caller.tenant),
-                store.prefetch_blob(&lookup),
-            )
-            .await;
-            let Some((record, shared)) = found? else {
-                return Err(ApiError::NotFound(missing(id)()));
-            };
-            let found = Found {
-                record,
-                shared,
-                lookup,
-                prefetched,
-            };
-            read_secret(ctx, &caller, &store, found, id.to_string(), missing(id)()).await?
-        }
-    };
-    Ok(
-        Reply::ok(json!({"data": {"connection_id": record.id.to_string()}}))
-            .splice(
-                vec![Step::Key("data"), Step::Key("credentials")],
-                credentials,
-            )
-            .etag(record.version as u64),
-    )
+    let (record, credentials) = secret::read(ctx, &caller, &store, &Target::connection(id)).await?;
+    Ok(Reply::ok(render::connection_secret(&record))
+        .splice(
+            vec![Step::Key("data"), Step::Key("credentials")],
+            credentials,
+        )
+        .etag(record.version))
 }
 
 /// `GET /connection/{connection_id}`: metadata, owner or shared, viewer.
@@ -104,20 +59,28 @@ pub(crate) async fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
-    let (record, _) = load(&caller, &store, id, Action::ReadMetadata).await?;
-    Ok(
-        Reply::ok(json!({"data": connection_json(&record, caller.tenant, ctx.now_ms)}))
-            .metadata(vec![Step::Key("data")], &record)
-            .etag(record.version as u64),
+    let visible = access::load_visible(
+        ctx,
+        &store,
+        &caller,
+        &Target::connection(id),
+        Action::ReadMetadata,
     )
+    .await?;
+    let record = visible.record();
+    Ok(Reply::ok(render::data(render::connection(
+        record,
+        caller.tenant,
+        ctx.now,
+    )))
+    .metadata(vec![Step::Key("data")], record)
+    .etag(record.version))
 }
 
 /// `GET /connection`: own and shared connections, paginated.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
-    allow(&caller, Action::List, None, || {
-        Missing::Credential(String::new())
-    })?;
+    access::admit(&caller, Action::List)?;
     let query = ctx.query_pairs();
     let get = |name: &str| {
         query
@@ -156,12 +119,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let items: Vec<_> = page
         .items
         .iter()
-        .map(|(record, _)| connection_json(record, caller.tenant, ctx.now_ms))
+        .map(|(record, _)| render::connection(record, caller.tenant, ctx.now))
         .collect();
-    let mut reply = Reply::ok(json!({
-        "data": items,
-        "next_cursor": page.next.map(|c| c.encode(&scope)),
-    }));
+    let mut reply = Reply::ok(render::connection_page(
+        items,
+        page.next.map(|c| c.encode(&scope)),
+    ));
     for (index, (record, _)) in page.items.iter().enumerate() {
         reply = reply.metadata(vec![Step::Key("data"), Step::Index(index)], record);
     }
@@ -173,8 +136,16 @@ pub(crate) async fn shares(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = caller(ctx).await?;
     let id = uuid_param(ctx, "connection_id")?;
     let store = ctx.store()?;
-    let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    Ok(Reply::ok(json!({"data": store.list_shares(id).await?})).etag(record.version as u64))
+    let visible =
+        access::load_visible(ctx, &store, &caller, &Target::connection(id), Action::Share).await?;
+    let record = visible.record();
+    let shares: Vec<_> = store
+        .list_shares(id)
+        .await?
+        .iter()
+        .map(render::share)
+        .collect();
+    Ok(Reply::ok(render::data(shares.into())).etag(record.version))
 }
 
 fn tenant_param(ctx: &Ctx) -> Result<TenantId, ApiError> {
@@ -188,8 +159,10 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = uuid_param(ctx, "connection_id")?;
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
-    let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(if_match(ctx).as_ref(), &record)?;
+    let visible =
+        access::load_visible(ctx, &store, &caller, &Target::connection(id), Action::Share).await?;
+    let record = visible.record();
+    check_if_match(if_match(ctx).as_ref(), record)?;
     if tenant == record.owner {
         return Err(ApiError::invalid(
             Place::Path,
@@ -198,19 +171,18 @@ pub(crate) async fn grant(ctx: &Ctx) -> Result<Reply, ApiError> {
             "value_error",
         ));
     }
-    let audit = event(
-        ctx,
+    let audit = ctx.audit_event(
         &caller,
         record.owner,
         AuditAction::ShareGrant,
         Outcome::Success,
         Some(id),
-    );
+    )?;
     let share = store
-        .grant_share(id, tenant, ctx.now_ms, caller.principal.sub(), &audit)
+        .grant_share(id, tenant, ctx.now, caller.principal.sub(), &audit)
         .await?
-        .ok_or_else(|| ApiError::NotFound(missing(id)()))?;
-    Ok(Reply::ok(json!({"data": share})).etag(record.version as u64))
+        .ok_or_else(|| ApiError::NotFound(Missing::Credential(id.to_string())))?;
+    Ok(Reply::ok(render::data(render::share(&share))).etag(record.version))
 }
 
 /// `DELETE /connection/{connection_id}/shares/{tenant_id}`: 204, also when
@@ -220,16 +192,17 @@ pub(crate) async fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = uuid_param(ctx, "connection_id")?;
     let tenant = tenant_param(ctx)?;
     let store = ctx.store()?;
-    let (record, _) = load(&caller, &store, id, Action::Share).await?;
-    check_if_match(if_match(ctx).as_ref(), &record)?;
-    let audit = event(
-        ctx,
+    let visible =
+        access::load_visible(ctx, &store, &caller, &Target::connection(id), Action::Share).await?;
+    let record = visible.record();
+    check_if_match(if_match(ctx).as_ref(), record)?;
+    let audit = ctx.audit_event(
         &caller,
         record.owner,
         AuditAction::ShareRevoke,
         Outcome::Success,
         Some(id),
-    );
+    )?;
     store.revoke_share(id, tenant, &audit).await?;
-    Ok(Reply::no_content().etag(record.version as u64))
+    Ok(Reply::no_content().etag(record.version))
 }

@@ -1,20 +1,20 @@
 //! The credentials surface, `/api/v1/credentials` and `/api/v1/audit`.
-use coffer_core::{
-    check_transition, parse_page_limit, Action, CredentialId, IntegrationId, Relation, Status,
-};
-use serde_json::{json, Value};
+use coffer_core::{parse_page_limit, Action, CredentialId, IntegrationId, Status, Version};
+use serde_json::Value;
 
 use super::{
-    actor, admit, allow, body, check_if_match, credential_id_param, credential_json, cursor_param,
-    event, if_match, relation,
-    secret::{self, new_blob_nonce, new_credential_id, seal_for},
+    body,
+    change::{actor, apply_patch, Author},
+    check_if_match, credential_id_param, cursor_param, if_match, render,
+    secret::{self, seal_into},
     versions, versions_kept, IfMatch,
 };
 use crate::{
-    error::{ApiError, Missing, Place},
-    http::{Caller, Ctx, Reply, Step},
-    keys,
-    store::{AuditAction, Filters, Lookup, Outcome, Record, Store},
+    access::{self, Target},
+    context::{Caller, Ctx, Reply, Step},
+    error::{ApiError, Place},
+    keys, random,
+    store::{AuditAction, Filters, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
@@ -37,35 +37,21 @@ fn limit(ctx: &Ctx) -> Result<u32, ApiError> {
         .map_err(|error| ApiError::invalid(Place::Query, "limit", error, "value_error"))
 }
 
-/// Loads the record `GET .../{integrationId}[...]?credentialId=` names, with
-/// the acting tenant's relation to it: by id (owned or shared; another
-/// integration's record is not found), else by the selection rule.
-async fn load_for_integration(
+/// What `GET .../{integrationId}[...]?credentialId=` names: the record by
+/// id within the integration (owned or shared; another integration's
+/// record is not found), else the selection rule's pick.
+fn integration_target(
     ctx: &Ctx,
     caller: &Caller,
-    store: &Store,
-    integration: &IntegrationId,
-) -> Result<(Option<(Record, bool)>, Missing), ApiError> {
-    match query(ctx, "credentialId") {
+    integration: IntegrationId,
+) -> Result<Target, ApiError> {
+    Ok(match query(ctx, "credentialId") {
         Some(raw) => {
             let id = credential_id_param(&raw, Place::Query, "credentialId")?;
-            let found = store
-                .find(id, caller.tenant)
-                .await?
-                .filter(|(record, _)| record.integration == integration.as_str());
-            Ok((found, Missing::Credential(id.prefixed())))
+            Target::credential_in(id, integration)
         }
-        None => {
-            let found = store
-                .select_for_integration(caller.tenant, integration.as_str(), ctx.now_ms)
-                .await?
-                .map(|record| (record, false));
-            Ok((
-                found,
-                Missing::Integration(integration.as_str().to_string()),
-            ))
-        }
-    }
+        None => Target::selection(caller.tenant, integration),
+    })
 }
 
 /// `GET /api/v1/credentials/{integrationId}/details`: metadata, viewer.
@@ -73,20 +59,16 @@ pub(crate) async fn details(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "integrationId")?;
     let store = ctx.store()?;
-    let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
-    let rel = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(&caller, Action::ReadMetadata, rel, || missing)?;
-    let Some((record, _)) = found else {
-        return Err(ApiError::internal("policy allowed a missing record"));
-    };
-    Ok(Reply::ok(ctx.envelope(
+    let target = integration_target(ctx, &caller, integration)?;
+    let visible = access::load_visible(ctx, &store, &caller, &target, Action::ReadMetadata).await?;
+    let record = visible.record();
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Credential details retrieved successfully",
-        credential_json(&record, ctx.now_ms),
+        render::credential(record, ctx.now),
     ))
-    .metadata(vec![Step::Key("data")], &record)
-    .etag(record.version as u64))
+    .metadata(vec![Step::Key("data")], record)
+    .etag(record.version))
 }
 
 /// `GET /api/v1/credentials/{integrationId}`: metadata and the decrypted
@@ -95,85 +77,40 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let integration = integration_param(ctx, "id")?;
     let store = ctx.store()?;
-    let lookup = match query(ctx, "credentialId") {
-        Some(raw) => Lookup::Id(credential_id_param(&raw, Place::Query, "credentialId")?),
-        None => Lookup::Selection(caller.tenant, integration.as_str().to_string()),
-    };
-    if let Some(secret_version) = versions::requested_version(ctx)? {
-        let (found, missing) = load_for_integration(ctx, &caller, &store, &integration).await?;
-        let Some((record, shared)) = found else {
-            allow(&caller, Action::ReadSecret, None, || missing)?;
-            return Err(ApiError::internal("policy allowed a missing record"));
-        };
-        let found = secret::Found {
-            record,
-            shared,
-            lookup,
-            prefetched: None,
-        };
-        if found.record.secret_version != secret_version {
-            return versions::read(ctx, &caller, &store, found, secret_version, missing).await;
+    let target = integration_target(ctx, &caller, integration)?;
+    let requested = versions::requested_version(ctx)?;
+    if let Some(secret_version) = requested {
+        // An earlier version: through the gate, then its own counted read.
+        let visible =
+            access::load_visible(ctx, &store, &caller, &target, Action::ReadSecret).await?;
+        let current = i64::try_from(visible.record().secret_version.get()).unwrap_or(i64::MAX);
+        if current != secret_version {
+            return versions::read(ctx, &caller, &store, visible.into_record(), secret_version)
+                .await;
         }
-        // The current version: the ordinary read.
-        let rendered = found.record.id.prefixed();
-        let (record, credentials) =
-            secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?;
-        let mut data = credential_json(&record, ctx.now_ms);
-        data["secretVersion"] = json!(record.secret_version);
-        return Ok(
-            Reply::ok(ctx.envelope("Credential retrieved successfully", data))
-                .metadata(vec![Step::Key("data")], &record)
-                .splice(
-                    vec![Step::Key("data"), Step::Key("credentials")],
-                    credentials,
-                )
-                .etag(record.version as u64),
-        );
     }
-    let fast =
-        secret::read_remembered(ctx, &caller, &store, &lookup, Some(integration.as_str())).await?;
-    let (record, credentials) = match fast {
-        Some(served) => served,
-        None => {
-            // The blob fetch runs alongside the D1 read; D1 still decides.
-            let (loaded, prefetched) = futures_util::future::join(
-                load_for_integration(ctx, &caller, &store, &integration),
-                store.prefetch_blob(&lookup),
-            )
-            .await;
-            let (found, missing) = loaded?;
-            let Some((record, shared)) = found else {
-                allow(&caller, Action::ReadSecret, None, || missing)?;
-                return Err(ApiError::internal("policy allowed a missing record"));
-            };
-            let rendered = record.id.prefixed();
-            let found = secret::Found {
-                record,
-                shared,
-                lookup,
-                prefetched,
-            };
-            secret::read_secret(ctx, &caller, &store, found, rendered, missing).await?
-        }
-    };
-    let data = credential_json(&record, ctx.now_ms);
-    Ok(
-        Reply::ok(ctx.envelope("Credential retrieved successfully", data))
-            .metadata(vec![Step::Key("data")], &record)
-            .splice(
-                vec![Step::Key("data"), Step::Key("credentials")],
-                credentials,
-            )
-            .etag(record.version as u64),
+    let (record, credentials) = secret::read(ctx, &caller, &store, &target).await?;
+    let mut data = render::credential(&record, ctx.now);
+    if requested.is_some() {
+        data["secretVersion"] = serde_json::json!(record.secret_version.get());
+    }
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential retrieved successfully",
+        data,
+    ))
+    .metadata(vec![Step::Key("data")], &record)
+    .splice(
+        vec![Step::Key("data"), Step::Key("credentials")],
+        credentials,
     )
+    .etag(record.version))
 }
 
 /// `GET /api/v1/credentials`: the tenant's own records, paginated.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::List, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::List)?;
     let limit = limit(ctx)?;
     let mut filters = Filters::default();
     if let Some(raw) = query(ctx, "integrationId") {
@@ -197,16 +134,17 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
     let page = ctx
         .store()?
-        .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now_ms)
+        .list(caller.tenant, &filters, cursor.as_ref(), limit, ctx.now)
         .await?;
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|record| credential_json(record, ctx.now_ms))
+        .map(|record| render::credential(record, ctx.now))
         .collect();
-    let mut reply = Reply::ok(ctx.envelope(
+    let mut reply = Reply::ok(render::envelope(
+        ctx.now,
         "Credentials retrieved successfully",
-        json!({"items": items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+        render::credentials_page(items, page.next.map(|c| c.encode(&scope))),
     ));
     for (index, record) in page.items.iter().enumerate() {
         let at = vec![Step::Key("data"), Step::Key("items"), Step::Index(index)];
@@ -218,54 +156,28 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `POST /api/v1/credentials`: a new record and its first secret version.
 pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::Create, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::Create)?;
     let input = body::parse_create(&body::read_body(ctx).await?)?;
-    let who = actor(&caller);
-    let mut record = Record {
-        id: new_credential_id(),
-        owner: caller.tenant,
-        integration: input.integration.as_str().to_string(),
-        name: input.name,
-        description: input.description,
-        auth_type: input.auth_type.as_str().to_string(),
-        scopes: input.scopes,
-        token_endpoint: input.token_endpoint,
-        authorization_endpoint: input.authorization_endpoint,
-        metadata: input.metadata,
-        status: Status::Active,
-        expires_at: input.expires_at,
-        created_at: ctx.now_ms,
-        created_by: who.clone(),
-        updated_at: ctx.now_ms,
-        updated_by: who,
-        tenant_name: caller.principal.tenant_name().map(str::to_string),
-        last_accessed_at: None,
-        access_count: 0,
-        version: 1,
-        secret_version: 1,
-        kid: String::new(),
-        wrapped_dek: Vec::new(),
-        blob_nonce: new_blob_nonce(),
-        tk_version: None,
-        tenant_key: None,
-        secret_at: None,
-        secret_by: None,
-    };
+    let id = CredentialId::from_uuid(random::uuid()?);
+    let (mut record, secret) = Record::create(
+        input,
+        &Author::of(&caller),
+        ctx.now,
+        id,
+        random::blob_nonce()?,
+    );
     let store = ctx.store()?;
-    let audit = event(
-        ctx,
+    let audit = ctx.audit_event(
         &caller,
         record.owner,
         AuditAction::Create,
         Outcome::Success,
         Some(record.id),
-    );
+    )?;
     let mut stored = false;
     for _ in 0..WRITE_ATTEMPTS {
-        let sealed = seal_for(ctx, &store, &mut record, input.secret.as_bytes()).await?;
-        if store.insert(&record, &sealed.blob, &audit).await? {
+        let blob = seal_into(ctx, &store, &mut record, &secret).await?;
+        if store.insert(&record, &blob, &audit).await? {
             stored = true;
             break;
         }
@@ -278,18 +190,19 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             "create found no tenant key to seal under",
         ));
     }
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Credential stored successfully",
-        credential_json(&record, ctx.now_ms),
+        render::credential(&record, ctx.now),
     ))
     .metadata(vec![Step::Key("data")], &record)
     .status(201)
-    .etag(1))
+    .etag(Version::FIRST))
 }
 
-/// Loads a record by the `{id}` path parameter for a write, checking the
-/// policy for `action` (a stranger's record is not found; a shared one is
-/// forbidden) and `If-Match`.
+/// Loads a record by the `{id}` path parameter for a write through the
+/// gate (a stranger's record is not found; a shared one is forbidden) and
+/// checks `If-Match`.
 async fn load_for_write(
     ctx: &Ctx,
     caller: &Caller,
@@ -298,17 +211,42 @@ async fn load_for_write(
     action: Action,
     expected: Option<&IfMatch>,
 ) -> Result<Record, ApiError> {
-    let found = store.find(id, caller.tenant).await?;
-    let rel: Option<Relation> = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(caller, action, rel, || Missing::Credential(id.prefixed()))?;
-    let Some((record, _)) = found else {
-        return Err(ApiError::internal("policy allowed a missing record"));
-    };
-    let _ = ctx;
-    check_if_match(expected, &record)?;
-    Ok(record)
+    let visible = access::load_visible(ctx, store, caller, &Target::credential(id), action).await?;
+    check_if_match(expected, visible.record())?;
+    Ok(visible.into_record())
+}
+
+/// What one compare-and-set write came to.
+enum Write<T> {
+    /// It committed.
+    Won(T),
+    /// Another writer changed the record after it was loaded at this version.
+    Lost(Version),
+}
+
+/// Runs `attempt` (load → decide → compare-and-set) until it wins. A write
+/// without `If-Match` loads again and retries a lost compare-and-set, at
+/// most [`WRITE_ATTEMPTS`] times; one with `If-Match` answers 412, since
+/// the precondition the client stated no longer holds.
+async fn until_won<T>(
+    expected: Option<&IfMatch>,
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Result<Write<T>, ApiError>,
+) -> Result<T, ApiError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        match attempt().await? {
+            Write::Won(done) => return Ok(done),
+            Write::Lost(loaded) if expected.is_some() => {
+                return Err(ApiError::PreconditionFailed {
+                    current: loaded.get() + 1,
+                })
+            }
+            Write::Lost(_) => {}
+        }
+    }
+    Err(ApiError::internal(format!(
+        "{what} lost the compare-and-set repeatedly"
+    )))
 }
 
 /// `PATCH /api/v1/credentials/{credentialId}`.
@@ -317,59 +255,33 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     // Whoever could never update is refused before the body is read; the
     // full decision follows on the loaded record.
-    admit(&caller, Action::Update)?;
+    access::admit(&caller, Action::Update)?;
     let patch = body::parse_patch(&body::read_body(ctx).await?)?;
+    let ctx = &*ctx;
     let expected = if_match(ctx);
     let store = ctx.store()?;
-    for _ in 0..WRITE_ATTEMPTS {
+    let next = until_won(expected.as_ref(), "update", async || {
         let current =
             load_for_write(ctx, &caller, &store, id, Action::Update, expected.as_ref()).await?;
-        let mut next = current.clone();
-        if let Some(status) = patch.status {
-            check_transition(current.status, status)
-                .map_err(|error| ApiError::invalid(Place::Body, "status", error, "value_error"))?;
-            next.status = status;
-        }
-        if let Some(name) = &patch.name {
-            next.name.clone_from(name);
-        }
-        if let Some(description) = &patch.description {
-            next.description.clone_from(description);
-        }
-        if let Some(scopes) = &patch.scopes {
-            next.scopes.clone_from(scopes);
-        }
-        if let Some(url) = &patch.token_endpoint {
-            next.token_endpoint.clone_from(url);
-        }
-        if let Some(url) = &patch.authorization_endpoint {
-            next.authorization_endpoint.clone_from(url);
-        }
-        if let Some(metadata) = &patch.metadata {
-            next.metadata.clone_from(metadata);
-        }
-        if let Some(expires_at) = patch.expires_at {
-            next.expires_at = expires_at;
-        }
-        next.version = current.version + 1;
-        next.updated_at = ctx.now_ms;
-        next.updated_by = actor(&caller);
-        let mut blob = None;
-        if let Some(secret) = &patch.secret {
-            next.secret_version = next.version;
-            next.blob_nonce = new_blob_nonce();
-            let sealed = seal_for(ctx, &store, &mut next, secret.as_bytes()).await?;
-            blob = Some(sealed.blob);
-        }
-        let audit = event(
-            ctx,
+        let mut next = apply_patch(
+            &current,
+            &patch,
+            &actor(&caller),
+            ctx.now,
+            random::blob_nonce,
+        )?;
+        let blob = match &patch.secret {
+            Some(secret) => Some(seal_into(ctx, &store, &mut next, secret).await?),
+            None => None,
+        };
+        let audit = ctx.audit_event(
             &caller,
             current.owner,
             AuditAction::Update,
             Outcome::Success,
             Some(id),
-        );
-        if store
+        )?;
+        if !store
             .update(
                 &next,
                 current.version,
@@ -379,29 +291,23 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             )
             .await?
         {
-            // The replaced secret version is kept as an earlier version.
-            return Ok(Reply::ok(ctx.envelope(
-                "Credential updated successfully",
-                credential_json(&next, ctx.now_ms),
-            ))
-            .metadata(vec![Step::Key("data")], &next)
-            .etag(next.version as u64));
+            if blob.is_some() {
+                // Lost, or the tenant key it was sealed under is gone.
+                keys::forget_active(current.owner);
+            }
+            return Ok(Write::Lost(current.version));
         }
-        if blob.is_some() {
-            // Lost, or the tenant key it was sealed under is gone.
-            keys::forget_active(current.owner);
-        }
-        if expected.is_some() {
-            // Someone else changed it after our read: the precondition that
-            // the client stated no longer holds.
-            return Err(ApiError::PreconditionFailed {
-                current: current.version as u64 + 1,
-            });
-        }
-    }
-    Err(ApiError::internal(
-        "update lost the compare-and-set repeatedly",
+        // The replaced secret version is kept as an earlier version.
+        Ok(Write::Won(next))
+    })
+    .await?;
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential updated successfully",
+        render::credential(&next, ctx.now),
     ))
+    .metadata(vec![Step::Key("data")], &next)
+    .etag(next.version))
 }
 
 /// `DELETE /api/v1/credentials/{credentialId}`: the record, its shares and
@@ -411,40 +317,34 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
     let expected = if_match(ctx);
     let store = ctx.store()?;
-    for _ in 0..WRITE_ATTEMPTS {
+    until_won(expected.as_ref(), "delete", async || {
         let current =
             load_for_write(ctx, &caller, &store, id, Action::Delete, expected.as_ref()).await?;
-        let audit = event(
-            ctx,
+        let audit = ctx.audit_event(
             &caller,
             current.owner,
             AuditAction::Delete,
             Outcome::Success,
             Some(id),
-        );
-        if store.delete(&current, current.version, &audit).await? {
-            return Ok(Reply::ok(ctx.envelope(
-                "Credential deleted successfully",
-                json!({"id": id.prefixed(), "deleted": true}),
-            )));
-        }
-        if expected.is_some() {
-            return Err(ApiError::PreconditionFailed {
-                current: current.version as u64 + 1,
-            });
-        }
-    }
-    Err(ApiError::internal(
-        "delete lost the compare-and-set repeatedly",
-    ))
+        )?;
+        Ok(if store.delete(&current, current.version, &audit).await? {
+            Write::Won(())
+        } else {
+            Write::Lost(current.version)
+        })
+    })
+    .await?;
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential deleted successfully",
+        render::deleted(id),
+    )))
 }
 
 /// `GET /api/v1/audit`: the tenant's audit log, newest first, admin.
 pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::ReadAudit, None, || {
-        Missing::Integration(String::new())
-    })?;
+    access::admit(&caller, Action::ReadAudit)?;
     let limit = limit(ctx)?;
     let credential = match query(ctx, "credentialId") {
         Some(raw) => Some(credential_id_param(&raw, Place::Query, "credentialId")?),
@@ -460,8 +360,10 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         .store()?
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
         .await?;
-    Ok(Reply::ok(ctx.envelope(
+    let items: Vec<Value> = page.items.iter().map(render::audit_event).collect();
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Audit events retrieved successfully",
-        json!({"items": page.items, "nextCursor": page.next.map(|c| c.encode(&scope))}),
+        render::credentials_page(items, page.next.map(|c| c.encode(&scope))),
     )))
 }

@@ -1,82 +1,62 @@
 //! The one decrypted-read path both surfaces share, and sealing.
-use coffer_core::{
-    check_secret_servable, decide, effective_status, seal_with_tenant_key, Action, Binding,
-    CredentialId, Denial, Relation, Sealed,
-};
-use rand_core::{OsRng, RngCore as _};
+//!
+//! [`read`] tries the fast path ([`read_remembered`]: one KV read and one D1
+//! statement) and otherwise the slow path, which loads the record through
+//! the access gate while the remembered blob is prefetched, then opens and
+//! counts it, starting over (through the gate again) when the secret
+//! changed underneath.
+use coffer_core::{seal_with_tenant_key, Action, Binding, Sealed};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use super::{event, keyring, relation, timestamp};
 use crate::{
-    error::{ApiError, Missing},
-    http::{Caller, Ctx},
-    keys,
+    access::{self, Target, Visible},
+    context::{Caller, Ctx},
+    error::ApiError,
+    keyring::keyring,
+    keys, random,
     store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
-/// A random UUID v4 from the platform's CSPRNG, lowercase hyphenated.
-pub(crate) fn random_uuid() -> String {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
-}
-
-/// A fresh nonce for a secret write's KV key (64 random bits, hex).
-pub(crate) fn new_blob_nonce() -> String {
-    let mut bytes = [0u8; 8];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A fresh credential id.
-pub(crate) fn new_credential_id() -> CredentialId {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    CredentialId::from_uuid(uuid::Builder::from_random_bytes(bytes).into_uuid())
-}
-
-/// Seals `secret` (compact JSON bytes) for `record`'s current secret
+/// Seals `secret` (compact JSON text) for `record`'s current secret
 /// version under its owner's active tenant key (created with the tenant's
-/// first record), and stores the data key's wrap in `record`.
-pub(crate) async fn seal_for(
+/// first record), writes the data key's wrap into the record, and returns
+/// the sealed blob to store.
+pub(crate) async fn seal_into(
     ctx: &Ctx,
     store: &Store,
     record: &mut Record,
-    secret: &[u8],
-) -> Result<Sealed, ApiError> {
+    secret: &str,
+) -> Result<Vec<u8>, ApiError> {
     let keyring = keyring(&ctx.env)?;
-    let tenant_key = keys::for_write(&keyring, store, record.owner, ctx.now_ms).await?;
-    let sealed = seal_with_tenant_key(&tenant_key, &mut OsRng, &binding(record), secret)
-        .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
-    record.kid.clone_from(&sealed.kid);
-    record.wrapped_dek.clone_from(&sealed.wrapped_dek);
-    record.tk_version = sealed.tenant_key_version;
-    record.secret_at = Some(ctx.now_ms);
+    let tenant_key =
+        keys::for_write(&keyring, store, record.owner, ctx.now.as_unix_millis()).await?;
+    let Sealed {
+        kid,
+        wrapped_dek,
+        blob,
+        tenant_key_version,
+    } = seal_with_tenant_key(
+        &tenant_key,
+        &mut random::rng(),
+        &binding(record),
+        secret.as_bytes(),
+    )
+    .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
+    record.kid = kid;
+    record.wrapped_dek = wrapped_dek;
+    record.tk_version = tenant_key_version;
+    record.secret_at = Some(ctx.now);
     record.secret_by = Some(record.updated_by.clone());
-    Ok(sealed)
+    Ok(blob)
 }
 
 pub(crate) fn binding(record: &Record) -> Binding {
     Binding {
         tenant: record.owner,
         credential: record.id,
-        version: u64::try_from(record.secret_version).unwrap_or(0),
+        version: record.secret_version.get(),
     }
-}
-
-/// A record loaded for a decrypted read, with what it was looked up by and
-/// the blob speculatively fetched alongside the D1 read (see
-/// [`Store::prefetch_blob`]).
-pub(crate) struct Found {
-    pub(crate) record: Record,
-    /// Whether the record is shared with (not owned by) the acting tenant.
-    pub(crate) shared: bool,
-    pub(crate) lookup: Lookup,
-    pub(crate) prefetched: Option<(String, Vec<u8>)>,
 }
 
 /// How many times a decrypted read starts over when the record's secret
@@ -99,99 +79,116 @@ enum Attempt {
     Changed,
 }
 
-/// Serves a record's secret to `caller`, or refuses. Refusals of a record
-/// the caller can see are audited as `credential.read_secret` / `denied`;
-/// an allowed read is counted and audited in one D1 statement before the
-/// secret is returned, and fails closed if that statement fails. A read
-/// that races a secret change loads the record again, and policy and
-/// status are decided anew on it, rather than failing.
-///
-/// `rendered_id` is the id as the surface renders it (for the 409 message)
-/// and `missing` what a 404 names.
-pub(crate) async fn read_secret(
+/// Serves `target`'s secret to `caller`, or refuses: the fast path when
+/// this isolate remembers the secret write, else the slow path. Either way
+/// the read is counted and audited in one D1 statement before the secret
+/// is returned, and fails closed if that statement fails.
+pub(crate) async fn read(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
-    found: Found,
-    rendered_id: String,
-    missing: Missing,
+    target: &Target,
 ) -> Result<(Record, Secret), ApiError> {
-    let Found {
-        mut record,
-        mut shared,
-        lookup,
-        mut prefetched,
-    } = found;
+    if let Some(served) = read_remembered(ctx, caller, store, target).await? {
+        return Ok(served);
+    }
+    // The blob fetch runs alongside the D1 read; D1 still decides.
+    let (visible, prefetched) = futures_util::future::join(
+        access::load_visible(ctx, store, caller, target, Action::ReadSecret),
+        store.prefetch_blob(target.lookup()),
+    )
+    .await;
+    read_secret(ctx, caller, store, target, visible?, prefetched).await
+}
+
+/// The slow path: serves the secret of a record the gate allowed. Refusals
+/// are the gate's (and audited there); a read that races a secret change
+/// goes through the gate again, so policy and status are decided anew on
+/// the fresh record, rather than failing.
+async fn read_secret(
+    ctx: &Ctx,
+    caller: &Caller,
+    store: &Store,
+    target: &Target,
+    mut visible: Visible,
+    mut prefetched: Option<(String, Vec<u8>)>,
+) -> Result<(Record, Secret), ApiError> {
     for _ in 0..READ_ATTEMPTS {
-        check(ctx, caller, store, &record, shared, &rendered_id, &missing).await?;
-        let attempt = read_once(ctx, caller, store, &record, &lookup, prefetched.take()).await?;
+        let record = visible.record();
+        let attempt = read_once(
+            ctx,
+            caller,
+            store,
+            record,
+            target.lookup(),
+            prefetched.take(),
+        )
+        .await?;
         let blob_missing = match attempt {
             Attempt::Served(served) => return Ok(*served),
             Attempt::BlobMissing => true,
             Attempt::Changed => false,
         };
-        let Some((fresh, fresh_shared)) = store.find(record.id, caller.tenant).await? else {
-            return Err(ApiError::NotFound(missing));
-        };
-        let same_secret =
-            fresh.secret_version == record.secret_version && fresh.blob_nonce == record.blob_nonce;
+        let fresh = access::load_visible(
+            ctx,
+            store,
+            caller,
+            &target.again(record.id),
+            Action::ReadSecret,
+        )
+        .await?;
+        let same_secret = fresh.record().secret_version == record.secret_version
+            && fresh.record().blob_nonce == record.blob_nonce;
         if blob_missing && same_secret {
             // D1 still names a blob that is not there: a fault, not a race.
             store
-                .audit(&read_event(ctx, caller, &record, Outcome::Error))
+                .audit(&read_event(ctx, caller, record, Outcome::Error)?)
                 .await?;
             return Err(ApiError::internal(format!(
                 "secret of {} (version {}) is missing",
                 record.id, record.secret_version
             )));
         }
-        (record, shared) = (fresh, fresh_shared);
+        visible = fresh;
     }
     Err(ApiError::internal(format!(
         "the secret of {} kept changing during the read",
-        record.id
+        visible.record().id
     )))
 }
 
 /// The fast path of a decrypted read: one KV read and one D1 statement.
 ///
-/// The isolate remembers the secret write it last served for `lookup` (its
-/// blob key and wrapped data key, never the secret). The core first decides
-/// what needs no record (may this caller read its own tenant's secrets at
-/// all); the remembered blob is opened; then the one statement that counts
-/// and audits the read also checks, atomically, that the record is still
-/// that secret write, owned by the caller's tenant, servable, and what
-/// `lookup` finds (`integration`: the credentials surface's integration).
-/// The core then decides on the row D1 returned, as on the slow path.
+/// The isolate remembers the secret write it last served for a lookup (its
+/// blob key and wrapped data key, never the secret). The gate's first door
+/// ([`access::remembered`]) decides what needs no record (may this caller
+/// read its own tenant's secrets at all, and is the remembered record its
+/// tenant's); the remembered blob is opened; then the one statement that
+/// counts and audits the read also checks, atomically, that the record is
+/// still that secret write, owned by the caller's tenant, servable, and
+/// what the lookup finds (in the target's integration, or the selection
+/// rule's pick). The gate's second door ([`access::counted_read`]) then has
+/// the core decide on the row D1 returned, as on the slow path.
 ///
-/// `Ok(None)` means nothing was counted or audited and the slow path
-/// ([`read_secret`]) must decide: nothing remembered, a refusal to explain
-/// (and audit), a blob that is gone or does not open with the remembered
-/// wrap (a rewrap and a removed master key), or a record that changed.
+/// `Ok(None)` means nothing was counted or audited and the slow path must
+/// decide: nothing remembered, a refusal to explain (and audit), a blob
+/// that is gone or does not open with the remembered wrap (a rewrap and a
+/// removed master key), or a record that changed.
 pub(crate) async fn read_remembered(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
-    lookup: &Lookup,
-    integration: Option<&str>,
+    target: &Target,
 ) -> Result<Option<(Record, Secret)>, ApiError> {
-    let may_read_own = decide(
-        &caller.principal,
-        caller.tenant,
-        Action::ReadSecret,
-        Some(Relation::Owner),
-    );
-    let Some(remembered) = Store::remembered(lookup) else {
+    let lookup = target.lookup();
+    let Some(remembered) = access::remembered(caller, lookup) else {
         return Ok(None);
     };
-    if may_read_own.is_err() || remembered.owner != caller.tenant {
-        return Ok(None);
-    }
     let keyring = keyring(&ctx.env)?;
     let binding = Binding {
         tenant: remembered.owner,
         credential: remembered.id,
-        version: u64::try_from(remembered.secret_version).unwrap_or(0),
+        version: remembered.secret_version.get(),
     };
     let blob = store.remembered_blob(&remembered).await?;
     let plain = match blob {
@@ -199,7 +196,7 @@ pub(crate) async fn read_remembered(
             keys::open_secret(
                 &keyring,
                 store,
-                ctx.now_ms,
+                ctx.now.as_unix_millis(),
                 &binding,
                 remembered.tk_version,
                 remembered.tenant_key.as_ref(),
@@ -215,21 +212,20 @@ pub(crate) async fn read_remembered(
         Store::forget(lookup);
         return Ok(None);
     };
-    let event = event(
-        ctx,
+    let event = ctx.audit_event(
         caller,
         remembered.owner,
         AuditAction::ReadSecret,
         Outcome::Success,
         Some(remembered.id),
-    );
+    )?;
     let counted = store
         .record_remembered_read(
             &remembered,
             lookup,
-            integration,
+            target.integration(),
             caller.tenant,
-            ctx.now_ms,
+            ctx.now,
             &event,
         )
         .await?;
@@ -237,80 +233,23 @@ pub(crate) async fn read_remembered(
         Store::forget(lookup);
         return Ok(None);
     };
-    // The statement's guards are the core's rules for an owner's read, so
-    // a refusal here is unreachable; it still fails closed.
-    let relation = relation(&record, false, caller.tenant);
-    let status = effective_status(
-        record.status,
-        record.expires_at.map(timestamp),
-        timestamp(ctx.now_ms),
-    );
-    if decide(
-        &caller.principal,
-        caller.tenant,
-        Action::ReadSecret,
-        Some(relation),
-    )
-    .is_err()
-        || check_secret_servable(status).is_err()
-    {
-        return Err(ApiError::internal(format!(
-            "fast read of {} served a record the core refuses",
-            record.id
-        )));
-    }
-    Ok(Some((record, secret)))
+    let visible = access::counted_read(ctx, caller, record)?;
+    Ok(Some((visible.into_record(), secret)))
 }
 
-fn read_event(ctx: &Ctx, caller: &Caller, record: &Record, outcome: Outcome) -> AuditEvent {
-    event(
-        ctx,
+fn read_event(
+    ctx: &Ctx,
+    caller: &Caller,
+    record: &Record,
+    outcome: Outcome,
+) -> Result<AuditEvent, ApiError> {
+    ctx.audit_event(
         caller,
         record.owner,
         AuditAction::ReadSecret,
         outcome,
         Some(record.id),
     )
-}
-
-/// The policy and status checks of a decrypted read, audited when refused.
-pub(crate) async fn check(
-    ctx: &Ctx,
-    caller: &Caller,
-    store: &Store,
-    record: &Record,
-    shared: bool,
-    rendered_id: &str,
-    missing: &Missing,
-) -> Result<(), ApiError> {
-    let relation = relation(record, shared, caller.tenant);
-    match decide(
-        &caller.principal,
-        caller.tenant,
-        Action::ReadSecret,
-        Some(relation),
-    ) {
-        Ok(()) => {}
-        Err(Denial::NotVisible) => return Err(ApiError::NotFound(missing.clone())),
-        Err(_) => {
-            store
-                .audit(&read_event(ctx, caller, record, Outcome::Denied))
-                .await?;
-            return Err(ApiError::Forbidden);
-        }
-    }
-    let status = effective_status(
-        record.status,
-        record.expires_at.map(timestamp),
-        timestamp(ctx.now_ms),
-    );
-    if check_secret_servable(status).is_err() {
-        store
-            .audit(&read_event(ctx, caller, record, Outcome::Denied))
-            .await?;
-        return Err(ApiError::NotActive(rendered_id.to_string()));
-    }
-    Ok(())
 }
 
 /// Fetches, opens, counts: one attempt at serving `record`'s secret.
@@ -329,7 +268,7 @@ async fn read_once(
     let plaintext = keys::open_secret(
         &keyring,
         store,
-        ctx.now_ms,
+        ctx.now.as_unix_millis(),
         &binding(record),
         record.tk_version,
         record.tenant_key.as_ref(),
@@ -342,7 +281,7 @@ async fn read_once(
     let secret = plaintext.and_then(json_object_text);
     let Some(secret) = secret else {
         store
-            .audit(&read_event(ctx, caller, record, Outcome::Error))
+            .audit(&read_event(ctx, caller, record, Outcome::Error)?)
             .await?;
         return Err(ApiError::internal(format!(
             "secret of {} (version {}) does not open",
@@ -353,8 +292,8 @@ async fn read_once(
         .record_read(
             record,
             caller.tenant,
-            ctx.now_ms,
-            &read_event(ctx, caller, record, Outcome::Success),
+            ctx.now,
+            &read_event(ctx, caller, record, Outcome::Success)?,
         )
         .await?;
     Ok(match counted {

@@ -1,14 +1,15 @@
 //! Tenant-level key operations (issue 16): crypto-shredding a tenant and
 //! rotating its key.
 use coffer_core::{rewrap_data_key, Action, Binding};
-use rand_core::OsRng;
 use serde_json::json;
 
-use super::{allow, event, keyring};
+use super::render;
 use crate::{
-    error::{ApiError, Missing, Place},
-    http::{Ctx, Reply},
-    keys,
+    access,
+    context::{Ctx, Reply},
+    error::{ApiError, Place},
+    keyring::keyring,
+    keys, random,
     store::{AuditAction, Outcome, TenantWrap},
 };
 
@@ -20,10 +21,6 @@ const ROTATE_BATCHES: usize = 5;
 /// The header that must repeat the tenant id for a deletion.
 const CONFIRM_HEADER: &str = "x-confirm-tenant-deletion";
 
-fn no_record() -> Missing {
-    Missing::Integration(String::new())
-}
-
 /// `DELETE /api/v1/tenant`: deletes the acting tenant. Admin; the header
 /// `x-confirm-tenant-deletion` must name the tenant (else 400). The tenant
 /// keys are destroyed in the same D1 batch that marks the tenant deleted,
@@ -31,7 +28,7 @@ fn no_record() -> Missing {
 /// KV or any copy of them; the sweep then removes its rows and blobs.
 pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::DeleteTenant, None, no_record)?;
+    access::admit(&caller, Action::DeleteTenant)?;
     let confirmed = ctx.header(CONFIRM_HEADER).is_some_and(|value| {
         value
             .trim()
@@ -45,25 +42,30 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
             "value_error",
         ));
     }
-    let audit = event(
-        ctx,
+    let audit = ctx.audit_event(
         &caller,
         caller.tenant,
         AuditAction::TenantDelete,
         Outcome::Success,
         None,
-    );
+    )?;
     let store = ctx.store()?;
     if !store
-        .delete_tenant(caller.tenant, caller.principal.sub(), ctx.now_ms, &audit)
+        .delete_tenant(
+            caller.tenant,
+            caller.principal.sub(),
+            ctx.now.as_unix_millis(),
+            &audit,
+        )
         .await?
     {
         return Err(ApiError::TenantDeleted);
     }
     keys::forget_active(caller.tenant);
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Tenant deleted; its secrets are unrecoverable and its data is being removed",
-        json!({"tenantId": caller.tenant.to_string(), "deleted": true}),
+        render::tenant_deleted(caller.tenant),
     ))
     .status(202))
 }
@@ -77,7 +79,8 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// 200 when the rotation is complete.
 pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    allow(&caller, Action::RotateTenantKey, None, no_record)?;
+    access::admit(&caller, Action::RotateTenantKey)?;
+    let now_ms = ctx.now.as_unix_millis();
     let tenant = caller.tenant;
     let store = ctx.store()?;
     let keyring = keyring(&ctx.env)?;
@@ -86,7 +89,7 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
         Some(retiring) => retiring,
         None => {
             // Makes sure the tenant has a key (and is not deleted).
-            keys::for_write(&keyring, &store, tenant, ctx.now_ms).await?;
+            keys::for_write(&keyring, &store, tenant, now_ms).await?;
             let Some(active) = store.active_tenant_key(tenant).await? else {
                 return Err(ApiError::TenantDeleted);
             };
@@ -94,17 +97,16 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
                 .version
                 .checked_add(1)
                 .ok_or_else(|| ApiError::internal("tenant key versions exhausted"))?;
-            let next = keys::new_stored(&keyring, &store, tenant, next_version, ctx.now_ms).await?;
-            let audit = event(
-                ctx,
+            let next = keys::new_stored(&keyring, &store, tenant, next_version, now_ms).await?;
+            let audit = ctx.audit_event(
                 &caller,
                 tenant,
                 AuditAction::TenantKeyRotate,
                 Outcome::Success,
                 None,
-            );
+            )?;
             started = store
-                .start_tenant_key_rotation(&active, &next, ctx.now_ms, &audit)
+                .start_tenant_key_rotation(&active, &next, now_ms, &audit)
                 .await?;
             if !started {
                 // Another rotation began first: this new key is nobody's.
@@ -125,7 +127,7 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
     let from = keys::unwrap(
         &keyring,
         &store,
-        ctx.now_ms,
+        now_ms,
         tenant,
         retiring.version,
         &retiring.reference(),
@@ -135,7 +137,7 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
     let to = keys::unwrap(
         &keyring,
         &store,
-        ctx.now_ms,
+        now_ms,
         tenant,
         active.version,
         &active.reference(),
@@ -163,7 +165,7 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
                     credential: wrap.id,
                     version: u64::try_from(wrap.secret_version).unwrap_or(0),
                 };
-                match rewrap_data_key(&from, &to, &mut OsRng, &binding, &wrap.wrapped_dek) {
+                match rewrap_data_key(&from, &to, &mut random::rng(), &binding, &wrap.wrapped_dek) {
                     Ok(moved) => moves.push((
                         wrap.id,
                         wrap.secret_version,
@@ -193,19 +195,14 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
                    "failed": failed, "error": "data keys that do not unwrap under the retiring key"})
         );
     }
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         if complete {
             "Tenant key rotated"
         } else {
             "Tenant key rotation in progress; call again to resume"
         },
-        json!({
-            "tenantKeyVersion": active.version,
-            "started": started,
-            "rewrapped": rewrapped,
-            "remaining": remaining,
-            "complete": complete,
-        }),
+        render::tenant_key_rotation(active.version, started, rewrapped, remaining, complete),
     ))
     .status(if complete { 200 } else { 202 }))
 }

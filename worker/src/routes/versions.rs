@@ -1,42 +1,46 @@
 //! Secret versions of a credential (issue 16): list, versioned read,
 //! rollback, destroy. The current version lives on the record; earlier ones
 //! in D1's `secret_versions`, up to `COFFER_SECRET_VERSIONS_KEPT` in all.
-use coffer_core::{Action, Relation};
+use coffer_core::Action;
 use serde_json::json;
 
 use super::{
-    actor, admit, allow, body, check_if_match, credential_id_param, credential_json, event,
-    if_match, relation,
-    secret::{self, binding, json_object_text, new_blob_nonce, seal_for, Secret},
-    versions_kept, IfMatch, WRITE_ATTEMPTS,
+    body,
+    change::actor,
+    check_if_match, credential_id_param,
+    credentials::WRITE_ATTEMPTS,
+    if_match, render,
+    secret::{binding, json_object_text, seal_into, Secret},
+    versions_kept, IfMatch,
 };
 use crate::{
-    error::{ApiError, Missing, Place},
-    http::{rfc3339, Caller, Ctx, Reply, Step},
-    keys,
+    access::{self, Target},
+    context::{Caller, Ctx, Reply, Step},
+    error::{ApiError, Place},
+    keyring::keyring,
+    keys, random,
     store::{AuditAction, KeptVersion, Outcome, Record, Store},
 };
 
-/// Loads the `{id}` record for `action` (a stranger's is not found, a
-/// shared one is forbidden: versions are the owner's), checking `If-Match`.
+/// Loads the `{id}` record for `action` through the access gate (a
+/// stranger's is not found, a shared one is forbidden: versions are the
+/// owner's), checking `If-Match`.
 async fn load(
+    ctx: &Ctx,
     caller: &Caller,
     store: &Store,
     action: Action,
     expected: Option<&IfMatch>,
-    raw_id: &str,
 ) -> Result<Record, ApiError> {
-    let id = credential_id_param(raw_id, Place::Path, "credentialId")?;
-    let found = store.find(id, caller.tenant).await?;
-    let rel: Option<Relation> = found
-        .as_ref()
-        .map(|(r, shared)| relation(r, *shared, caller.tenant));
-    allow(caller, action, rel, || Missing::Credential(id.prefixed()))?;
-    let Some((record, _)) = found else {
-        return Err(ApiError::internal("policy allowed a missing record"));
-    };
-    check_if_match(expected, &record)?;
-    Ok(record)
+    let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
+    let visible = access::load_visible(ctx, store, caller, &Target::credential(id), action).await?;
+    check_if_match(expected, visible.record())?;
+    Ok(visible.into_record())
+}
+
+/// A record's current secret version as the version routes number it.
+fn current_version(record: &Record) -> i64 {
+    i64::try_from(record.secret_version.get()).unwrap_or(i64::MAX)
 }
 
 fn version_param(raw: &str, place: Place) -> Result<i64, ApiError> {
@@ -53,41 +57,19 @@ fn version_param(raw: &str, place: Place) -> Result<i64, ApiError> {
         })
 }
 
-/// The version items of a record, newest first: the current version, then
-/// the kept earlier ones.
-fn items(record: &Record, earlier: &[KeptVersion]) -> Vec<serde_json::Value> {
-    let current = json!({
-        "secretVersion": record.secret_version,
-        "createdAt": rfc3339(record.secret_at.unwrap_or(record.updated_at)),
-        "createdBy": record.secret_by.clone().unwrap_or_else(|| record.updated_by.clone()),
-        "current": true,
-        "destroyed": false,
-    });
-    core::iter::once(current)
-        .chain(earlier.iter().map(|version| {
-            json!({
-                "secretVersion": version.secret_version,
-                "createdAt": rfc3339(version.created_at),
-                "createdBy": version.created_by,
-                "current": false,
-                "destroyed": version.destroyed_at.is_some(),
-            })
-        }))
-        .collect()
-}
-
 /// `GET /api/v1/credentials/{credentialId}/versions`: metadata of every
 /// kept secret version, newest first. Owner tenant, viewer.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let store = ctx.store()?;
-    let record = load(&caller, &store, Action::ListVersions, None, ctx.param("id")).await?;
+    let record = load(ctx, &caller, &store, Action::ListVersions, None).await?;
     let earlier = store.list_versions(&record).await?;
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Secret versions retrieved successfully",
-        json!({"id": record.id.prefixed(), "items": items(&record, &earlier)}),
+        render::versions(&record, &earlier),
     ))
-    .etag(record.version as u64))
+    .etag(record.version))
 }
 
 /// The `secretVersion` query parameter of a decrypted read, if any.
@@ -115,13 +97,13 @@ async fn open_version(
     let Some(blob) = store.version_blob(record, secret_version, &wrap).await? else {
         return Err(ApiError::VersionNotFound(secret_version));
     };
-    let keyring = super::keyring(&ctx.env)?;
+    let keyring = keyring(&ctx.env)?;
     let mut version_binding = binding(record);
     version_binding.version = u64::try_from(secret_version).unwrap_or(0);
     let secret = keys::open_secret(
         &keyring,
         store,
-        ctx.now_ms,
+        ctx.now.as_unix_millis(),
         &version_binding,
         wrap.tk_version,
         wrap.tenant_key.as_ref(),
@@ -142,39 +124,27 @@ async fn open_version(
 /// `GET /api/v1/credentials/{integrationId}?credentialId=…&secretVersion=N`:
 /// the decrypted read of an earlier version, decided, counted and audited
 /// as any decrypted read (the event names the version). The current
-/// version is served by the ordinary read.
+/// version is served by the ordinary read. `record` was loaded through the
+/// access gate for `Action::ReadSecret` (policy and status decided, refusals
+/// audited there).
 pub(crate) async fn read(
     ctx: &Ctx,
     caller: &Caller,
     store: &Store,
-    found: secret::Found,
+    record: Record,
     secret_version: i64,
-    missing: Missing,
 ) -> Result<Reply, ApiError> {
-    let record = found.record;
-    let rendered = record.id.prefixed();
-    secret::check(
-        ctx,
-        caller,
-        store,
-        &record,
-        found.shared,
-        &rendered,
-        &missing,
-    )
-    .await?;
     let (kept, secret) = match open_version(ctx, store, &record, secret_version).await {
         Ok(opened) => opened,
         Err(ApiError::VersionNotFound(n)) => return Err(ApiError::VersionNotFound(n)),
         Err(error) => {
-            let mut failed = event(
-                ctx,
+            let mut failed = ctx.audit_event(
                 caller,
                 record.owner,
                 AuditAction::ReadSecret,
                 Outcome::Error,
                 Some(record.id),
-            );
+            )?;
             failed.secret_version = Some(secret_version);
             store.audit(&failed).await?;
             return Err(error);
@@ -183,14 +153,13 @@ pub(crate) async fn read(
     let Some(wrap) = kept.wrap.as_ref() else {
         return Err(ApiError::VersionNotFound(secret_version));
     };
-    let mut read_event = event(
-        ctx,
+    let mut read_event = ctx.audit_event(
         caller,
         record.owner,
         AuditAction::ReadSecret,
         Outcome::Success,
         Some(record.id),
-    );
+    )?;
     read_event.secret_version = Some(secret_version);
     let counted = store
         .record_version_read(
@@ -198,7 +167,7 @@ pub(crate) async fn read(
             secret_version,
             wrap,
             caller.tenant,
-            ctx.now_ms,
+            ctx.now.as_unix_millis(),
             &read_event,
         )
         .await?;
@@ -209,14 +178,16 @@ pub(crate) async fn read(
     let mut record = record;
     record.access_count = count;
     record.last_accessed_at = Some(at);
-    let mut data = credential_json(&record, ctx.now_ms);
+    let mut data = render::credential(&record, ctx.now);
     data["secretVersion"] = json!(secret_version);
-    Ok(
-        Reply::ok(ctx.envelope("Credential retrieved successfully", data))
-            .metadata(vec![Step::Key("data")], &record)
-            .splice(vec![Step::Key("data"), Step::Key("credentials")], secret)
-            .etag(record.version as u64),
-    )
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
+        "Credential retrieved successfully",
+        data,
+    ))
+    .metadata(vec![Step::Key("data")], &record)
+    .splice(vec![Step::Key("data"), Step::Key("credentials")], secret)
+    .etag(record.version))
 }
 
 /// `POST /api/v1/credentials/{credentialId}/rollback` `{"secretVersion": N}`:
@@ -224,30 +195,24 @@ pub(crate) async fn read(
 /// Editor; `If-Match` honoured; audited as `credential.rollback`.
 pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
-    admit(&caller, Action::Rollback)?;
+    access::admit(&caller, Action::Rollback)?;
     let target = body::parse_rollback(&body::read_body(ctx).await?)?;
     let expected = if_match(ctx);
+    let ctx = &*ctx;
     let store = ctx.store()?;
     for _ in 0..WRITE_ATTEMPTS {
-        let current = load(
-            &caller,
-            &store,
-            Action::Rollback,
-            expected.as_ref(),
-            ctx.param("id"),
-        )
-        .await?;
-        let secret = if target == current.secret_version {
+        let current = load(ctx, &caller, &store, Action::Rollback, expected.as_ref()).await?;
+        let secret = if target == current_version(&current) {
             // Rolling back to the current version seals it again as well.
             let blob = store
                 .blob(&current)
                 .await?
                 .ok_or_else(|| ApiError::internal("the current secret's blob is missing"))?;
-            let keyring = super::keyring(&ctx.env)?;
+            let keyring = keyring(&ctx.env)?;
             keys::open_secret(
                 &keyring,
                 &store,
-                ctx.now_ms,
+                ctx.now.as_unix_millis(),
                 &binding(&current),
                 current.tk_version,
                 current.tenant_key.as_ref(),
@@ -261,44 +226,48 @@ pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             open_version(ctx, &store, &current, target).await?.1
         };
         let mut next = current.clone();
-        next.version = current.version + 1;
-        next.updated_at = ctx.now_ms;
+        next.version = current
+            .version
+            .next()
+            .map_err(|error| ApiError::internal(format!("version of {}: {error}", current.id)))?;
+        next.updated_at = ctx.now;
         next.updated_by = actor(&caller);
         next.secret_version = next.version;
-        next.blob_nonce = new_blob_nonce();
-        let sealed = seal_for(ctx, &store, &mut next, secret.as_bytes()).await?;
-        let mut audit = event(
-            ctx,
+        next.blob_nonce = random::blob_nonce()?;
+        let blob = seal_into(ctx, &store, &mut next, &secret).await?;
+        let mut audit = ctx.audit_event(
             &caller,
             current.owner,
             AuditAction::Rollback,
             Outcome::Success,
             Some(current.id),
-        );
+        )?;
         audit.secret_version = Some(target);
         if store
             .update(
                 &next,
                 current.version,
-                Some(&sealed.blob),
+                Some(&blob),
                 &audit,
                 versions_kept(&ctx.env),
             )
             .await?
         {
-            let mut data = credential_json(&next, ctx.now_ms);
-            data["secretVersion"] = json!(next.secret_version);
+            let mut data = render::credential(&next, ctx.now);
+            data["secretVersion"] = json!(next.secret_version.get());
             data["rolledBackFrom"] = json!(target);
-            return Ok(
-                Reply::ok(ctx.envelope("Credential rolled back successfully", data))
-                    .metadata(vec![Step::Key("data")], &next)
-                    .etag(next.version as u64),
-            );
+            return Ok(Reply::ok(render::envelope(
+                ctx.now,
+                "Credential rolled back successfully",
+                data,
+            ))
+            .metadata(vec![Step::Key("data")], &next)
+            .etag(next.version));
         }
         keys::forget_active(current.owner);
         if expected.is_some() {
             return Err(ApiError::PreconditionFailed {
-                current: current.version as u64 + 1,
+                current: current.version.get() + 1,
             });
         }
     }
@@ -314,35 +283,28 @@ pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
 pub(crate) async fn destroy(ctx: &Ctx) -> Result<Reply, ApiError> {
     let caller = ctx.caller().await?;
     let store = ctx.store()?;
-    let record = load(
-        &caller,
-        &store,
-        Action::DestroyVersion,
-        None,
-        ctx.param("id"),
-    )
-    .await?;
+    let record = load(ctx, &caller, &store, Action::DestroyVersion, None).await?;
     let target = version_param(ctx.param("n"), Place::Path)?;
-    if target == record.secret_version {
+    if target == current_version(&record) {
         return Err(ApiError::CurrentVersion(target));
     }
-    let mut audit = event(
-        ctx,
+    let mut audit = ctx.audit_event(
         &caller,
         record.owner,
         AuditAction::DestroyVersion,
         Outcome::Success,
         Some(record.id),
-    );
+    )?;
     audit.secret_version = Some(target);
     if !store
-        .destroy_version(&record, target, ctx.now_ms, &audit)
+        .destroy_version(&record, target, ctx.now.as_unix_millis(), &audit)
         .await?
     {
         return Err(ApiError::VersionNotFound(target));
     }
-    Ok(Reply::ok(ctx.envelope(
+    Ok(Reply::ok(render::envelope(
+        ctx.now,
         "Secret version destroyed successfully",
-        json!({"id": record.id.prefixed(), "secretVersion": target, "destroyed": true}),
+        render::version_destroyed(record.id, target),
     )))
 }

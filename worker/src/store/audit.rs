@@ -1,11 +1,14 @@
 //! Audit events: who did what to which record, when, with what outcome.
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
-use super::{int, opt, sql, Cursor, Page, Store};
+use super::{
+    int, opt,
+    record::{safe_integer, timestamp},
+    sql, ts, Cursor, Page, Store,
+};
 use crate::error::ApiError;
 
 /// What was done.
@@ -64,7 +67,7 @@ impl Outcome {
 pub(crate) struct AuditEvent {
     pub(crate) id: String,
     pub(crate) owner: TenantId,
-    pub(crate) at: i64,
+    pub(crate) at: Timestamp,
     pub(crate) action: AuditAction,
     pub(crate) outcome: Outcome,
     pub(crate) credential: Option<CredentialId>,
@@ -77,11 +80,29 @@ pub(crate) struct AuditEvent {
     pub(crate) secret_version: Option<i64>,
 }
 
+/// One event as read back from the log.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditEntry {
+    pub(crate) id: String,
+    pub(crate) at: Timestamp,
+    pub(crate) action: String,
+    pub(crate) outcome: String,
+    /// The bare UUID, as stored.
+    pub(crate) credential_id: Option<String>,
+    pub(crate) actor_id: String,
+    pub(crate) actor_name: Option<String>,
+    pub(crate) actor_email: Option<String>,
+    pub(crate) actor_tenant_id: String,
+    pub(crate) request_id: String,
+    /// The secret version the event concerns, where it names one.
+    pub(crate) secret_version: Option<i64>,
+}
+
 #[derive(Deserialize)]
 struct AuditRow {
-    seq: i64,
+    seq: f64,
     id: String,
-    at: i64,
+    at: f64,
     action: String,
     outcome: String,
     credential_id: Option<String>,
@@ -114,7 +135,7 @@ impl Store {
             &[
                 event.id.as_str().into(),
                 event.owner.to_string().into(),
-                int(event.at),
+                ts(event.at),
                 event.action.as_str().into(),
                 event.outcome.as_str().into(),
                 opt(credential.as_deref()),
@@ -128,15 +149,14 @@ impl Store {
         )
     }
 
-    /// One page of `tenant`'s audit log, newest first, as the contract's
-    /// JSON objects.
+    /// One page of `tenant`'s audit log, newest first.
     pub(crate) async fn list_audit(
         &self,
         tenant: TenantId,
         credential: Option<CredentialId>,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<Value>, ApiError> {
+    ) -> Result<Page<AuditEntry>, ApiError> {
         let sql = sql::list_audit(credential.is_some(), after.is_some());
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(credential) = credential {
@@ -149,32 +169,41 @@ impl Store {
         let rows: Vec<AuditRow> = self
             .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
             .await?;
-        let page = Page::from_overfetch(rows, limit, |row| Cursor {
-            created_at: row.seq,
+        let entries = rows
+            .into_iter()
+            .map(AuditRow::into_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(entries, limit, |(seq, _)| Cursor {
+            created_at: *seq,
             id: String::new(),
-        });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|row| {
-                    let mut item = json!({
-                        "id": row.id,
-                        "at": crate::http::rfc3339(row.at),
-                        "action": row.action,
-                        "outcome": row.outcome,
-                        "credentialId": row.credential_id.map(|id| format!("cred-{id}")),
-                        "actor": {"id": row.actor_id, "name": row.actor_name, "email": row.actor_email},
-                        "actorTenantId": row.actor_tenant_id,
-                        "requestId": row.request_id,
-                    });
-                    if let Some(version) = row.secret_version {
-                        item["secretVersion"] = json!(version);
-                    }
-                    item
-                })
-                .collect(),
-            next: page.next,
         })
+        .map(|(_, entry)| entry))
+    }
+}
+
+impl AuditRow {
+    /// The entry and its sequence number (the page cursor).
+    fn into_entry(self) -> Result<(i64, AuditEntry), ApiError> {
+        let corrupt = |what: &str| {
+            ApiError::internal(format!("stored audit event {} has a bad {what}", self.id))
+        };
+        let seq = safe_integer(self.seq).ok_or_else(|| corrupt("seq"))?;
+        let at = timestamp(self.at).ok_or_else(|| corrupt("at"))?;
+        Ok((
+            seq,
+            AuditEntry {
+                id: self.id,
+                at,
+                action: self.action,
+                outcome: self.outcome,
+                credential_id: self.credential_id,
+                actor_id: self.actor_id,
+                actor_name: self.actor_name,
+                actor_email: self.actor_email,
+                actor_tenant_id: self.actor_tenant_id,
+                request_id: self.request_id,
+                secret_version: self.secret_version,
+            },
+        ))
     }
 }

@@ -13,9 +13,9 @@
 use core::cell::RefCell;
 use std::collections::HashMap;
 
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, IntegrationId, TenantId, Version};
 
-use super::{blob_key, Record};
+use super::{blobs::blob_key, Record};
 
 /// How many lookups an isolate remembers before starting over.
 const CAPACITY: usize = 10_000;
@@ -26,7 +26,7 @@ pub(crate) enum Lookup {
     /// A credential (connection) id.
     Id(CredentialId),
     /// The selection rule: a tenant's newest record for an integration.
-    Selection(TenantId, String),
+    Selection(TenantId, IntegrationId),
 }
 
 /// The secret write a lookup was last served from.
@@ -36,7 +36,7 @@ pub(crate) struct Remembered {
     pub(crate) key: String,
     pub(crate) id: CredentialId,
     pub(crate) owner: TenantId,
-    pub(crate) secret_version: i64,
+    pub(crate) secret_version: Version,
     pub(crate) blob_nonce: String,
     /// The data key as wrapped when it was served (a rewrap since makes it
     /// fail to open only if the old master key is gone: then the slow path).

@@ -16,11 +16,11 @@ fn key(realm: &str) -> String {
 ///
 /// The binding or the KV read failed (the reason, for the log).
 pub(crate) async fn get(env: &Env, io: &Io, realm: &str) -> Result<Option<String>, String> {
-    let kv = env
-        .kv(env::CACHE)
+    let kv = Io::kv_binding(env, env::CACHE)
         .map_err(|error| format!("KV {} unavailable: {error}", env::CACHE))?;
-    io.count_kv();
-    kv.get(&key(realm)).text().await.map_err(|e| e.to_string())
+    io.get_text(&kv, &key(realm))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Stores `realm`'s record for `ttl_seconds` (KV refuses less than 60);
@@ -36,12 +36,8 @@ pub(crate) async fn put(
     record: String,
     ttl_seconds: u64,
 ) -> Result<(), String> {
-    let kv = env.kv(env::CACHE).map_err(|e| e.to_string())?;
-    io.count_kv();
-    kv.put(&key(realm), record)
-        .map_err(|e| e.to_string())?
-        .expiration_ttl(ttl_seconds.max(60))
-        .execute()
+    let kv = Io::kv_binding(env, env::CACHE)?;
+    io.put_text(&kv, &key(realm), record, ttl_seconds.max(60))
         .await
         .map_err(|e| e.to_string())
 }

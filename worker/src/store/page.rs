@@ -47,6 +47,14 @@ pub(crate) struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The same page with each item mapped.
+    pub(crate) fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
+
     /// From `limit + 1` fetched rows: the extra row only says there is more.
     pub(crate) fn from_overfetch(
         mut items: Vec<T>,
@@ -78,6 +86,17 @@ mod tests {
             Cursor::decode("not a cursor", "tenant-a|integration=x"),
             None
         );
+    }
+
+    #[test]
+    fn map_keeps_the_cursor() {
+        let page = Page::from_overfetch(vec![3, 2, 1], 2, |n| Cursor {
+            created_at: *n,
+            id: String::new(),
+        })
+        .map(|n| n * 10);
+        assert_eq!(page.items, vec![30, 20]);
+        assert_eq!(page.next.map(|c| c.created_at), Some(2));
     }
 
     #[test]

@@ -1,27 +1,43 @@
 //! Shares and the connection surface's list (own and shared records).
-use coffer_core::{CredentialId, TenantId};
+use coffer_core::{CredentialId, TenantId, Timestamp};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 
-use super::{db_error, int, sql, AuditEvent, Cursor, Page, Record, Store};
-use crate::{error::ApiError, http::rfc3339};
+use super::{db_error, int, record::timestamp, sql, ts, AuditEvent, Cursor, Page, Record, Store};
+use crate::error::ApiError;
+
+/// A record shared with a tenant.
+#[derive(Debug, Clone)]
+pub(crate) struct Share {
+    /// The record's id, as stored (a bare UUID).
+    pub(crate) connection_id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) granted_at: Timestamp,
+    /// The `sub` of who granted it.
+    pub(crate) granted_by: String,
+}
 
 #[derive(Deserialize)]
 struct ShareRow {
     credential_id: String,
     tenant_id: String,
-    granted_at: i64,
+    granted_at: f64,
     granted_by: String,
 }
 
 impl ShareRow {
-    fn to_json(&self) -> Value {
-        json!({
-            "connection_id": self.credential_id,
-            "tenant_id": self.tenant_id,
-            "granted_at": rfc3339(self.granted_at),
-            "granted_by": self.granted_by,
+    fn into_share(self) -> Result<Share, ApiError> {
+        let granted_at = timestamp(self.granted_at).ok_or_else(|| {
+            ApiError::internal(format!(
+                "stored share of {} has a bad granted_at",
+                self.credential_id
+            ))
+        })?;
+        Ok(Share {
+            connection_id: self.credential_id,
+            tenant_id: self.tenant_id,
+            granted_at,
+            granted_by: self.granted_by,
         })
     }
 }
@@ -46,25 +62,25 @@ impl Store {
             params.push(cursor.id.as_str().into());
         }
         params.push(int(i64::from(limit) + 1));
-        let rows: Vec<super::Row> = self
+        let rows: Vec<super::record::Row> = self
             .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
             .await?;
         let rows = rows
             .into_iter()
-            .map(super::Row::into_record)
+            .map(super::record::Row::into_record)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(rows, limit, |(record, _)| Cursor {
-            created_at: record.created_at,
+            created_at: record.created_at.as_unix_millis(),
             id: record.id.to_string(),
         }))
     }
 
     /// The tenants a record is shared with, oldest grant first.
-    pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Value>, ApiError> {
+    pub(crate) async fn list_shares(&self, id: CredentialId) -> Result<Vec<Share>, ApiError> {
         let rows: Vec<ShareRow> = self
             .all(self.prepare(sql::LIST_SHARES, &[id.to_string().into()])?)
             .await?;
-        Ok(rows.iter().map(ShareRow::to_json).collect())
+        rows.into_iter().map(ShareRow::into_share).collect()
     }
 
     /// Shares a record with `tenant` (idempotent: an existing grant keeps
@@ -74,16 +90,16 @@ impl Store {
         &self,
         id: CredentialId,
         tenant: TenantId,
-        now_ms: i64,
+        now: Timestamp,
         granted_by: &str,
         event: &AuditEvent,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<Share>, ApiError> {
         let grant = self.prepare(
             sql::GRANT_SHARE,
             &[
                 id.to_string().into(),
                 tenant.to_string().into(),
-                int(now_ms),
+                ts(now),
                 granted_by.into(),
             ],
         )?;
@@ -93,7 +109,10 @@ impl Store {
             Some(result) => result.results().map_err(db_error)?,
             None => Vec::new(),
         };
-        Ok(rows.first().map(ShareRow::to_json))
+        rows.into_iter()
+            .next()
+            .map(ShareRow::into_share)
+            .transpose()
     }
 
     /// Removes a share (if any) and audits the revocation, in one batch.

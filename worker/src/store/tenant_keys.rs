@@ -110,11 +110,12 @@ impl Store {
         key: &StoredTenantKey,
         half: &[u8],
     ) -> Result<(), ApiError> {
-        self.io.count_kv();
-        self.secrets
-            .put_bytes(&kv_half_key(key.tenant, key.version, &key.kv_nonce), half)
-            .map_err(kv_error)?
-            .execute()
+        self.io
+            .put_plain_bytes(
+                &self.secrets,
+                &kv_half_key(key.tenant, key.version, &key.kv_nonce),
+                half,
+            )
             .await
             .map_err(kv_error)
     }
@@ -126,10 +127,8 @@ impl Store {
         version: u32,
         key: &TenantKeyRef,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        self.io.count_kv();
-        self.secrets
-            .get(&kv_half_key(tenant, version, &key.kv_nonce))
-            .bytes()
+        self.io
+            .get_bytes(&self.secrets, &kv_half_key(tenant, version, &key.kv_nonce))
             .await
             .map_err(kv_error)
     }
@@ -137,10 +136,9 @@ impl Store {
     /// Deletes a tenant key's KV half; a failure is logged (the shredding
     /// sweep deletes every half of a deleted tenant again).
     pub(crate) async fn delete_kv_half(&self, tenant: TenantId, version: u32, nonce: &str) {
-        self.io.count_kv();
         if let Err(error) = self
-            .secrets
-            .delete(&kv_half_key(tenant, version, nonce))
+            .io
+            .delete(&self.secrets, &kv_half_key(tenant, version, nonce))
             .await
         {
             worker::console_error!(
@@ -154,12 +152,14 @@ impl Store {
     /// Deletes every KV half of `tenant` left in KV (one list page of up
     /// to 1000); returns how many were found.
     pub(crate) async fn delete_kv_halves_of(&self, tenant: TenantId) -> Result<usize, ApiError> {
-        self.io.count_kv();
         let page = self
-            .secrets
-            .list()
-            .prefix(format!("{KV_HALF_PREFIX}{tenant}/"))
-            .execute()
+            .io
+            .list(
+                &self.secrets,
+                &format!("{KV_HALF_PREFIX}{tenant}/"),
+                1000,
+                None,
+            )
             .await
             .map_err(kv_error)?;
         for key in &page.keys {

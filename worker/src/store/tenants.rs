@@ -6,7 +6,8 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{
-    blob_key_of, changes, int, sql, tenant_keys::TenantKeyRow, AuditEvent, Store, StoredTenantKey,
+    blobs::blob_key_of, changes, int, sql, tenant_keys::TenantKeyRow, AuditEvent, Store,
+    StoredTenantKey,
 };
 use crate::error::ApiError;
 

@@ -1,11 +1,12 @@
 //! Earlier secret versions (migration 0007): listed, read, destroyed.
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use coffer_core::TenantId;
+use coffer_core::{TenantId, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    blob_key_of, changes, int, kv_error, read_audit_fields, sql, AuditEvent, Record, Store,
+    blobs::blob_key_of, changes, int, kv_error, record, records::read_audit_fields, sql,
+    AuditEvent, Record, Store,
 };
 use crate::error::ApiError;
 
@@ -116,8 +117,10 @@ impl Store {
             secret_version,
             &wrap.blob_nonce,
         );
-        self.io.count_kv();
-        self.secrets.get(&key).bytes().await.map_err(kv_error)
+        self.io
+            .get_bytes(&self.secrets, &key)
+            .await
+            .map_err(kv_error)
     }
 
     /// Counts and audits a decrypted read of an earlier version (the event
@@ -132,11 +135,11 @@ impl Store {
         reader: TenantId,
         now_ms: i64,
         event: &AuditEvent,
-    ) -> Result<Option<(i64, i64)>, ApiError> {
+    ) -> Result<Option<(u64, Timestamp)>, ApiError> {
         #[derive(Deserialize)]
         struct Counted {
-            access_count: i64,
-            last_accessed_at: i64,
+            access_count: f64,
+            last_accessed_at: f64,
         }
         let counted: Vec<Counted> = self
             .all(self.prepare(
@@ -151,10 +154,19 @@ impl Store {
                 ],
             )?)
             .await?;
-        Ok(counted
+        counted
             .into_iter()
             .next()
-            .map(|c| (c.access_count, c.last_accessed_at)))
+            .map(|c| {
+                let count =
+                    record::safe_integer(c.access_count).and_then(|n| u64::try_from(n).ok());
+                count
+                    .zip(record::timestamp(c.last_accessed_at))
+                    .ok_or_else(|| {
+                        ApiError::internal(format!("stored row {} has a bad count", record.id))
+                    })
+            })
+            .transpose()
     }
 
     /// Destroys an earlier version (data key dropped in D1, with its audit

@@ -1,10 +1,10 @@
 //! The credentials surface's errors, black-box: every code with its exact
 //! envelope, and no 4xx echoing a submitted secret.
 use coffer_tests::{
+    assertions::{assert_error, assert_invalid, assert_not_logged},
     client::{Api, Reply},
     fixtures::{
-        api_for, assert_error, assert_invalid, assert_not_logged, create_credential,
-        credential_body, tenant, token, TokenBuilder, HS256_SECRET,
+        api_for, create_credential, credential_body, tenant, token, TokenBuilder, HS256_SECRET,
     },
     harness,
 };

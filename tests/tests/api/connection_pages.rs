@@ -4,11 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use coffer_tests::{
+    assertions::{assert_api_version, assert_timestamp, assert_unprocessable},
     client::Api,
-    fixtures::{
-        api_for, assert_api_version, assert_timestamp, assert_unprocessable, create_credential,
-        credential_body, tenant, token,
-    },
+    fixtures::{api_for, create_credential, credential_body, tenant, token},
     harness::{self, Server},
 };
 use serde_json::{json, Value};

@@ -1,15 +1,14 @@
 //! The credentials surface under concurrency, across pages, and with a
 //! tampered sealed blob.
-extern crate alloc;
 
 use alloc::{collections::BTreeSet, sync::Arc};
 use std::{sync::Barrier, thread};
 
 use coffer_tests::{
+    assertions::{assert_error, assert_invalid, assert_not_logged, assert_timestamp},
     client::Reply,
     fixtures::{
-        api_for, assert_error, assert_invalid, assert_not_logged, assert_timestamp,
-        create_credential, credential_body, storage_server, tenant, COFFER_KEYS, KEY_ID,
+        api_for, create_credential, credential_body, storage_server, tenant, COFFER_KEYS, KEY_ID,
     },
     harness,
 };

@@ -3,11 +3,9 @@
 //! each with every role. (Bad tokens and a foreign `x-tenantid` on every
 //! route are in `credentials_errors.rs`.)
 use coffer_tests::{
+    assertions::{assert_error, assert_not_logged},
     client::{Api, Reply},
-    fixtures::{
-        api_for, assert_error, assert_not_logged, create_credential, credential_body, share,
-        tenant, ROLES,
-    },
+    fixtures::{api_for, create_credential, credential_body, share, tenant, ROLES},
     harness::{self, Server},
 };
 use serde_json::{json, Value};

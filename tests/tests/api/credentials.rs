@@ -6,16 +6,15 @@
 //! Errors are in `credentials_errors.rs`, the role × tenant matrix in
 //! `credentials_matrix.rs`, concurrency, pagination and a tampered blob in
 //! `credentials_load.rs`, a restart in `credentials_restart.rs`.
-extern crate alloc;
 
 use alloc::collections::BTreeSet;
 
 use coffer_tests::{
+    assertions::{assert_error, assert_invalid, assert_not_logged, assert_timestamp},
     client::{Api, Reply},
     fixtures::{
-        api_for, assert_error, assert_invalid, assert_not_logged, assert_timestamp, bare_id,
-        create_credential, credential_body, now, storage_server, tenant, token, TokenBuilder,
-        SEED_DETAIL_FIELDS,
+        api_for, bare_id, create_credential, credential_body, now, storage_server, tenant, token,
+        TokenBuilder, SEED_DETAIL_FIELDS,
     },
     harness,
 };

@@ -1,11 +1,12 @@
 //! The connection surface's metadata (`GET /connection/{id}`) and share
 //! management (`/connection/{id}/shares[/{tenant_id}]`), black-box.
 use coffer_tests::{
+    assertions::{
+        assert_api_version, assert_connection_error, assert_timestamp, assert_unprocessable,
+    },
     client::{Api, Reply},
     fixtures::{
-        api_for, assert_api_version, assert_connection_error, assert_timestamp,
-        assert_unprocessable, create_credential, tenant, token, TokenBuilder,
-        CONNECTION_METADATA_FIELDS, ROLES,
+        api_for, create_credential, tenant, token, TokenBuilder, CONNECTION_METADATA_FIELDS, ROLES,
     },
     harness::{self, Server},
 };

@@ -2,11 +2,9 @@
 //! tenant it is shared with, and a stranger, before and after the share is
 //! revoked and after the record is deleted; and records crossing surfaces.
 use coffer_tests::{
+    assertions::{assert_connection_error, assert_error, assert_timestamp},
     client::{Api, Reply},
-    fixtures::{
-        api_for, assert_connection_error, assert_error, assert_timestamp, create_credential,
-        credential_body, tenant, token, TokenBuilder, ROLES,
-    },
+    fixtures::{api_for, create_credential, credential_body, tenant, token, TokenBuilder, ROLES},
     harness::{self, Server},
 };
 use serde_json::{json, Value};

@@ -7,10 +7,10 @@
 //! isolation and pages.
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use coffer_tests::{
+    assertions::{assert_api_version, assert_connection_error, assert_unprocessable},
     client::{Api, Reply},
     fixtures::{
-        api_for, assert_api_version, assert_connection_error, assert_unprocessable,
-        create_credential, credential_body, now, tenant, token, TokenBuilder, ROLES,
+        api_for, create_credential, credential_body, now, tenant, token, TokenBuilder, ROLES,
     },
     harness::{self, Server},
 };
@@ -393,7 +393,7 @@ fn seed_409_for_inactive_and_revoked_records() {
     );
     // The contract's refusal of a transition out of `revoked`: 400
     // INVALID_PARAMETERS naming `status`.
-    coffer_tests::fixtures::assert_invalid(&reactivate, "status");
+    coffer_tests::assertions::assert_invalid(&reactivate, "status");
     assert_connection_error(
         &user.get(&path),
         409,

@@ -4,7 +4,7 @@
 //! cookies are involved (bearer tokens only), so credentials mode is off.
 use worker::{Env, Headers};
 
-use crate::{env, error::ApiError, http::Reply};
+use crate::{context::Reply, env, error::ApiError, router};
 
 /// Request headers a dashboard may send.
 const ALLOW_HEADERS: &str =
@@ -59,7 +59,7 @@ pub(crate) fn preflight(path: &str, allowed_origin: Option<&str>) -> Result<Repl
     if allowed_origin.is_none() {
         return Err(ApiError::Forbidden);
     }
-    let methods = match crate::resolve(&worker::Method::Options, path) {
+    let methods = match router::resolve(&worker::Method::Options, path) {
         Err(ApiError::MethodNotAllowed { allow }) => allow,
         Err(error) => return Err(error),
         Ok(_) => return Err(ApiError::RouteNotFound),

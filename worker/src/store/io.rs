@@ -1,0 +1,190 @@
+//! The round-trip primitives: the only code in the Worker that calls D1 or
+//! KV. Each call counts one round trip in [`Io`] (a D1 batch counts once)
+//! before it goes out, for the request's log line and the performance
+//! budget; the counters can only be moved from here, so no storage call
+//! goes uncounted. Callers map the errors (a request's storage failure is
+//! a 500, `/healthz`'s a 503).
+use core::cell::Cell;
+
+use serde::{de::DeserializeOwned, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{
+    kv::{KvError, ListResponse},
+    D1Database, D1PreparedStatement, D1Result, Env, KvStore,
+};
+
+/// Storage round trips of one request, for its log line and the
+/// performance budget (a decrypted read: at most 2 D1 round trips and 1 KV
+/// read; metadata: 1 D1 round trip).
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    d1: Cell<u32>,
+    kv: Cell<u32>,
+    statements: Cell<u32>,
+}
+
+impl Io {
+    /// D1 round trips so far (a batch counts once).
+    pub(crate) fn d1(&self) -> u32 {
+        self.d1.get()
+    }
+
+    /// KV operations so far.
+    pub(crate) fn kv(&self) -> u32 {
+        self.kv.get()
+    }
+
+    /// D1 statements so far (a batch counts each of its statements).
+    pub(crate) fn statements(&self) -> u32 {
+        self.statements.get()
+    }
+
+    fn count_d1(&self) {
+        self.d1.set(self.d1.get() + 1);
+        self.statements.set(self.statements.get() + 1);
+    }
+
+    fn count_kv(&self) {
+        self.kv.set(self.kv.get() + 1);
+    }
+
+    /// The D1 binding `name`.
+    pub(super) fn d1_binding(env: &Env, name: &str) -> worker::Result<D1Database> {
+        env.d1(name)
+    }
+
+    /// The KV binding `name`.
+    pub(super) fn kv_binding(env: &Env, name: &str) -> Result<KvStore, String> {
+        env.kv(name).map_err(|error| error.to_string())
+    }
+
+    /// A statement with its parameters bound (no round trip).
+    pub(super) fn prepare(
+        db: &D1Database,
+        sql: &str,
+        params: &[JsValue],
+    ) -> worker::Result<D1PreparedStatement> {
+        db.prepare(sql).bind(params)
+    }
+
+    /// One D1 round trip: all rows of a statement.
+    pub(super) async fn all<T: DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+    ) -> worker::Result<Vec<T>> {
+        self.count_d1();
+        statement.all().await?.results()
+    }
+
+    /// One D1 round trip: run a statement.
+    pub(super) async fn run(&self, statement: D1PreparedStatement) -> worker::Result<D1Result> {
+        self.count_d1();
+        statement.run().await
+    }
+
+    /// One D1 round trip: the first row (`column`: one column of it).
+    pub(super) async fn first<T: DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+        column: Option<&str>,
+    ) -> worker::Result<Option<T>> {
+        self.count_d1();
+        statement.first::<T>(column).await
+    }
+
+    /// One D1 round trip: statements in one transaction.
+    pub(super) async fn batch(
+        &self,
+        db: &D1Database,
+        statements: Vec<D1PreparedStatement>,
+    ) -> worker::Result<Vec<D1Result>> {
+        self.count_d1();
+        let extra = u32::try_from(statements.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        self.statements
+            .set(self.statements.get().saturating_add(extra));
+        db.batch(statements).await
+    }
+
+    /// One KV read, as bytes.
+    pub(super) async fn get_bytes(
+        &self,
+        kv: &KvStore,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        self.count_kv();
+        kv.get(key).bytes().await
+    }
+
+    /// One KV read, as text.
+    pub(super) async fn get_text(
+        &self,
+        kv: &KvStore,
+        key: &str,
+    ) -> Result<Option<String>, KvError> {
+        self.count_kv();
+        kv.get(key).text().await
+    }
+
+    /// One KV write of bytes with metadata.
+    pub(super) async fn put_bytes(
+        &self,
+        kv: &KvStore,
+        key: &str,
+        value: &[u8],
+        metadata: impl Serialize,
+    ) -> Result<(), KvError> {
+        self.count_kv();
+        kv.put_bytes(key, value)?
+            .metadata(metadata)?
+            .execute()
+            .await
+    }
+
+    /// One KV write of bytes, without metadata.
+    pub(super) async fn put_plain_bytes(
+        &self,
+        kv: &KvStore,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), KvError> {
+        self.count_kv();
+        kv.put_bytes(key, value)?.execute().await
+    }
+
+    /// One KV write of text that expires after `ttl_seconds`.
+    pub(super) async fn put_text(
+        &self,
+        kv: &KvStore,
+        key: &str,
+        value: String,
+        ttl_seconds: u64,
+    ) -> Result<(), KvError> {
+        self.count_kv();
+        kv.put(key, value)?
+            .expiration_ttl(ttl_seconds)
+            .execute()
+            .await
+    }
+
+    /// One KV delete.
+    pub(super) async fn delete(&self, kv: &KvStore, key: &str) -> Result<(), KvError> {
+        self.count_kv();
+        kv.delete(key).await
+    }
+
+    /// One KV list page of the keys under `prefix`.
+    pub(super) async fn list(
+        &self,
+        kv: &KvStore,
+        prefix: &str,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> Result<ListResponse, KvError> {
+        let mut list = kv.list().prefix(prefix.to_string()).limit(limit);
+        if let Some(cursor) = cursor {
+            list = list.cursor(cursor);
+        }
+        self.count_kv();
+        list.execute().await
+    }
+}
