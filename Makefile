@@ -9,7 +9,7 @@ WRANGLER := node_modules/.bin/wrangler
 STATE ?= .wrangler/state
 PORT ?= 8787
 
-.PHONY: setup dev build build-unlocked build-faults migrate test lint unit e2e browser-test token bench bench-realms load fuzz fuzz-long mutants mutants-security
+.PHONY: setup dev build build-unlocked build-faults migrate test lint unit e2e browser-test token bench bench-realms load fuzz fuzz-long mutants mutants-security capacity measure-storage
 
 setup:
 	scripts/setup.sh dev
@@ -103,6 +103,23 @@ load:
 	scripts/setup.sh bench
 	$(MAKE) --no-print-directory build
 	COFFER_SKIP_BUILD=1 COFFER_WRANGLER_LOG_LEVEL=warn cargo run -q --release -p coffer-tests --bin load
+
+## One D1 database under a workload, with and without the audit archive:
+## size over time and the day each limit is reached (docs/capacity.md).
+TENANTS ?= 1000
+RECORDS ?= 20
+READS ?= 100
+RETENTION ?= 30
+DAYS ?= 365
+capacity:
+	@cargo run -q -p coffer-tests --bin capacity -- --tenants $(TENANTS) --records-per-tenant $(RECORDS) \
+	  --reads-per-second $(READS) --retention-days $(RETENTION) --days $(DAYS)
+
+## The sizes the capacity model uses, measured through the API on a local
+## server (MEASURE_RECORDS=2000 MEASURE_READS=10000); needs sqlite3.
+measure-storage:
+	$(MAKE) --no-print-directory build
+	COFFER_SKIP_BUILD=1 cargo run -q --release -p coffer-tests --bin measure-storage
 
 ## Mint a dev token: make token TENANT=<uuid> ROLES=integration_admin
 token:

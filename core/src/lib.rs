@@ -174,6 +174,7 @@ mod keyring;
 mod lifecycle;
 mod policy;
 mod principal;
+mod refresh;
 mod tenant_key;
 mod tenant_scope;
 mod validate;
@@ -197,6 +198,16 @@ pub use tenant_key::{
     open_with_tenant_key, rewrap_data_key, rewrap_tenant_key, seal_with_tenant_key,
     tenant_key_header, TenantKey, WrappedTenantKey,
 };
+/// OAuth2 token refresh: grants, token requests and responses, backoff, lease.
+pub mod oauth {
+    pub use crate::refresh::{
+        after_failure, backoff_ms, check_endpoint, clean_message, client_auth, grant_for,
+        lease_until, merge_secret, new_expiry, parse_token_response, plan, secret_strings,
+        token_request, ClientAuth, Failure, Grant, Plan, RefreshError, State, TokenRequest, Tokens,
+        BACKOFF_BASE_MS, BACKOFF_MAX_MS, LEASE_MS, MAX_ERROR_MESSAGE_CHARS,
+        MAX_TOKEN_RESPONSE_BYTES, TOKEN_TIMEOUT_MS,
+    };
+}
 pub use tenant_scope::TenantScope;
 pub use validate::{
     compact_json_len, limits, parse_page_limit, validate_body_size, validate_description,

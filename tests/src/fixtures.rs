@@ -188,8 +188,8 @@ pub fn create_credential(api: &crate::client::Api<'_>, body: &Value) -> String {
 pub const CONNECTION_API_VERSION: &str = "2024-03-27";
 
 /// The contract's "Connection metadata" fields (`GET /connection/{id}` and
-/// list items), in the contract's order.
-pub const CONNECTION_METADATA_FIELDS: [&str; 21] = [
+/// list items), in the contract's order, and `refresh` (issue 14).
+pub const CONNECTION_METADATA_FIELDS: [&str; 22] = [
     "connection_id",
     "integration_id",
     "name",
@@ -211,6 +211,7 @@ pub const CONNECTION_METADATA_FIELDS: [&str; 21] = [
     "version",
     "owner_tenant_id",
     "shared",
+    "refresh",
 ];
 
 /// A second server of this test binary, for tests that read or write its

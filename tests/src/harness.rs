@@ -359,6 +359,28 @@ impl Server {
         self.spawn();
     }
 
+    /// The names of the sealed blobs under `prefix` in the `SECRETS`
+    /// namespace, read out of band through [`Server::wrangler_cli`] (only
+    /// while no request is in flight): to find a blob to break on purpose,
+    /// and to see blobs no API shows (orphans, replaced secrets).
+    pub fn blob_keys(&self, prefix: &str) -> alloc::collections::BTreeSet<String> {
+        let listed = self.wrangler_cli(&[
+            "kv",
+            "key",
+            "list",
+            "--binding",
+            "SECRETS",
+            "--prefix",
+            prefix,
+        ]);
+        let listed: Vec<serde_json::Value> =
+            serde_json::from_str(&listed).expect("kv key list output");
+        listed
+            .iter()
+            .map(|key| key["name"].as_str().expect("key name").to_string())
+            .collect()
+    }
+
     /// Runs a wrangler CLI command (`d1 execute`, `kv key put`, ...) against
     /// this server's config and local state, returning its stdout.
     ///
@@ -524,6 +546,13 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
     let text = fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
     let mut config: toml::Table = text.parse().expect("wrangler.toml parses");
     config.remove("build");
+    // `make bench` measures the API Worker alone: under `wrangler dev`, a
+    // Worker with static assets gets every request through a local router
+    // worker first (on Cloudflare the asset check is part of the edge's own
+    // routing), which would be measured as the Worker's cost.
+    if std::env::var_os("COFFER_SERVE_WITHOUT_ASSETS").is_some() {
+        config.remove("assets");
+    }
     let main = config
         .get("main")
         .and_then(toml::Value::as_str)

@@ -6,11 +6,15 @@
 //! that start servers of their own are binaries beside it. Tests never
 //! depend on each other's data: each makes its own tenants
 //! ([`fixtures::tenant`]).
+extern crate alloc;
+
 pub mod assertions;
 pub mod browser;
+pub mod capacity;
 pub mod client;
 pub mod fixtures;
 pub mod harness;
 pub mod idp;
+pub mod oauth;
 pub mod peer;
 pub mod recorder;

@@ -24,27 +24,6 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// The names of the `SECRETS` keys under `prefix`, read out of band with
-/// the wrangler CLI (only while no request is in flight): to find a blob to
-/// break on purpose, and to see blobs no API shows (orphans, destroyed
-/// versions). Every test here runs a server of its own.
-fn blob_keys(server: &Server, prefix: &str) -> BTreeSet<String> {
-    let listed = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        prefix,
-    ]);
-    let listed: Vec<Value> = serde_json::from_str(&listed).expect("kv key list output");
-    listed
-        .iter()
-        .map(|key| key["name"].as_str().expect("key name").to_string())
-        .collect()
-}
-
 /// Asserts that no string of `leaks` appears in the reply's body.
 fn assert_no_leak(reply: &Reply, leaks: &[&str]) {
     for leaked in leaks {
@@ -470,7 +449,7 @@ fn a_missing_blob_is_an_opaque_500_on_both_surfaces_audited_and_contained() {
     // KV value would be; no API can do that. Its wrapped key is read only so
     // that the leak checks below can look for it.
     let prefix = format!("secret/v1/{owner}/{victim}/");
-    let keys = blob_keys(&server, &prefix);
+    let keys = server.blob_keys(&prefix);
     assert_eq!(keys.len(), 1, "the victim's one blob: {keys:?}");
     let key = keys.first().expect("one key").clone();
     let wrapped_dek = server.d1(&format!(
@@ -480,7 +459,7 @@ fn a_missing_blob_is_an_opaque_500_on_both_surfaces_audited_and_contained() {
         .expect("wrapped_dek")
         .to_string();
     server.wrangler_cli(&["kv", "key", "delete", "--binding", "SECRETS", &key]);
-    assert!(blob_keys(&server, &prefix).is_empty(), "the blob is gone");
+    assert!(server.blob_keys(&prefix).is_empty(), "the blob is gone");
 
     let leaks = [
         "vanish-victim-1",
@@ -787,7 +766,7 @@ fn secrets_kv_unbound_fails_reads_and_writes_503_and_writes_nothing() {
         &api_for(&server, owner, "integration_editor"),
         &credential_body("outage", "Outage", json!({"token": secret})),
     );
-    let keys_before = blob_keys(&server, "secret/v1/");
+    let keys_before = server.blob_keys("secret/v1/");
     server.restart_with_config(&[], rename_secrets);
     let api = api_for(&server, owner, "integration_admin");
     let health = Api::anonymous(&server).get("/healthz");
@@ -818,7 +797,7 @@ fn secrets_kv_unbound_fails_reads_and_writes_503_and_writes_nothing() {
     server.restart_with(&[]);
     // Out of band, before any request: no blob was added or removed. No API
     // shows a blob that no record names, so this reads KV (read only).
-    assert_eq!(blob_keys(&server, "secret/v1/"), keys_before);
+    assert_eq!(server.blob_keys("secret/v1/"), keys_before);
     assert_untouched_and_readable(&server, owner, &id, secret);
     assert_not_logged(&server, &[secret, "outage-new-2", "outage-new-3"]);
     assert_no_panic(&server);

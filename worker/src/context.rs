@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     pub(crate) tenant: core::cell::Cell<Option<TenantId>>,
     /// Storage round trips of this request.
     pub(crate) io: alloc::rc::Rc<Io>,
+    /// The request's D1 session (see `store/session.rs`), when its route has one.
+    pub(crate) session: Option<crate::store::session::Session>,
 }
 
 /// A verified principal acting for one tenant.
@@ -50,6 +52,9 @@ pub(crate) struct Reply {
     pub(crate) etag: Option<Version>,
     /// Further response headers.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// A body that is not JSON: its content type and a JS stream (an
+    /// archived day's NDJSON, written as it is read). Replaces `body`.
+    pub(crate) stream: Option<(&'static str, web_sys::ReadableStream)>,
     /// An HTML page sent instead of `body` (the console's).
     pub(crate) page: Option<&'static str>,
 }
@@ -63,7 +68,16 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            stream: None,
             page: None,
+        }
+    }
+
+    /// 200 with a streamed body of `content_type`.
+    pub(crate) fn streamed(content_type: &'static str, stream: web_sys::ReadableStream) -> Self {
+        Self {
+            stream: Some((content_type, stream)),
+            ..Self::no_content().status(200)
         }
     }
 
@@ -117,6 +131,7 @@ impl Reply {
             splices: Vec::new(),
             etag: None,
             headers: Vec::new(),
+            stream: None,
             page: None,
         }
     }
@@ -140,7 +155,10 @@ pub(crate) struct Splice {
 impl Ctx {
     /// The store, counting this request's round trips.
     pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        let store = Store::open(&self.env, self.io.clone())?;
+        let store = match &self.session {
+            Some(session) => Store::open_in(&self.env, self.io.clone(), session.clone())?,
+            None => Store::open(&self.env, self.io.clone())?,
+        };
         #[cfg(feature = "fault-injection")]
         let store = store.with_commit_delay(crate::faults::commit_delay_ms(
             self.header(crate::faults::COMMIT_DELAY_HEADER),

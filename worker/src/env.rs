@@ -7,6 +7,12 @@ pub(crate) const DB: &str = "DB";
 pub(crate) const SECRETS: &str = "SECRETS";
 /// KV namespace holding cached JWKS documents.
 pub(crate) const CACHE: &str = "CACHE";
+/// R2 bucket: audit events moved out of D1 after the retention window.
+pub(crate) const AUDIT: &str = "AUDIT";
+/// Var: days an audit event stays in D1 before the sweep archives it (default 30).
+pub(crate) const AUDIT_RETENTION_DAYS: &str = "COFFER_AUDIT_RETENTION_DAYS";
+/// Var: archive objects (of at most 1,000 events) the sweep writes per run (default 100).
+pub(crate) const AUDIT_ARCHIVE_OBJECTS_PER_RUN: &str = "COFFER_AUDIT_ARCHIVE_OBJECTS_PER_RUN";
 /// Secret: master keys, `kid:base64(32 bytes)` comma-separated, first active.
 pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";
 /// Var: seconds an unreferenced KV blob is kept before the orphan sweep removes it.
@@ -15,6 +21,18 @@ pub(crate) const BLOB_RETENTION_SECONDS: &str = "COFFER_BLOB_RETENTION_SECONDS";
 pub(crate) const SECRET_VERSIONS_KEPT: &str = "COFFER_SECRET_VERSIONS_KEPT";
 /// Var: comma-separated origins allowed to call the API from a browser.
 pub(crate) const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+/// Var: a decrypted read refreshes an OAuth2 token expiring within this
+/// many seconds (default 60).
+pub(crate) const REFRESH_SKEW_SECONDS: &str = "COFFER_REFRESH_SKEW_SECONDS";
+/// Var: the sweep refreshes tokens expiring within this many seconds
+/// (default 600).
+pub(crate) const REFRESH_AHEAD_SECONDS: &str = "COFFER_REFRESH_AHEAD_SECONDS";
+/// Var: how long a read waits for another refresher's result, in
+/// milliseconds (default 5000).
+pub(crate) const REFRESH_WAIT_MS: &str = "COFFER_REFRESH_WAIT_MS";
+/// Var: `"true"` lets token endpoints be plain `http` on loopback hosts
+/// (local development and tests); otherwise only `https` is called.
+pub(crate) const REFRESH_ALLOW_LOOPBACK_HTTP: &str = "COFFER_REFRESH_ALLOW_LOOPBACK_HTTP";
 /// Var: which requests get a log line (`all`; `errors`: status 400 and up;
 /// `failures`, the default: 500 and up).
 pub(crate) const REQUEST_LOG: &str = "COFFER_REQUEST_LOG";

@@ -52,6 +52,8 @@ pub(crate) enum Missing {
     Integration(String),
     /// No visible record with this id (as the client wrote it).
     Credential(String),
+    /// No archived audit events of the tenant for this day.
+    ArchiveDay(String),
 }
 
 /// Everything a request can fail with.
@@ -84,6 +86,10 @@ pub(crate) enum ApiError {
     VersionNotFound(i64),
     /// The current secret version cannot be destroyed: 409.
     CurrentVersion(i64),
+    /// A forced refresh of a record that does not refresh: 409.
+    NotRefreshable(String),
+    /// The OAuth2 token is expired and no fresh one could be had: 502.
+    RefreshFailed(String),
     /// `If-Match` did not match the record's version: 412.
     PreconditionFailed { current: u64 },
     /// Body over the limit, refused before parsing: 413.
@@ -134,8 +140,9 @@ impl ApiError {
             (Self::NotFound(_) | Self::RouteNotFound | Self::VersionNotFound(_), _) => 404,
             (Self::CurrentVersion(_), _) => 409,
             (Self::MethodNotAllowed { .. }, _) => 405,
-            (Self::NotActive(_), _) => 409,
+            (Self::NotActive(_) | Self::NotRefreshable(_), _) => 409,
             (Self::TenantDeleted, _) => 410,
+            (Self::RefreshFailed(_), _) => 502,
             (Self::PreconditionFailed { .. }, _) => 412,
             (Self::PayloadTooLarge { .. }, _) => 413,
             (Self::UnsupportedMediaType, _) => 415,
@@ -190,6 +197,11 @@ impl ApiError {
                 "Credential not found",
                 format!("No credential exists with ID: {id}"),
             ),
+            Self::NotFound(Missing::ArchiveDay(day)) => (
+                "NOT_FOUND",
+                "Not found",
+                format!("No archived audit events for {day}"),
+            ),
             Self::NotActive(id) => (
                 "CREDENTIAL_NOT_ACTIVE",
                 "Credential is not active",
@@ -211,6 +223,20 @@ impl ApiError {
                 "TENANT_DELETED",
                 "Tenant deleted",
                 "The tenant was deleted; its credentials are unrecoverable".into(),
+            ),
+            Self::NotRefreshable(id) => (
+                "CREDENTIAL_NOT_REFRESHABLE",
+                "Credential does not refresh",
+                format!(
+                    "Credential {id} has no token endpoint, or its secret and auth type name no grant"
+                ),
+            ),
+            Self::RefreshFailed(id) => (
+                "REFRESH_FAILED",
+                "Token refresh failed",
+                format!(
+                    "The access token of credential {id} is expired and could not be refreshed; see refresh.lastError"
+                ),
             ),
             Self::PreconditionFailed { current } => (
                 "PRECONDITION_FAILED",
@@ -273,10 +299,15 @@ impl ApiError {
             Self::NotFound(Missing::Credential(id) | Missing::Integration(id)) => {
                 format!("Connection with ID {id} not found")
             }
+            Self::NotFound(Missing::ArchiveDay(day)) => {
+                format!("No archived audit events for {day}")
+            }
             Self::NotActive(id) => format!("Connection {id} is not active"),
             Self::TenantDeleted => "The tenant was deleted".into(),
             Self::VersionNotFound(version) => format!("Secret version {version} not found"),
             Self::CurrentVersion(version) => format!("Secret version {version} is current"),
+            Self::NotRefreshable(id) => format!("Connection {id} does not refresh"),
+            Self::RefreshFailed(id) => format!("Token refresh failed for connection {id}"),
             Self::PreconditionFailed { current } => {
                 format!("If-Match does not match the current ETag \"{current}\"")
             }

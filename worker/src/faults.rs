@@ -28,3 +28,32 @@ pub(crate) async fn pause(ms: u32) {
         worker::Delay::from(core::time::Duration::from_millis(u64::from(ms))).await;
     }
 }
+
+/// `x-coffer-fault-clock-offset-ms: N`: the request runs `N` ms away from
+/// the real clock (at most [`MAX_CLOCK_OFFSET_MS`] either way), so a test
+/// can make audit events as old as the archive needs without writing a row
+/// itself: the Worker writes them, dated by its own (shifted) clock.
+pub(crate) const CLOCK_OFFSET_HEADER: &str = "x-coffer-fault-clock-offset-ms";
+
+/// 400 days.
+pub(crate) const MAX_CLOCK_OFFSET_MS: i64 = 400 * 86_400_000;
+
+/// The clock offset a request asked for, if any.
+pub(crate) fn clock_offset_ms(header: Option<String>) -> i64 {
+    header
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .map_or(0, |ms| ms.clamp(-MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS))
+}
+
+/// `COFFER_FAULT_ARCHIVE_CRASH=put|readback|delete` (a variable: a sweep
+/// has no request): the archive sweep stops dead right after that step of
+/// its first object, as a run killed there would, so a test can check what
+/// the next run makes of it.
+pub(crate) const ARCHIVE_CRASH_VAR: &str = "COFFER_FAULT_ARCHIVE_CRASH";
+
+/// Whether the sweep was told to stop after `step`.
+pub(crate) fn archive_crashes_after(env: &worker::Env, step: &str) -> bool {
+    env.var(ARCHIVE_CRASH_VAR)
+        .map(|value| value.to_string() == step)
+        .unwrap_or(false)
+}

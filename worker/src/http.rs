@@ -15,7 +15,7 @@ use crate::{
     context::{self, Ctx, Reply, Step},
     error::{json_response, ApiError, Surface},
     random, router,
-    store::Io,
+    store::{self, Io},
 };
 
 mod cors;
@@ -136,6 +136,13 @@ fn new_request_id() -> String {
 /// Serves one request: route, handle, render, log.
 pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    #[cfg(feature = "fault-injection")]
+    let now_ms = now_ms.saturating_add(crate::faults::clock_offset_ms(
+        req.headers()
+            .get(crate::faults::CLOCK_OFFSET_HEADER)
+            .ok()
+            .flatten(),
+    ));
     // The runtime's clock is always within the years 0000-9999.
     let now = Timestamp::from_unix_millis(now_ms).unwrap_or(Timestamp::MAX);
     let path = context::url_parts(&req.inner().url()).0.to_string();
@@ -147,6 +154,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     let request_id = new_request_id();
     let mut op_name = None;
     let mut tenant = None;
+    let mut session = None;
     let io = alloc::rc::Rc::new(Io::default());
     let request_log = crate::env::RequestLog::from_env(&env);
     // The allowlist is read only for requests that come with an origin.
@@ -169,6 +177,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         match router::resolve(&method, &path) {
             Ok((op, params)) => {
                 op_name = Some(op);
+                session = start_session(&req, &env, op, &request_id);
                 let mut ctx = Ctx {
                     req,
                     env,
@@ -179,6 +188,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
                     now,
                     tenant: core::cell::Cell::new(None),
                     io: io.clone(),
+                    session: session.clone(),
                 };
                 let outcome = router::dispatch(op, &mut ctx).await;
                 tenant = ctx.tenant.get();
@@ -204,6 +214,9 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
     if surface == Surface::Connection {
         headers.set("x-api-version", ApiVersion::DEFAULT.as_str())?;
     }
+    if let Some(bookmark) = session.as_deref().and_then(store::session::bookmark) {
+        headers.set(BOOKMARK_HEADER, &bookmark)?;
+    }
     if let Some(origin) = &allowed_origin {
         cors::allow(&headers, origin)?;
     }
@@ -224,6 +237,44 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
         });
     }
     Ok(response.with_headers(headers))
+}
+
+/// The response header carrying the D1 session's bookmark; sent back on a
+/// request, it starts that request's session at least as new.
+const BOOKMARK_HEADER: &str = "x-coffer-bookmark";
+
+/// The request's D1 session, from the route's start and the client's
+/// `x-coffer-bookmark`. A malformed bookmark is ignored with a logged
+/// reason; a session that cannot start leaves the route on the database
+/// (whose own errors then answer).
+fn start_session(
+    req: &Request,
+    env: &Env,
+    op: router::Op,
+    request_id: &str,
+) -> Option<store::session::Session> {
+    let start = router::session_start(op)?;
+    let sent = req.headers().get(BOOKMARK_HEADER).ok().flatten();
+    match store::session::start(env, start, sent.as_deref()) {
+        Ok((session, ignored)) => {
+            if let Some(reason) = ignored {
+                console_log!(
+                    "{}",
+                    serde_json::json!({"level": "warn", "request_id": request_id,
+                                       "event": "bookmark_ignored", "reason": reason})
+                );
+            }
+            Some(session)
+        }
+        Err(error) => {
+            console_log!(
+                "{}",
+                serde_json::json!({"level": "warn", "request_id": request_id,
+                                   "event": "session_not_started", "reason": error.to_string()})
+            );
+            None
+        }
+    }
 }
 
 /// Serialized straight to text (no intermediate `Value`), one console call.
@@ -276,6 +327,12 @@ fn render_reply(reply: Reply) -> worker::Result<Response> {
     }
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
+    }
+    if let Some((content_type, stream)) = reply.stream {
+        headers.set("content-type", content_type)?;
+        return Ok(Response::from_body(worker::ResponseBody::Stream(stream))?
+            .with_status(reply.status)
+            .with_headers(headers));
     }
     if let Some(html) = reply.page {
         headers.set("content-type", "text/html; charset=utf-8")?;

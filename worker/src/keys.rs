@@ -14,15 +14,71 @@ use core::cell::RefCell;
 use std::collections::HashMap;
 
 use coffer_core::{
-    new_tenant_key, open, open_tenant_key, open_with_tenant_key, Binding, Keyring, TenantId,
-    TenantKey, Zeroizing,
+    new_tenant_key, open, open_tenant_key, open_with_tenant_key, seal_with_tenant_key, Binding,
+    Keyring, Sealed, TenantId, TenantKey, Timestamp, Zeroizing,
 };
 
 use crate::{
+    env,
     error::ApiError,
     random,
-    store::{Store, StoredTenantKey, TenantKeyRef},
+    store::{Record, Store, StoredTenantKey, TenantKeyRef},
 };
+
+/// Secret versions kept per record, the current one included
+/// (`COFFER_SECRET_VERSIONS_KEPT`, default 10, at least 1, at most 100).
+/// Every secret write counts toward it: a `PATCH`, a rollback and a token
+/// refresh.
+pub(crate) fn versions_kept(env: &worker::Env) -> u32 {
+    env.var(env::SECRET_VERSIONS_KEPT)
+        .ok()
+        .and_then(|value| value.to_string().trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_VERSIONS_KEPT)
+        .clamp(1, 100)
+}
+
+/// Vault KV v2's default `max_versions` is 10 too.
+const DEFAULT_VERSIONS_KEPT: u32 = 10;
+
+/// The binding of `record`'s current secret version: the AAD that ties its
+/// data key and blob to tenant, credential and secret version.
+pub(crate) fn binding(record: &Record) -> Binding {
+    Binding {
+        tenant: record.owner,
+        credential: record.id,
+        version: record.secret_version.get(),
+    }
+}
+
+/// Seals `secret` for `record`'s current secret version under its owner's
+/// active tenant key (created with the tenant's first record; data-key
+/// format `0x02`), writes the data key's wrap, the tenant-key version and
+/// who wrote the secret when into the record, and returns the sealed blob
+/// to store. The one sealing path of every secret write: create, `PATCH`,
+/// rollback and OAuth2 token refresh. `Err(TenantDeleted)` once the tenant
+/// was deleted.
+pub(crate) async fn seal_record(
+    keyring: &Keyring,
+    store: &Store,
+    record: &mut Record,
+    secret: &[u8],
+    now: Timestamp,
+) -> Result<Vec<u8>, ApiError> {
+    let tenant_key = for_write(keyring, store, record.owner, now.as_unix_millis()).await?;
+    let Sealed {
+        kid,
+        wrapped_dek,
+        blob,
+        tenant_key_version,
+    } = seal_with_tenant_key(&tenant_key, &mut random::rng(), &binding(record), secret)
+        .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
+    record.kid = kid;
+    record.wrapped_dek = wrapped_dek;
+    record.tk_version = tenant_key_version;
+    record.secret_at = Some(now);
+    record.secret_by = Some(record.updated_by.clone());
+    Ok(blob)
+}
 
 /// How long an unwrapped tenant key (or which key is a tenant's active
 /// one) stays in isolate memory.

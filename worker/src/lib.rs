@@ -3,9 +3,11 @@
 //! Modules import in one direction only (`tidy_tests.rs` checks it):
 //! `lib` → [`http`] (serve: request id, log line, error rendering, CORS) →
 //! [`router`] (the route table, dispatch) → `routes` (handlers; `sweep`,
-//! the scheduled handler, sits beside them) → `access` (the one gate to a
-//! record) → `context` (`Ctx`, `Caller`, `Reply`) → `auth`, `keyring`, `keys` →
-//! `store` → `random` → `error` → `env`, `faults` → `coffer-core`.
+//! the scheduled handler, sits beside them) → `archive` (the audit archive,
+//! and the audit event's JSON both use) → `access` (the one gate to a
+//! record; `refresh`, OAuth2 token refresh, beside it) → `context` (`Ctx`,
+//! `Caller`, `Reply`) → `auth`, `keyring`, `keys` → `store` → `random` → `error` →
+//! `env`, `faults`, `plain_vars` → `coffer-core`.
 extern crate alloc;
 
 use worker::{
@@ -13,6 +15,7 @@ use worker::{
 };
 
 mod access;
+mod archive;
 mod auth;
 mod context;
 mod env;
@@ -27,6 +30,7 @@ mod openapi_tests;
 #[cfg(test)]
 mod plain_vars;
 mod random;
+mod refresh;
 mod router;
 mod routes;
 mod store;
@@ -41,7 +45,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The cron in `wrangler.toml` (locally: `GET /__scheduled` under
-/// `wrangler dev --test-scheduled`): expiry, rewrap and orphan sweeps.
+/// `wrangler dev --test-scheduled`): expiry, rewrap, orphan and token
+/// refresh sweeps.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     env::warn_once_about_secrets_in_plain_vars();

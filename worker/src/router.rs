@@ -7,6 +7,7 @@ use crate::{
     context::{Ctx, Params, Reply},
     error::ApiError,
     routes,
+    store::session::Start,
 };
 
 /// Every operation the Worker serves, one per route.
@@ -27,6 +28,8 @@ pub(crate) enum Op {
     CredentialUpdate,
     CredentialDelete,
     AuditList,
+    AuditArchives,
+    AuditArchiveDay,
     ConsolePage,
     ConsoleRedirect,
     ConsoleConfig,
@@ -35,6 +38,7 @@ pub(crate) enum Op {
     VersionDestroy,
     TenantDelete,
     TenantKeyRotate,
+    CredentialRefresh,
 }
 
 /// The route table: method, path template (`{name}` captures one segment)
@@ -108,11 +112,22 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         "/api/v1/tenant/keys/rotate",
         Op::TenantKeyRotate,
     ),
+    (Method::Get, "/api/v1/audit/archives", Op::AuditArchives),
+    (
+        Method::Get,
+        "/api/v1/audit/archives/{day}",
+        Op::AuditArchiveDay,
+    ),
     // The console's page and sign-in configuration (public, secret-free);
     // its scripts and styles are static assets (`[assets]`).
     (Method::Get, "/console", Op::ConsoleRedirect),
     (Method::Get, "/console/", Op::ConsolePage),
     (Method::Get, "/console/config.json", Op::ConsoleConfig),
+    (
+        Method::Post,
+        "/api/v1/credentials/{id}/refresh",
+        Op::CredentialRefresh,
+    ),
 ];
 
 /// Matches a template against a path; `Some(params)` on a match.
@@ -174,6 +189,8 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::CredentialUpdate => routes::credentials::update(ctx).await,
         Op::CredentialDelete => routes::credentials::delete(ctx).await,
         Op::AuditList => routes::credentials::audit(ctx).await,
+        Op::AuditArchives => routes::archives::list(ctx).await,
+        Op::AuditArchiveDay => routes::archives::day(ctx).await,
         Op::ConsolePage => routes::console::page(ctx),
         Op::ConsoleRedirect => routes::console::redirect(),
         Op::ConsoleConfig => routes::console::config(ctx),
@@ -182,6 +199,39 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::VersionDestroy => routes::versions::destroy(ctx).await,
         Op::TenantDelete => routes::tenant::delete(ctx).await,
         Op::TenantKeyRotate => routes::tenant::rotate_key(ctx).await,
+        Op::CredentialRefresh => routes::credentials::refresh(ctx).await,
+    }
+}
+
+/// Where `op`'s D1 session starts: metadata reads on any replica, writes
+/// and decrypted reads (which write their audit event) on the primary;
+/// `None` for routes without a session.
+pub(crate) fn session_start(op: Op) -> Option<Start> {
+    match op {
+        Op::Healthz | Op::OpenApi | Op::ConsolePage | Op::ConsoleRedirect | Op::ConsoleConfig => {
+            None
+        }
+        Op::CredentialDetails
+        | Op::CredentialList
+        | Op::ConnectionGet
+        | Op::ConnectionList
+        | Op::SharesList
+        | Op::AuditList
+        | Op::AuditArchives
+        | Op::AuditArchiveDay
+        | Op::VersionList => Some(Start::AnyReplica),
+        Op::ConnectionCredentials
+        | Op::CredentialRead
+        | Op::CredentialCreate
+        | Op::CredentialUpdate
+        | Op::CredentialDelete
+        | Op::ShareGrant
+        | Op::ShareRevoke
+        | Op::CredentialRefresh
+        | Op::VersionRollback
+        | Op::VersionDestroy
+        | Op::TenantDelete
+        | Op::TenantKeyRotate => Some(Start::Primary),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     error::ApiError,
     keyring::keyring,
     keys, random,
-    store::{Io, Store},
+    store::{ArchiveBucket, Io, Store},
 };
 
 /// Records marked expired per D1 statement, and statements per run.
@@ -30,9 +30,14 @@ const MIGRATE_BATCHES: usize = 20;
 /// Rows (and blobs) of deleted tenants removed per step, and steps per run.
 const SHRED_BATCH: u32 = 100;
 const SHRED_STEPS: usize = 10;
+/// Audit archive objects of a deleted tenant deleted per tenant and run
+/// (one R2 list and one R2 delete).
+const SHRED_ARCHIVE_OBJECTS: u32 = 1000;
 /// KV keys per list page, and pages per run.
 const ORPHAN_PAGE: u64 = 1000;
 const ORPHAN_PAGES: usize = 5;
+/// Token refreshes per run (each may wait up to 10 s for its endpoint).
+const REFRESH_BATCH: u32 = 25;
 /// Default age before an unreferenced blob may be removed: long enough
 /// that a create or update whose D1 write is still in flight is spared.
 const DEFAULT_RETENTION_SECONDS: i64 = 24 * 60 * 60;
@@ -73,8 +78,13 @@ pub(crate) async fn run(env: &Env, now_ms: i64) {
         }
         Err(error) => log_failure("rewrap", &error),
     }
-    report("shred", shred(&store, now_ms).await);
+    report("shred", shred(&store, env, now_ms).await);
     report("orphans", orphans(&store, env, now_ms).await);
+    report("archive", crate::archive::run(&store, env, now_ms).await);
+    report(
+        "refresh",
+        crate::refresh::sweep(env, &store, REFRESH_BATCH).await,
+    );
 }
 
 fn log_failure(sweep: &str, error: &ApiError) {
@@ -223,15 +233,39 @@ pub(crate) async fn migrate_legacy(
 
 /// Removes what deleted tenants left (their secrets were unrecoverable
 /// from the deletion on): earlier versions, records with their shares and
-/// blobs, then audit events but the `tenant.delete` one, in bounded steps.
-async fn shred(store: &Store, now_ms: i64) -> Result<Value, ApiError> {
+/// blobs, their audit archive objects in R2, then audit events but the
+/// `tenant.delete` one, in bounded steps. The archive sweep leaves a
+/// deleted tenant's events alone until this is done, then archives its
+/// `tenant.delete` event like any other once past retention.
+async fn shred(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiError> {
     let tenants = store.tenants_to_purge(SHRED_BATCH).await?;
     let (mut records, mut versions, mut blobs, mut audit, mut purged) = (0, 0, 0, 0, 0);
+    let mut archive_objects = 0;
+    let bucket = if tenants.is_empty() {
+        None
+    } else {
+        Some(ArchiveBucket::open(env, store)?)
+    };
     let mut steps = 0;
     for tenant in &tenants {
+        if steps >= SHRED_STEPS {
+            break;
+        }
+        let archive_left = match &bucket {
+            Some(bucket) => {
+                let (deleted, left) = bucket
+                    .delete_objects(*tenant, SHRED_ARCHIVE_OBJECTS)
+                    .await?;
+                archive_objects += deleted;
+                left
+            }
+            None => false,
+        };
         while steps < SHRED_STEPS {
             steps += 1;
-            let step = store.purge_tenant(*tenant, SHRED_BATCH, now_ms).await?;
+            let step = store
+                .purge_tenant(*tenant, SHRED_BATCH, now_ms, archive_left)
+                .await?;
             records += step.records;
             versions += step.versions;
             blobs += step.blobs;
@@ -240,11 +274,16 @@ async fn shred(store: &Store, now_ms: i64) -> Result<Value, ApiError> {
                 purged += 1;
                 break;
             }
+            if archive_left && step.records == 0 && step.versions == 0 && step.audit_events == 0 {
+                // Only archive objects are left: the next run deletes more.
+                break;
+            }
         }
     }
     Ok(
         json!({"tenants": tenants.len(), "purged": purged, "records_removed": records,
-              "versions_removed": versions, "blobs_removed": blobs, "audit_removed": audit}),
+              "versions_removed": versions, "blobs_removed": blobs, "audit_removed": audit,
+              "archive_objects_removed": archive_objects}),
     )
 }
 

@@ -20,8 +20,13 @@ const LAYERS: &[&[&str]] = &[
     &["router"],
     // Handlers: the HTTP routes, and the scheduled sweeps beside them.
     &["routes", "sweep"],
-    // The one gate to a record: load, decide, audit a refusal.
-    &["access"],
+    // The audit archive's work (the sweep step, gzip and hashing by the
+    // runtime), used by the sweep and the archive routes.
+    &["archive"],
+    // The one gate to a record: load, decide, audit a refusal; beside it
+    // OAuth2 token refresh (lease, token endpoint, store), which handlers
+    // call once the gate has allowed them and which serves nothing itself.
+    &["access", "refresh"],
     // `Ctx`, `Caller`, `Reply`.
     &["context"],
     // Bearer tokens; the master keys; tenant keys (unwrap cache).
@@ -258,9 +263,9 @@ const STORAGE_OUTSIDE_STORE: [&str; 9] = [
     "DELETE FROM",
 ];
 
-/// Calls that go to D1 or KV, which inside `store/` only `io.rs` (the
+/// Calls that go to D1, KV or R2, which inside `store/` only `io.rs` (the
 /// counted primitives) makes.
-const STORAGE_CALLS: [&str; 12] = [
+const STORAGE_CALLS: [&str; 20] = [
     "db.prepare(",
     "db.batch(",
     "db.exec(",
@@ -273,6 +278,14 @@ const STORAGE_CALLS: [&str; 12] = [
     "secrets.delete(",
     "secrets.list(",
     "kv.get(",
+    "session.prepare(",
+    "session.batch(",
+    "with_session(",
+    "get_bookmark(",
+    "bucket.put(",
+    "bucket.get(",
+    "bucket.list(",
+    "bucket.delete(",
 ];
 
 /// Files that touch storage where they may not.

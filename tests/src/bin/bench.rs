@@ -181,6 +181,12 @@ fn check_route(server: &Server, path: &str, headers: &[(String, String)]) {
 }
 
 fn main() {
+    // The API Worker alone, unless `BENCH_ASSETS=1`: with the console's
+    // static assets, `wrangler dev` puts a router worker in front of every
+    // request (see `harness::write_config`).
+    if std::env::var("BENCH_ASSETS").as_deref() != Ok("1") {
+        std::env::set_var("COFFER_SERVE_WITHOUT_ASSETS", "1");
+    }
     let seconds: u32 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -318,7 +324,8 @@ struct Compared {
 /// `BENCH_ROUTES` (comma-separated words) keeps only the routes whose name
 /// contains one of them, `BENCH_CONNS` (e.g. `1` or `1,8`) picks the
 /// connection counts, and `COFFER_REQUEST_LOG` sets Coffer's log level
-/// (unset: the Worker's default, as deployed).
+/// (unset: the Worker's default, as deployed). `BENCH_ASSETS=1` serves
+/// Coffer with the console's static assets, as `make dev` does.
 fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
     let log_level = request_log_level();
     let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);

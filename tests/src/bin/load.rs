@@ -22,6 +22,10 @@
 //! `LOAD_TENANTS` (20), `LOAD_RECORDS` (records seeded per tenant, 5),
 //! `LOAD_CONCURRENCY` ("1,2,4,8,16,32"), `LOAD_SEED` (42),
 //! `LOAD_MAX_REQUESTS` (500000, across all levels).
+//!
+//! Then the token refresh scenario (see `refresh_scenario`):
+//! `LOAD_REFRESH_SECONDS` (30; 0 skips it), `LOAD_REFRESH_TENANTS` (10),
+//! `LOAD_REFRESH_EXPIRES_IN` (3), `LOAD_REFRESH_CONCURRENCY` (8).
 extern crate alloc;
 
 use alloc::{
@@ -1164,6 +1168,7 @@ fn main() {
 
     println!();
     let log = server.log();
+    failures.extend(refresh_scenario(config.seed));
     if !server_errors.is_empty() {
         println!("5xx or network errors:");
         for line in &server_errors {
@@ -1199,4 +1204,226 @@ fn main() {
     }
     drop(server);
     std::process::exit(1);
+}
+
+// ---------------------------------------------------------------------------
+// The token refresh scenario (issue 14).
+
+/// `LOAD_REFRESH_SECONDS` (30; 0 skips it), `LOAD_REFRESH_TENANTS` (10, two
+/// records each), `LOAD_REFRESH_EXPIRES_IN` (3 s), `LOAD_REFRESH_CONCURRENCY`
+/// (8): many tenants' `oauth2_bearer` records, each with its own loopback
+/// token endpoint that issues short-lived tokens and rotates refresh
+/// tokens, read throughout on both surfaces. The end-of-run check: no
+/// token served after its expiry, one endpoint call per expiry (no call
+/// before the previous token was due, no rotated refresh token reused),
+/// every served token one its endpoint issued, and no 5xx.
+fn refresh_scenario(seed: u64) -> Vec<String> {
+    use coffer_tests::oauth::TokenServer;
+    let seconds: u64 = env_or("LOAD_REFRESH_SECONDS", 30);
+    if seconds == 0 {
+        return Vec::new();
+    }
+    let tenants: usize = env_or("LOAD_REFRESH_TENANTS", 10);
+    let expires_in: u64 = env_or("LOAD_REFRESH_EXPIRES_IN", 3);
+    let concurrency: usize = env_or("LOAD_REFRESH_CONCURRENCY", 8);
+    const SKEW_SECONDS: u64 = 1;
+    println!();
+    println!(
+        "refresh: {seconds} s, {tenants} tenants x 2 records, expires_in {expires_in} s, \
+         skew {SKEW_SECONDS} s, {concurrency} readers, seed {seed}"
+    );
+    let server = Server::start(&[
+        ("COFFER_REFRESH_ALLOW_LOOPBACK_HTTP", "true"),
+        ("COFFER_REFRESH_SKEW_SECONDS", &SKEW_SECONDS.to_string()),
+    ]);
+    let tokens = TokenServer::start();
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build HTTP client");
+    let token_exp = now() + i64::try_from(seconds).unwrap_or(0) + 600;
+    // (tenant, tenant token, record id, endpoint index)
+    let mut records = Vec::new();
+    let mut endpoints = Vec::new();
+    for t in 0..tenants {
+        let owner = tenant();
+        let bearer = TokenBuilder::new(owner, "integration_admin")
+            .claim("exp", json!(token_exp))
+            .sign();
+        for r in 0..2 {
+            let endpoint = tokens.endpoint();
+            endpoint.set_expires_in(Some(expires_in));
+            let first = format!("rt-load-{t}-{r}");
+            endpoint.rotate_from(&first);
+            let body = json!({
+                "integrationId": "load-oauth", "credentialName": format!("OAuth {t}-{r}"),
+                "authType": "oauth2_bearer", "tokenEndpoint": endpoint.url(),
+                "expiresAt": "2020-01-01T00:00:00.000Z",
+                "credentials": {"accessToken": "at-seeded", "refreshToken": first},
+            });
+            let reply = client
+                .post(format!("{}/api/v1/credentials", server.url("")))
+                .bearer_auth(&bearer)
+                .header("x-tenantid", owner.to_string())
+                .json(&body)
+                .send()
+                .expect("create");
+            let status = reply.status().as_u16();
+            let created: Value = reply.json().unwrap_or(Value::Null);
+            assert_eq!(status, 201, "create OAuth record: {created}");
+            let id = created["data"]["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("cred-"))
+                .expect("id")
+                .to_string();
+            records.push((owner, bearer.clone(), id, endpoints.len()));
+            endpoints.push(endpoint);
+        }
+    }
+    // Every read: (record index, sent at, status, token served).
+    type Served = (usize, Instant, u16, Option<String>);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let served: Vec<Served> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|worker| {
+                let (client, records, base) = (&client, &records, server.url(""));
+                scope.spawn(move || {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (worker as u64 + 1));
+                    let mut out = Vec::new();
+                    while Instant::now() < deadline {
+                        let index = below(&mut rng, records.len());
+                        let (owner, bearer, id, _) = &records[index];
+                        let connection = rng.next_u32() % 2 == 0;
+                        let url = if connection {
+                            format!("{base}/connection/{id}/credentials")
+                        } else {
+                            format!("{base}/api/v1/credentials/load-oauth?credentialId={id}")
+                        };
+                        let sent = Instant::now();
+                        let request = client
+                            .get(url)
+                            .bearer_auth(bearer)
+                            .header("x-tenantid", owner.to_string());
+                        let (status, token) = match request.send() {
+                            Ok(reply) => {
+                                let status = reply.status().as_u16();
+                                let body: Value = reply.json().unwrap_or(Value::Null);
+                                let credentials = &body["data"]["credentials"];
+                                (
+                                    status,
+                                    credentials["accessToken"].as_str().map(str::to_string),
+                                )
+                            }
+                            Err(_) => (0, None),
+                        };
+                        out.push((index, sent, status, token));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("reader"))
+            .collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    // The check.
+    let mut failures = Vec::new();
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    let slack = Duration::from_millis(500);
+    let lifetime = Duration::from_secs(expires_in);
+    let mut late = 0;
+    let mut unknown = 0;
+    let issued: Vec<Vec<(String, Instant)>> =
+        endpoints.iter().map(|e| e.issued_with_times()).collect();
+    for (index, sent, status, token) in &served {
+        *statuses.entry(*status).or_default() += 1;
+        if *status == 0 || *status >= 500 {
+            continue;
+        }
+        let endpoint = records[*index].3;
+        let Some(token) = token else {
+            unknown += 1;
+            continue;
+        };
+        match issued[endpoint].iter().find(|(t, _)| t == token) {
+            Some((_, at)) => {
+                if *sent > *at + lifetime + slack {
+                    late += 1;
+                    if failures.len() < 10 {
+                        failures.push(format!(
+                            "record {index}: token served {:?} after its expiry",
+                            sent.duration_since(*at + lifetime)
+                        ));
+                    }
+                }
+            }
+            None => {
+                unknown += 1;
+                if failures.len() < 10 {
+                    failures.push(format!(
+                        "record {index}: served a token its endpoint never issued"
+                    ));
+                }
+            }
+        }
+    }
+    let bad: u64 = statuses
+        .iter()
+        .filter(|(status, _)| **status == 0 || **status >= 500)
+        .map(|(_, n)| n)
+        .sum();
+    if bad > 0 {
+        failures.push(format!("{bad} reads answered 5xx or failed: {statuses:?}"));
+    }
+    let (mut calls, mut early, mut reuses, mut issued_total) = (0, 0, 0, 0);
+    let due_after = lifetime.saturating_sub(Duration::from_secs(SKEW_SECONDS));
+    for (e, endpoint) in endpoints.iter().enumerate() {
+        let times = endpoint.calls();
+        calls += times.len();
+        issued_total += issued[e].len();
+        reuses += endpoint.reuses();
+        for (previous, next) in issued[e].iter().zip(times.iter().skip(1)) {
+            // A call before the previous token was due is a second call
+            // for one expiry.
+            if next.at + slack < previous.1 + due_after {
+                early += 1;
+            }
+        }
+    }
+    if early > 0 {
+        failures.push(format!(
+            "{early} endpoint calls came before the previous token was due"
+        ));
+    }
+    if reuses > 0 {
+        failures.push(format!(
+            "{reuses} refreshes sent a rotated (invalid) refresh token"
+        ));
+    }
+    if calls != issued_total {
+        failures.push(format!(
+            "{calls} endpoint calls but {issued_total} tokens issued"
+        ));
+    }
+    if late > 0 {
+        failures.push(format!("{late} tokens served after their expiry"));
+    }
+    if unknown > 0 {
+        failures.push(format!("{unknown} reads served no token or an unknown one"));
+    }
+    let expiries = (seconds as f64 / expires_in.saturating_sub(SKEW_SECONDS).max(1) as f64).ceil();
+    println!(
+        "refresh: {} reads in {elapsed:.1} s ({:.1} req/s), statuses {statuses:?}; \
+         {calls} token-endpoint calls for {} records (at most {} expiries each), \
+         {late} tokens served late, {early} early calls, {reuses} reused refresh tokens",
+        served.len(),
+        served.len() as f64 / elapsed,
+        records.len(),
+        expiries + 1.0
+    );
+    drop(server);
+    failures
 }

@@ -33,6 +33,8 @@ fn assert_detail_keys(data: &Value, with_secret: bool) {
         .collect();
     let mut expected: BTreeSet<&str> = SEED_DETAIL_FIELDS.into_iter().collect();
     expected.insert("version");
+    // Token refresh state (issue 14): `null` for records that do not refresh.
+    expected.insert("refresh");
     if with_secret {
         expected.insert("credentials");
     }
@@ -476,17 +478,8 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
     // blob with it; which blobs KV holds no API shows, so this reads KV out
     // of band: a read-only check, done while no request is in flight
     // (`storage_server`).
-    let keys = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        &format!("secret/v1/{owner}/{id}/"),
-    ]);
-    let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
-    let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
+    let keys = server.blob_keys(&format!("secret/v1/{owner}/{id}/"));
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
     // Two blobs: secret version 1, kept, and 3, current (`<version>.<nonce>`).
     assert_eq!(names.len(), 2, "{keys:?}");
     assert!(
@@ -636,16 +629,7 @@ fn delete_honours_if_match_and_leaves_nothing_behind() {
     // The secret material is gone too. No API can tell (every read is a 404
     // already), so this one check lists KV out of band: a read-only check,
     // done while no request is in flight (`storage_server`).
-    let keys = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        &format!("secret/v1/{owner}/{id}/"),
-    ]);
-    let keys: Vec<Value> = serde_json::from_str(&keys).expect("kv key list output");
+    let keys = server.blob_keys(&format!("secret/v1/{owner}/{id}/"));
     assert!(keys.is_empty(), "blob left behind: {keys:?}");
 
     let audit = admin.get(&format!("/api/v1/audit?credentialId={id}"));

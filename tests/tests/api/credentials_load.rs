@@ -320,22 +320,13 @@ fn a_tampered_blob_is_an_opaque_500_audited_and_contained() {
     // only finds the key to overwrite; blob keys are `<version>.<nonce>`.
     // `storage_server` keeps requests out of the way of the wrangler CLI.
     let prefix = format!("secret/v1/{owner}/{victim}/1.");
-    let listed = server.wrangler_cli(&[
-        "kv",
-        "key",
-        "list",
-        "--binding",
-        "SECRETS",
-        "--prefix",
-        &prefix,
-    ]);
-    let listed: Vec<Value> = serde_json::from_str(&listed).expect("kv key list output");
+    let listed = server.blob_keys(&prefix);
     assert_eq!(
         listed.len(),
         1,
         "the blob is where the layout says: {listed:?}"
     );
-    let key = listed[0]["name"].as_str().expect("key name").to_string();
+    let key = listed.first().expect("one key").clone();
     server.wrangler_cli(&[
         "kv",
         "key",

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod bodies;
+mod bookmarks;
 mod connection;
 mod connection_isolation;
 mod connection_pages;

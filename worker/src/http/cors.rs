@@ -8,9 +8,9 @@ use crate::{context::Reply, env, error::ApiError, router};
 
 /// Request headers a dashboard may send.
 const ALLOW_HEADERS: &str =
-    "authorization, content-type, x-tenantid, realmname, x-api-version, if-match";
+    "authorization, content-type, x-tenantid, realmname, x-api-version, if-match, x-coffer-bookmark";
 /// Response headers a dashboard may read.
-const EXPOSE_HEADERS: &str = "etag, x-request-id, x-api-version";
+const EXPOSE_HEADERS: &str = "etag, x-request-id, x-api-version, x-coffer-bookmark";
 
 /// The allowed origins, exact matches (scheme, host and port).
 pub(crate) struct Policy {

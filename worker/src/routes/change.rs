@@ -3,14 +3,14 @@
 //! randomness: the handler passes `now` and fresh values in, then seals the
 //! secret (if any) and stores the result.
 use coffer_core::{
-    check_transition, CredentialId, Status, TenantId, Timestamp, Version, Zeroizing,
+    check_transition, oauth, CredentialId, Status, TenantId, Timestamp, Version, Zeroizing,
 };
 
 use super::body::{CreateInput, PatchInput};
 use crate::{
     context::Caller,
     error::{ApiError, Place},
-    store::{Actor, Record},
+    store::{Actor, Record, RefreshColumns},
 };
 
 /// Who creates a record: the acting tenant (its owner), the actor, and the
@@ -84,6 +84,10 @@ impl Record {
             tenant_key: None,
             secret_at: None,
             secret_by: None,
+            refresh: RefreshColumns {
+                grant: oauth::grant_for(input.auth_type, &input.secret),
+                ..RefreshColumns::default()
+            },
         };
         (record, input.secret)
     }
@@ -138,9 +142,15 @@ pub(crate) fn apply_patch(
         .map_err(|error| ApiError::internal(format!("version of {}: {error}", current.id)))?;
     next.updated_at = now;
     next.updated_by = actor.clone();
-    if patch.secret.is_some() {
+    if let Some(secret) = &patch.secret {
         next.secret_version = next.version;
         next.blob_nonce = new_nonce()?;
+        // The grant follows the new secret, and a new secret ends a backoff
+        // or halt of token refreshes (as `UPDATE_WITH_SECRET` does in D1).
+        next.refresh.grant = oauth::grant_for(current.auth_type, secret);
+        next.refresh.failures = 0;
+        next.refresh.not_before = None;
+        next.refresh.halted = false;
     }
     Ok(next)
 }

@@ -1,5 +1,8 @@
 //! The credentials surface, `/api/v1/credentials` and `/api/v1/audit`.
-use coffer_core::{parse_page_limit, Action, CredentialId, IntegrationId, Status, Version};
+use coffer_core::{
+    check_secret_servable, effective_status, parse_page_limit, Action, CredentialId, IntegrationId,
+    Status, Version,
+};
 use serde_json::Value;
 
 use super::{
@@ -14,6 +17,7 @@ use crate::{
     context::{Caller, Ctx, Reply, Step},
     error::{ApiError, Place},
     keys, random,
+    refresh::{self, Attempted, Config, RefreshActor, Refresher},
     store::{AuditAction, Filters, Outcome, Record, Store},
 };
 
@@ -356,14 +360,82 @@ pub(crate) async fn audit(ctx: &Ctx) -> Result<Reply, ApiError> {
         credential.map(|id| id.to_string()).unwrap_or_default()
     );
     let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
-    let page = ctx
+    let audit = ctx
         .store()?
         .list_audit(caller.tenant, credential, cursor.as_ref(), limit)
         .await?;
+    let page = audit.page;
     let items: Vec<Value> = page.items.iter().map(render::audit_event).collect();
     Ok(Reply::ok(render::envelope(
         ctx.now,
         "Audit events retrieved successfully",
-        render::credentials_page(items, page.next.map(|c| c.encode(&scope))),
+        render::audit_page(
+            items,
+            page.next.map(|c| c.encode(&scope)),
+            audit.archived_before,
+        ),
     )))
+}
+
+/// `POST /api/v1/credentials/{credentialId}/refresh`: refreshes the OAuth2
+/// token now, whatever its expiry, backoff or halt (owner tenant, editor;
+/// no body). 200 with the details; 502 when the endpoint gave no token;
+/// 409 for a record that does not refresh or is inactive or revoked. A
+/// refresh already under way elsewhere is waited for, and its result served.
+pub(crate) async fn refresh(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let caller = ctx.caller().await?;
+    let id = credential_id_param(ctx.param("id"), Place::Path, "credentialId")?;
+    let store = ctx.store()?;
+    let mut current = load_for_write(ctx, &caller, &store, id, Action::Update, None).await?;
+    let refresher = Refresher {
+        env: &ctx.env,
+        store: &store,
+        config: Config::from_env(&ctx.env),
+        request_id: &ctx.request_id,
+    };
+    let who = RefreshActor {
+        actor: actor(&caller),
+        tenant: caller.tenant,
+    };
+    let deadline = ctx
+        .now
+        .as_unix_millis()
+        .saturating_add(refresher.config.wait_ms);
+    let mut delay_ms: u64 = 25;
+    loop {
+        let status = effective_status(current.status, current.expires_at, ctx.now);
+        if check_secret_servable(status).is_err() {
+            return Err(ApiError::NotActive(id.prefixed()));
+        }
+        if refresh::state(&current).refreshable().is_none() {
+            return Err(ApiError::NotRefreshable(id.prefixed()));
+        }
+        let before = current.version;
+        match refresher.attempt(&current, &who, true).await? {
+            Attempted::Refreshed(next) => return Ok(refreshed(ctx, &next)),
+            Attempted::Failed => return Err(ApiError::RefreshFailed(id.prefixed())),
+            Attempted::Superseded | Attempted::Busy => {}
+        }
+        if refresh::now().as_unix_millis() >= deadline {
+            return Err(ApiError::RefreshFailed(id.prefixed()));
+        }
+        worker::Delay::from(core::time::Duration::from_millis(delay_ms)).await;
+        delay_ms = (delay_ms * 2).min(400);
+        current = load_for_write(ctx, &caller, &store, id, Action::Update, None).await?;
+        let refreshed_since = current.refresh.refreshed_at.is_some_and(|at| at >= ctx.now);
+        if current.version != before && refreshed_since {
+            // Another refresher finished meanwhile: its token is this one's.
+            return Ok(refreshed(ctx, &current));
+        }
+    }
+}
+
+fn refreshed(ctx: &Ctx, record: &Record) -> Reply {
+    Reply::ok(render::envelope(
+        ctx.now,
+        "Credential refreshed successfully",
+        render::credential(record, ctx.now),
+    ))
+    .metadata(vec![Step::Key("data")], record)
+    .etag(record.version)
 }

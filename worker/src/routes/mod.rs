@@ -11,6 +11,7 @@ use crate::{
     store::{Cursor, Record, Store},
 };
 
+pub(crate) mod archives;
 mod body;
 mod change;
 pub(crate) mod connection;
@@ -120,18 +121,7 @@ pub(crate) fn check_if_match(expected: Option<&IfMatch>, record: &Record) -> Res
     }
 }
 
-/// Secret versions kept per record, the current one included
-/// (`COFFER_SECRET_VERSIONS_KEPT`, default 10, at least 1, at most 100).
-pub(crate) fn versions_kept(env: &worker::Env) -> u32 {
-    env.var(crate::env::SECRET_VERSIONS_KEPT)
-        .ok()
-        .and_then(|value| value.to_string().trim().parse::<u32>().ok())
-        .unwrap_or(DEFAULT_VERSIONS_KEPT)
-        .clamp(1, 100)
-}
-
-/// Vault KV v2's default `max_versions` is 10 too.
-const DEFAULT_VERSIONS_KEPT: u32 = 10;
+pub(crate) use crate::keys::versions_kept;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 use coffer_core::{effective_status, is_expired, CredentialId, TenantId, Timestamp};
 use serde_json::{json, Value};
 
-use crate::store::{Actor, AuditEntry, KeptVersion, Record, Share};
+use crate::store::{Actor, ArchiveObject, AuditEntry, KeptVersion, Record, Share};
 
 /// The credentials surface's success envelope.
 pub(crate) fn envelope(now: Timestamp, message: &str, data: Value) -> Value {
@@ -95,6 +95,10 @@ pub(crate) fn credential(record: &Record, now: Timestamp) -> Value {
         "tenant".into(),
         json!({"id": record.owner.to_string(), "name": record.tenant_name}),
     );
+    object.insert(
+        "refresh".into(),
+        crate::refresh::refresh_json(record, false),
+    );
     Value::Object(object)
 }
 
@@ -107,6 +111,7 @@ pub(crate) fn connection(record: &Record, acting: TenantId, now: Timestamp) -> V
     }
     object.insert("owner_tenant_id".into(), json!(record.owner.to_string()));
     object.insert("shared".into(), json!(record.owner != acting));
+    object.insert("refresh".into(), crate::refresh::refresh_json(record, true));
     Value::Object(object)
 }
 
@@ -138,20 +143,33 @@ pub(crate) fn deleted(id: CredentialId) -> Value {
 
 /// One event of `GET /api/v1/audit`.
 pub(crate) fn audit_event(entry: &AuditEntry) -> Value {
-    let mut item = json!({
-        "id": entry.id,
-        "at": entry.at.to_rfc3339(),
-        "action": entry.action,
-        "outcome": entry.outcome,
-        "credentialId": entry.credential_id.as_ref().map(|id| format!("cred-{id}")),
-        "actor": {"id": entry.actor_id, "name": entry.actor_name, "email": entry.actor_email},
-        "actorTenantId": entry.actor_tenant_id,
-        "requestId": entry.request_id,
-    });
-    if let Some(version) = entry.secret_version {
-        item["secretVersion"] = json!(version);
-    }
-    item
+    crate::archive::event_json(entry)
+}
+
+/// A page of the audit log: the credentials surface's page and where the
+/// tenant's archive ends (`archivedBefore`, `null` before any archive).
+pub(crate) fn audit_page(
+    items: Vec<Value>,
+    next_cursor: Option<String>,
+    archived_before: Option<Timestamp>,
+) -> Value {
+    json!({
+        "items": items,
+        "nextCursor": next_cursor,
+        "archivedBefore": archived_before.map(Timestamp::to_rfc3339),
+    })
+}
+
+/// One object of the tenant's audit archive.
+pub(crate) fn archive_object(object: &ArchiveObject) -> Value {
+    json!({
+        "day": object.day,
+        "firstSeq": object.first_seq,
+        "lastSeq": object.last_seq,
+        "events": object.events,
+        "bytes": object.bytes,
+        "sha256": object.sha256,
+    })
 }
 
 /// One share of the connection surface.

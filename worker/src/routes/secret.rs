@@ -5,7 +5,7 @@
 //! the access gate while the remembered blob is prefetched, then opens and
 //! counts it, starting over (through the gate again) when the secret
 //! changed underneath.
-use coffer_core::{seal_with_tenant_key, Action, Binding, Sealed};
+use coffer_core::{Action, Binding, Timestamp};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
@@ -13,8 +13,10 @@ use crate::{
     access::{self, Target, Visible},
     context::{Caller, Ctx},
     error::ApiError,
+    error::Surface,
     keyring::keyring,
-    keys, random,
+    keys,
+    refresh::{Config, Refresher},
     store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
@@ -28,40 +30,22 @@ pub(crate) async fn seal_into(
     record: &mut Record,
     secret: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let keyring = keyring(&ctx.env)?;
-    let tenant_key =
-        keys::for_write(&keyring, store, record.owner, ctx.now.as_unix_millis()).await?;
-    let Sealed {
-        kid,
-        wrapped_dek,
-        blob,
-        tenant_key_version,
-    } = seal_with_tenant_key(
-        &tenant_key,
-        &mut random::rng(),
-        &binding(record),
+    keys::seal_record(
+        &*keyring(&ctx.env)?,
+        store,
+        record,
         secret.as_bytes(),
+        ctx.now,
     )
-    .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
-    record.kid = kid;
-    record.wrapped_dek = wrapped_dek;
-    record.tk_version = tenant_key_version;
-    record.secret_at = Some(ctx.now);
-    record.secret_by = Some(record.updated_by.clone());
-    Ok(blob)
+    .await
 }
 
-pub(crate) fn binding(record: &Record) -> Binding {
-    Binding {
-        tenant: record.owner,
-        credential: record.id,
-        version: record.secret_version.get(),
-    }
-}
+pub(crate) use keys::binding;
 
 /// How many times a decrypted read starts over when the record's secret
-/// changed underneath it (a concurrent `PATCH` of `credentials`).
-const READ_ATTEMPTS: usize = 3;
+/// changed underneath it (a concurrent `PATCH` of `credentials`); an
+/// OAuth2 token refresh before the read uses one more.
+const READ_ATTEMPTS: usize = 4;
 
 /// A decrypted secret: the compact JSON text that was sealed (numbers as
 /// the client sent them), served by splicing it into the response rather
@@ -104,7 +88,9 @@ pub(crate) async fn read(
 /// The slow path: serves the secret of a record the gate allowed. Refusals
 /// are the gate's (and audited there); a read that races a secret change
 /// goes through the gate again, so policy and status are decided anew on
-/// the fresh record, rather than failing.
+/// the fresh record, rather than failing. An OAuth2 token due for a
+/// refresh is refreshed (or waited for) first, and the changed record goes
+/// through the gate again.
 async fn read_secret(
     ctx: &Ctx,
     caller: &Caller,
@@ -113,8 +99,32 @@ async fn read_secret(
     mut visible: Visible,
     mut prefetched: Option<(String, Vec<u8>)>,
 ) -> Result<(Record, Secret), ApiError> {
+    let refresher = Refresher {
+        env: &ctx.env,
+        store,
+        config: Config::from_env(&ctx.env),
+        request_id: &ctx.request_id,
+    };
+    let mut first = true;
     for _ in 0..READ_ATTEMPTS {
         let record = visible.record();
+        let shown = match ctx.surface {
+            Surface::Credentials => record.id.prefixed(),
+            Surface::Connection => record.id.to_string(),
+        };
+        if refresher.before_read(record, &shown, first).await? {
+            first = false;
+            prefetched = None;
+            visible = access::load_visible(
+                ctx,
+                store,
+                caller,
+                &target.again(record.id),
+                Action::ReadSecret,
+            )
+            .await?;
+            continue;
+        }
         let attempt = read_once(
             ctx,
             caller,
@@ -226,6 +236,14 @@ pub(crate) async fn read_remembered(
             target.integration(),
             caller.tenant,
             ctx.now,
+            // A refreshing record whose token is due is left to the slow
+            // path, which refreshes it before serving.
+            Timestamp::from_unix_millis(
+                ctx.now
+                    .as_unix_millis()
+                    .saturating_add(Config::from_env(&ctx.env).skew_ms),
+            )
+            .unwrap_or(Timestamp::MAX),
             &event,
         )
         .await?;

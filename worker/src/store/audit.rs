@@ -24,6 +24,8 @@ pub(crate) enum AuditAction {
     DestroyVersion,
     TenantDelete,
     TenantKeyRotate,
+    /// An OAuth2 token refresh attempt (issue 14).
+    Refresh,
 }
 
 impl AuditAction {
@@ -39,17 +41,20 @@ impl AuditAction {
             Self::DestroyVersion => "credential.destroy_version",
             Self::TenantDelete => "tenant.delete",
             Self::TenantKeyRotate => "tenant.rotate_key",
+            Self::Refresh => "credential.refresh",
         }
     }
 }
 
 /// How it went. `Error` marks a read that was allowed but failed inside
-/// (a sealed blob missing or failing to open).
+/// (a sealed blob missing or failing to open); `Failure` a token refresh
+/// that got no new token (or whose result a concurrent change replaced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Success,
     Denied,
     Error,
+    Failure,
 }
 
 impl Outcome {
@@ -58,6 +63,7 @@ impl Outcome {
             Self::Success => "success",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Failure => "failure",
         }
     }
 }
@@ -80,6 +86,14 @@ pub(crate) struct AuditEvent {
     pub(crate) secret_version: Option<i64>,
 }
 
+/// A page of the audit log and where the tenant's archive ends: every
+/// archived event happened before `archived_before`; `None` when nothing
+/// was archived.
+pub(crate) struct AuditPage {
+    pub(crate) page: Page<AuditEntry>,
+    pub(crate) archived_before: Option<Timestamp>,
+}
+
 /// One event as read back from the log.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditEntry {
@@ -99,7 +113,7 @@ pub(crate) struct AuditEntry {
 }
 
 #[derive(Deserialize)]
-struct AuditRow {
+pub(super) struct AuditRow {
     seq: f64,
     id: String,
     at: f64,
@@ -149,14 +163,15 @@ impl Store {
         )
     }
 
-    /// One page of `tenant`'s audit log, newest first.
+    /// One page of `tenant`'s audit log, newest first, and where the
+    /// tenant's archive ends; one round trip.
     pub(crate) async fn list_audit(
         &self,
         tenant: TenantId,
         credential: Option<CredentialId>,
         after: Option<&Cursor>,
         limit: u32,
-    ) -> Result<Page<AuditEntry>, ApiError> {
+    ) -> Result<AuditPage, ApiError> {
         let sql = sql::list_audit(credential.is_some(), after.is_some());
         let mut params: Vec<JsValue> = vec![tenant.to_string().into()];
         if let Some(credential) = credential {
@@ -166,24 +181,61 @@ impl Store {
             params.push(int(cursor.created_at));
         }
         params.push(int(i64::from(limit) + 1));
-        let rows: Vec<AuditRow> = self
-            .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
+        // The page, the tenant's archive mark and its status (a deleted
+        // tenant's audit log answers 410), in one round trip.
+        let mark = self.prepare(sql::ARCHIVE_MARK_GET, &[tenant.to_string().into()])?;
+        let status = self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?;
+        let results = self
+            .batch(vec![self.prepare(&sql, &params)?, mark, status])
             .await?;
+        #[derive(Deserialize)]
+        struct Status {
+            deleted_at: Option<i64>,
+        }
+        let status: Vec<Status> = match results.get(2) {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
+        if status.first().is_some_and(|row| row.deleted_at.is_some()) {
+            return Err(ApiError::TenantDeleted);
+        }
+        let rows: Vec<AuditRow> = match results.first() {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
+        #[derive(Deserialize)]
+        struct Mark {
+            archived_before: f64,
+        }
+        let mark: Vec<Mark> = match results.get(1) {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
+        let archived_before = match mark.first() {
+            Some(mark) => Some(timestamp(mark.archived_before).ok_or_else(|| {
+                ApiError::internal("stored archive mark has a bad archived_before")
+            })?),
+            None => None,
+        };
         let entries = rows
             .into_iter()
             .map(AuditRow::into_entry)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(entries, limit, |(seq, _)| Cursor {
+        let page = Page::from_overfetch(entries, limit, |(seq, _)| Cursor {
             created_at: *seq,
             id: String::new(),
         })
-        .map(|(_, entry)| entry))
+        .map(|(_, entry)| entry);
+        Ok(AuditPage {
+            page,
+            archived_before,
+        })
     }
 }
 
 impl AuditRow {
     /// The entry and its sequence number (the page cursor).
-    fn into_entry(self) -> Result<(i64, AuditEntry), ApiError> {
+    pub(super) fn into_entry(self) -> Result<(i64, AuditEntry), ApiError> {
         let corrupt = |what: &str| {
             ApiError::internal(format!("stored audit event {} has a bad {what}", self.id))
         };

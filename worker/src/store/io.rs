@@ -7,11 +7,16 @@
 use core::cell::Cell;
 
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
 use wasm_bindgen::JsValue;
+
 use worker::{
     kv::{KvError, ListResponse},
-    D1Database, D1PreparedStatement, D1Result, Env, KvStore,
+    Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env, HttpMetadata,
+    Include, KvStore, Object, Objects,
 };
+
+use super::session::Db;
 
 /// Storage round trips of one request, for its log line and the
 /// performance budget (a decrypted read: at most 2 D1 round trips and 1 KV
@@ -29,7 +34,8 @@ impl Io {
         self.d1.get()
     }
 
-    /// KV operations so far.
+    /// KV operations so far (R2 operations of the audit archive count here
+    /// too).
     pub(crate) fn kv(&self) -> u32 {
         self.kv.get()
     }
@@ -58,13 +64,98 @@ impl Io {
         env.kv(name).map_err(|error| error.to_string())
     }
 
-    /// A statement with its parameters bound (no round trip).
+    /// The R2 bucket `name`.
+    pub(super) fn r2_binding(env: &Env, name: &str) -> worker::Result<Bucket> {
+        env.bucket(name)
+    }
+
+    /// One R2 list page under `prefix` (with custom metadata), after
+    /// `start_after` or from `cursor`.
+    pub(super) async fn r2_list(
+        &self,
+        bucket: &Bucket,
+        prefix: String,
+        start_after: Option<String>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> worker::Result<Objects> {
+        let mut request = bucket
+            .list()
+            .prefix(prefix)
+            .include(vec![Include::CustomMetadata])
+            .limit(limit);
+        if let Some(start_after) = start_after {
+            request = request.start_after(start_after);
+        }
+        if let Some(cursor) = cursor {
+            request = request.cursor(cursor);
+        }
+        self.count_kv();
+        request.execute().await
+    }
+
+    /// One R2 write of `bytes` with a content type and custom metadata.
+    pub(super) async fn r2_put(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        metadata: HashMap<String, String>,
+    ) -> worker::Result<()> {
+        self.count_kv();
+        bucket
+            .put(key, bytes)
+            .http_metadata(HttpMetadata {
+                content_type: Some(content_type.into()),
+                ..Default::default()
+            })
+            .custom_metadata(metadata)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    /// One R2 delete of up to 1,000 keys.
+    pub(super) async fn r2_delete(&self, bucket: &Bucket, keys: Vec<String>) -> worker::Result<()> {
+        self.count_kv();
+        bucket.delete_multiple(keys).await
+    }
+
+    /// One R2 read: the object (its body is read by the caller), `None`
+    /// when absent.
+    pub(super) async fn r2_get(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> worker::Result<Option<Object>> {
+        self.count_kv();
+        bucket.get(key).execute().await
+    }
+
+    /// A request's D1 session starting at `from` (a bookmark, or
+    /// `first-primary` / `first-unconstrained`); no round trip.
+    pub(super) fn session(db: &D1Database, from: &str) -> worker::Result<D1DatabaseSession> {
+        db.with_session(Some(from))
+    }
+
+    /// A session's latest bookmark, if it has one (no round trip).
+    pub(super) fn session_bookmark(session: &D1DatabaseSession) -> Option<String> {
+        session.get_bookmark().ok().flatten()
+    }
+
+    /// A statement with its parameters bound (no round trip), on the
+    /// database or in a request's session.
     pub(super) fn prepare(
-        db: &D1Database,
+        db: &Db,
         sql: &str,
         params: &[JsValue],
     ) -> worker::Result<D1PreparedStatement> {
-        db.prepare(sql).bind(params)
+        match db {
+            Db::Database(db) => db.prepare(sql),
+            Db::Session(session) => session.prepare(sql),
+        }
+        .bind(params)
     }
 
     /// One D1 round trip: all rows of a statement.
@@ -95,14 +186,17 @@ impl Io {
     /// One D1 round trip: statements in one transaction.
     pub(super) async fn batch(
         &self,
-        db: &D1Database,
+        db: &Db,
         statements: Vec<D1PreparedStatement>,
     ) -> worker::Result<Vec<D1Result>> {
         self.count_d1();
         let extra = u32::try_from(statements.len().saturating_sub(1)).unwrap_or(u32::MAX);
         self.statements
             .set(self.statements.get().saturating_add(extra));
-        db.batch(statements).await
+        match db {
+            Db::Database(db) => db.batch(statements).await,
+            Db::Session(session) => session.batch(statements).await,
+        }
     }
 
     /// One KV read, as bytes.

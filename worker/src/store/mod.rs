@@ -23,10 +23,11 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{Status, TenantId, Timestamp, Version};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env, KvStore};
+use worker::{D1PreparedStatement, Env, KvStore};
 
 use crate::{env, error::ApiError};
 
+mod archive;
 mod audit;
 mod blobs;
 mod guesses;
@@ -35,6 +36,8 @@ pub(crate) mod jwks_cache;
 mod page;
 mod record;
 mod records;
+mod refresh;
+pub(crate) mod session;
 mod shares;
 mod sql;
 mod sweep;
@@ -46,9 +49,13 @@ pub(crate) use io::Io;
 
 pub(crate) use guesses::{Lookup, Remembered};
 
+pub(crate) use archive::{
+    civil_from_days, object_key, valid_day, ArchiveBucket, ArchiveObject, DueEvent,
+};
 pub(crate) use audit::{AuditAction, AuditEntry, AuditEvent, Outcome};
 pub(crate) use page::{Cursor, Page};
-pub(crate) use record::{Actor, Record};
+pub(crate) use record::{Actor, Record, RefreshColumns};
+pub(crate) use refresh::Lease;
 pub(crate) use shares::Share;
 pub(crate) use tenant_keys::StoredTenantKey;
 pub(crate) use tenants::TenantWrap;
@@ -113,9 +120,10 @@ fn kv_error(error: impl core::fmt::Display) -> ApiError {
     ApiError::internal(format!("kv: {error}"))
 }
 
-/// Handles on D1 and the secrets KV namespace.
+/// Handles on D1 (the database, or a request's session) and the secrets
+/// KV namespace.
 pub(crate) struct Store {
-    db: D1Database,
+    db: session::Db,
     secrets: KvStore,
     io: Rc<Io>,
     /// Test builds only: wait this long before a write's D1 commit.
@@ -139,12 +147,23 @@ impl Store {
         let secrets = Io::kv_binding(env, env::SECRETS)
             .map_err(|error| ApiError::Unavailable(format!("kv binding: {error}")))?;
         Ok(Self {
-            db,
+            db: session::Db::Database(db),
             secrets,
             io,
             #[cfg(feature = "fault-injection")]
             commit_delay_ms: 0,
         })
+    }
+
+    /// As [`Store::open`], running every statement in a request's D1 session.
+    pub(crate) fn open_in(
+        env: &Env,
+        io: Rc<Io>,
+        session: session::Session,
+    ) -> Result<Self, ApiError> {
+        let mut store = Self::open(env, io)?;
+        store.db = session::Db::Session(session);
+        Ok(store)
     }
 
     /// Test builds only: every create and update waits `ms` before its D1

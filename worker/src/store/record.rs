@@ -9,7 +9,9 @@
 //! Worker stores is far below that bound (Unix milliseconds, counts and
 //! versions, the latter bounded by [`Version::MAX`]).
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use coffer_core::{AuthType, CredentialId, IntegrationId, Status, TenantId, Timestamp, Version};
+use coffer_core::{
+    oauth::Grant, AuthType, CredentialId, IntegrationId, Status, TenantId, Timestamp, Version,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -54,6 +56,30 @@ pub(crate) struct Record {
     /// rows from before migration 0007).
     pub(crate) secret_at: Option<Timestamp>,
     pub(crate) secret_by: Option<Actor>,
+    /// Token refresh state (migration 0006).
+    pub(crate) refresh: RefreshColumns,
+}
+
+/// A record's OAuth2 token refresh state (migration 0006).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RefreshColumns {
+    /// The grant the record refreshes with, if any: decided from the auth
+    /// type and the secret whenever the secret is written.
+    pub(crate) grant: Option<Grant>,
+    /// The refresh lease: who holds it and until when.
+    pub(crate) lease_holder: Option<String>,
+    pub(crate) lease_until: Option<Timestamp>,
+    /// The last successful refresh.
+    pub(crate) refreshed_at: Option<Timestamp>,
+    /// JSON text `{"at", "code", "message"}` of the last failure (`at` in
+    /// Unix milliseconds); never a token.
+    pub(crate) error: Option<String>,
+    /// Consecutive failures.
+    pub(crate) failures: u64,
+    /// No automatic attempt before this (the backoff).
+    pub(crate) not_before: Option<Timestamp>,
+    /// Automatic attempts stopped after `invalid_grant` / `invalid_client`.
+    pub(crate) halted: bool,
 }
 
 /// Who created or last changed a record (`createdBy`, `updatedBy`).
@@ -110,6 +136,24 @@ pub(super) struct Row {
     secret_by: Option<String>,
     #[serde(default)]
     tenant_key: Option<String>,
+    // Migration 0006; absent from rows of statements that predate it only
+    // in tests, hence the defaults.
+    #[serde(default)]
+    refresh_grant: Option<String>,
+    #[serde(default)]
+    refresh_lease_holder: Option<String>,
+    #[serde(default)]
+    refresh_lease_until: Option<f64>,
+    #[serde(default)]
+    refreshed_at: Option<f64>,
+    #[serde(default)]
+    refresh_error: Option<String>,
+    #[serde(default)]
+    refresh_failures: f64,
+    #[serde(default)]
+    refresh_not_before: Option<f64>,
+    #[serde(default)]
+    refresh_halted: f64,
     /// Only statements that ask (`EXISTS (...) AS shared`) have it.
     #[serde(default)]
     shared: Option<f64>,
@@ -203,6 +247,20 @@ impl Row {
                 .map_err(|_| corrupt("secret_by"))?,
             kid: self.kid,
             blob_nonce: self.blob_nonce,
+            refresh: RefreshColumns {
+                grant: match self.refresh_grant.as_deref() {
+                    None => None,
+                    Some(text) => Some(Grant::parse(text).ok_or_else(|| corrupt("refresh_grant"))?),
+                },
+                lease_holder: self.refresh_lease_holder,
+                lease_until: optional(self.refresh_lease_until, "refresh_lease_until")?,
+                refreshed_at: optional(self.refreshed_at, "refreshed_at")?,
+                error: self.refresh_error,
+                failures: count(self.refresh_failures)
+                    .ok_or_else(|| corrupt("refresh_failures"))?,
+                not_before: optional(self.refresh_not_before, "refresh_not_before")?,
+                halted: self.refresh_halted != 0.0,
+            },
         };
         Ok((record, self.shared == Some(1.0)))
     }

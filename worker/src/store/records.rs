@@ -2,7 +2,7 @@
 //! records, and counting decrypted reads. Rows are parsed into [`Record`]s
 //! once, here (`record.rs`).
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use coffer_core::{CredentialId, IntegrationId, TenantId, Timestamp, Version};
+use coffer_core::{oauth::Grant, CredentialId, IntegrationId, TenantId, Timestamp, Version};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
@@ -138,6 +138,7 @@ impl Store {
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
                 opt_int(record.tk_version.map(i64::from)),
+                opt(record.refresh.grant.map(Grant::as_str)),
             ],
         )?;
         let audit = self.audit_statement(event, true)?;
@@ -196,6 +197,7 @@ impl Store {
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
                 tk_version.clone(),
+                opt(record.refresh.grant.map(Grant::as_str)),
             ]);
             statements.push(self.prepare(
                 sql::KEEP_CURRENT_VERSION,
@@ -337,8 +339,10 @@ impl Store {
     /// read of the remembered secret write, and returns the record, only if
     /// it is still that write (`secret_version`, `blob_nonce`), owned by
     /// `reader`, in a servable status, and still what `lookup` finds (in
-    /// `integration`, or the selection rule's pick). `None`: nothing was
-    /// counted or audited, and the slow path decides.
+    /// `integration`, or the selection rule's pick), and not a refreshing
+    /// record whose token is due at `due_at`. `None`: nothing was counted
+    /// or audited, and the slow path decides.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn record_remembered_read(
         &self,
         remembered: &Remembered,
@@ -346,6 +350,7 @@ impl Store {
         integration: Option<&IntegrationId>,
         reader: TenantId,
         now: Timestamp,
+        due_at: Timestamp,
         event: &AuditEvent,
     ) -> Result<Option<Record>, ApiError> {
         let scope = match (lookup, integration) {
@@ -360,6 +365,7 @@ impl Store {
             read_audit_fields(event).into(),
             remembered.blob_nonce.as_str().into(),
             reader.to_string().into(),
+            ts(due_at),
         ];
         if let Some(integration) = integration {
             params.push(integration.as_str().into());

@@ -12,7 +12,9 @@ macro_rules! columns {
          c.scopes, c.token_endpoint, c.authorization_endpoint, c.metadata, c.status, \
          c.expires_at, c.created_at, c.created_by, c.updated_at, c.updated_by, c.tenant_name, \
          c.last_accessed_at, c.access_count, c.version, c.secret_version, c.kid, c.wrapped_dek, \
-         c.blob_nonce, c.tk_version, c.secret_at, c.secret_by"
+         c.blob_nonce, c.tk_version, c.secret_at, c.secret_by, c.refresh_grant, \
+         c.refresh_lease_holder, c.refresh_lease_until, c.refreshed_at, c.refresh_error, \
+         c.refresh_failures, c.refresh_not_before, c.refresh_halted"
     };
 }
 
@@ -93,16 +95,16 @@ pub(super) const SELECT_FOR_INTEGRATION: &str = concat!(
     selection_order!("?3")
 );
 
-/// ?1..?23, see `Store::insert`: only while tenant key ?23 of tenant ?2
-/// exists (the secret is sealed under it).
+/// ?1..?24, see `Store::insert`: only while tenant key ?23 of tenant ?2
+/// exists (the secret is sealed under it); ?24 the refresh grant.
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO credentials (id, tenant_id, integration_id, name, description, auth_type, \
        scopes, token_endpoint, authorization_endpoint, metadata, status, expires_at, \
        created_at, created_by, updated_at, updated_by, tenant_name, last_accessed_at, \
        access_count, version, secret_version, kid, wrapped_dek, blob_nonce, tk_version, \
-       secret_at, secret_by) \
+       secret_at, secret_by, refresh_grant) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-       NULL, 0, ?18, ?19, ?20, ?21, ?22, ?23, ?13, ?14 WHERE ",
+       NULL, 0, ?18, ?19, ?20, ?21, ?22, ?23, ?13, ?14, ?24 WHERE ",
     tenant_key_exists!("?2", "?23")
 );
 
@@ -121,13 +123,17 @@ pub(super) const UPDATE_METADATA: &str =
 /// columns: a secret change replaces the data key, so no earlier wrap of
 /// the old one matters.
 /// ?18 is the tenant-key version the new data key is wrapped under: the
-/// update happens only while that key exists.
+/// update happens only while that key exists. ?19 is the new secret's
+/// refresh grant; a new secret also ends a backoff or a halt of automatic
+/// refreshes (the old secret's failures say nothing about it;
+/// `refresh_error` stays as history).
 pub(super) const UPDATE_WITH_SECRET: &str = concat!(
     "UPDATE credentials SET name = ?3, description = ?4, scopes = ?5, token_endpoint = ?6, \
        authorization_endpoint = ?7, metadata = ?8, status = ?9, expires_at = ?10, \
        updated_at = ?11, updated_by = ?12, version = ?13, secret_version = ?14, kid = ?15, \
        wrapped_dek = ?16, blob_nonce = ?17, tk_version = ?18, secret_at = ?11, \
-       secret_by = ?12 \
+       secret_by = ?12, refresh_grant = ?19, refresh_failures = 0, refresh_not_before = NULL, \
+       refresh_halted = 0 \
      WHERE id = ?1 AND version = ?2 AND ",
     tenant_key_exists!("credentials.tenant_id", "?18")
 );
@@ -179,11 +185,17 @@ pub(super) const DELETE_SHARES_OF_DELETED: &str = "DELETE FROM shares WHERE cred
 /// core's `check_secret_servable`: not `inactive`, not `revoked`). A read
 /// racing a revoke, a deactivation or a delete changes nothing here, and
 /// the caller decides again on a fresh load.
+///
+/// A record that refreshes its OAuth2 token is never served past its
+/// `expires_at` (migration 0006): the read finds nothing and the caller
+/// decides again, refreshing first.
 pub(super) const RECORD_READ: &str = concat!(
     "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
        last_read = ?4 \
      WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
-       AND status IN ('active', 'expired')",
+       AND status IN ('active', 'expired') \
+       AND (refresh_grant IS NULL OR token_endpoint IS NULL OR expires_at IS NULL \
+         OR expires_at > ?2)",
     live!("credentials"),
     " RETURNING access_count, last_accessed_at"
 );
@@ -206,30 +218,35 @@ pub(super) const RECORD_VERSION_READ: &str = concat!(
 pub(super) enum ReadScope {
     /// The record by id (the connection surface).
     Id,
-    /// The record by id, in integration ?7 (the credentials surface with
+    /// The record by id, in integration ?8 (the credentials surface with
     /// `credentialId`).
     IdInIntegration,
-    /// The record the selection rule picks for tenant ?6 and integration ?7.
+    /// The record the selection rule picks for tenant ?6 and integration ?8.
     Selection,
 }
 
 /// As [`RECORD_READ`] (same parameters ?1..?6, same guards), returning the
 /// whole row, for a secret write remembered by the isolate: the one D1
-/// round trip of a served read. `scope` adds ?7, the integration.
+/// round trip of a served read. ?7 is when a refreshing record's token
+/// becomes due (now plus the refresh skew): a record due for a refresh is
+/// left to the slow path, which refreshes it. `scope` adds ?8, the
+/// integration.
 pub(super) fn record_read_returning(scope: ReadScope) -> String {
     let mut sql = String::from(
         "UPDATE credentials SET access_count = access_count + 1, last_accessed_at = ?2, \
            last_read = ?4 \
          WHERE id = ?1 AND secret_version = ?3 AND blob_nonce = ?5 AND tenant_id = ?6 \
-           AND status IN ('active', 'expired')",
+           AND status IN ('active', 'expired') \
+           AND (refresh_grant IS NULL OR token_endpoint IS NULL OR expires_at IS NULL \
+             OR expires_at > ?7)",
     );
     sql.push_str(live!("credentials"));
     match scope {
         ReadScope::Id => {}
-        ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?7"),
+        ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?8"),
         ReadScope::Selection => sql.push_str(concat!(
             " AND id = (SELECT c.id FROM credentials c \
-               WHERE c.tenant_id = ?6 AND c.integration_id = ?7 ",
+               WHERE c.tenant_id = ?6 AND c.integration_id = ?8 ",
             selection_order!("?2"),
             ")"
         )),
@@ -483,6 +500,92 @@ pub(super) const DELETE_RETIRED_KEY: &str =
          AND wrapped_dek IS NOT NULL) \
      RETURNING kv_nonce";
 
+/// ?1 id, ?2 holder, ?3 lease end, ?4 expected version, ?5 now, ?6 forced
+/// (0 or 1): takes the refresh lease of a record still at the version the
+/// taker loaded, when no unexpired lease is held and (unless forced) no
+/// backoff or halt holds automatic refreshes back. The compare-and-set
+/// picks one refresher among any number of readers on any isolate.
+pub(super) const REFRESH_LEASE: &str = concat!(
+    "UPDATE credentials SET refresh_lease_holder = ?2, refresh_lease_until = ?3 \
+     WHERE id = ?1 AND version = ?4 AND status IN ('active', 'expired') \
+       AND (refresh_lease_until IS NULL OR refresh_lease_until <= ?5) \
+       AND (?6 = 1 OR (refresh_halted = 0 \
+         AND (refresh_not_before IS NULL OR refresh_not_before <= ?5)))",
+    live!("credentials")
+);
+
+/// ?1 id, ?2 expected version, ?3 new version (also the secret version),
+/// ?4 kid, ?5 wrapped key, ?6 blob nonce, ?7 new expiry, ?8 now, ?9
+/// updated_by, ?10 lease holder, ?11 the tenant-key version the new data
+/// key is wrapped under: stores a refreshed secret only if nobody changed
+/// the record since the lease was taken (a `PATCH` wins), the lease is
+/// still ours and that tenant key still exists (not rotated away, not
+/// destroyed by a tenant deletion); a stored `expired` becomes `active`
+/// again. The new secret version is written as a `PATCH` writes one
+/// ([`KEEP_REFRESHED_VERSION`] keeps the replaced one in the same batch).
+pub(super) const REFRESH_STORE: &str = concat!(
+    "UPDATE credentials SET version = ?3, secret_version = ?3, kid = ?4, wrapped_dek = ?5, \
+       blob_nonce = ?6, expires_at = ?7, tk_version = ?11, secret_at = ?8, secret_by = ?9, \
+       status = CASE WHEN status = 'expired' THEN 'active' ELSE status END, \
+       updated_at = ?8, updated_by = ?9, refreshed_at = ?8, refresh_failures = 0, \
+       refresh_not_before = NULL, refresh_halted = 0, refresh_lease_holder = NULL, \
+       refresh_lease_until = NULL \
+     WHERE id = ?1 AND version = ?2 AND refresh_lease_holder = ?10 AND ",
+    tenant_key_exists!("credentials.tenant_id", "?11")
+);
+
+/// ?1 id, ?2 expected version, ?3 the new data key's tenant-key version,
+/// ?4 lease holder: keeps the current secret version as an earlier one
+/// before [`REFRESH_STORE`] in the same batch replaces it, under exactly
+/// that statement's conditions, so both happen or neither.
+pub(super) const KEEP_REFRESHED_VERSION: &str = concat!(
+    "INSERT INTO secret_versions (credential_id, secret_version, tenant_id, blob_nonce, \
+       tk_version, kid, wrapped_dek, created_at, created_by, destroyed_at) \
+     SELECT id, secret_version, tenant_id, blob_nonce, tk_version, kid, wrapped_dek, \
+       COALESCE(secret_at, updated_at), COALESCE(secret_by, updated_by), NULL \
+     FROM credentials WHERE id = ?1 AND version = ?2 AND refresh_lease_holder = ?4 AND ",
+    tenant_key_exists!("credentials.tenant_id", "?3"),
+    " ON CONFLICT (credential_id, secret_version) DO NOTHING"
+);
+
+/// ?1 id, ?2 lease holder, ?3 expected version, ?4 last error (JSON), ?5
+/// failures, ?6 backoff end, ?7 halted (0 or 1): records a failed attempt
+/// against the secret it was made with (not after a `PATCH` replaced it).
+pub(super) const REFRESH_FAILED: &str =
+    "UPDATE credentials SET refresh_error = ?4, refresh_failures = ?5, \
+       refresh_not_before = ?6, refresh_halted = ?7, refresh_lease_holder = NULL, \
+       refresh_lease_until = NULL \
+     WHERE id = ?1 AND refresh_lease_holder = ?2 AND version = ?3";
+
+/// ?1 id, ?2 lease holder: gives the lease back, if still ours.
+pub(super) const REFRESH_RELEASE: &str =
+    "UPDATE credentials SET refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE id = ?1 AND refresh_lease_holder = ?2";
+
+/// ?1 due before, ?2 now, ?3 batch size: records whose token expires
+/// before ?1 and that an automatic refresh may try now, soonest first, with
+/// their tenant key (the refresh sweep's; no caller, no secret served).
+/// A deleted tenant's records are never due: their secrets are shredded.
+pub(super) const REFRESH_DUE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    tenant_key_column!("c"),
+    " FROM credentials c \
+     WHERE c.refresh_grant IS NOT NULL AND c.expires_at IS NOT NULL AND c.expires_at <= ?1 \
+       AND c.token_endpoint IS NOT NULL AND c.status IN ('active', 'expired') \
+       AND c.refresh_halted = 0 \
+       AND (c.refresh_not_before IS NULL OR c.refresh_not_before <= ?2) \
+       AND (c.refresh_lease_until IS NULL OR c.refresh_lease_until <= ?2)",
+    live!("c"),
+    " ORDER BY c.expires_at LIMIT ?3"
+);
+
+/// ?1 id: the refresh state a reader waiting for a refresher polls (the
+/// version tells whether the secret changed).
+pub(super) const REFRESH_POLL: &str =
+    "SELECT version, refresh_lease_until, refresh_failures, refresh_not_before, refresh_halted, \
+       refresh_error FROM credentials WHERE id = ?1";
+
 /// ?1 key.
 pub(super) const META_GET: &str = "SELECT value FROM coffer_meta WHERE key = ?1";
 
@@ -492,6 +595,55 @@ pub(super) const META_SET: &str = "INSERT INTO coffer_meta (key, value) VALUES (
 
 /// ?1 key.
 pub(super) const META_DELETE: &str = "DELETE FROM coffer_meta WHERE key = ?1";
+
+/// ?1 0: the oldest audit event of any tenant (the archive sweep), but
+/// not of a deleted tenant the shred sweep has not finished: its events are
+/// removed, not archived, all but its `tenant.delete` event, which is
+/// archived like any other once the tenant is purged.
+pub(super) const AUDIT_OLDEST: &str =
+    "SELECT a.seq, a.tenant_id, a.at FROM audit_events a WHERE a.seq > ?1 \
+       AND NOT EXISTS (SELECT 1 FROM tenants d WHERE d.tenant_id = a.tenant_id \
+         AND d.deleted_at IS NOT NULL AND d.purged_at IS NULL) \
+     ORDER BY a.seq LIMIT 1";
+
+/// The columns of an audit event, in `AuditRow` order.
+macro_rules! audit_columns {
+    () => {
+        "seq, id, at, action, outcome, credential_id, actor_id, actor_name, actor_email, \
+         actor_tenant_id, request_id, secret_version"
+    };
+}
+
+/// ?1 tenant, ?2 first sequence, ?3 limit: the tenant's events from ?2 on,
+/// oldest first (the archive sweep).
+pub(super) const AUDIT_FROM: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3"
+);
+
+/// ?1 tenant, ?2 first, ?3 last sequence, ?4 limit: exactly those events.
+pub(super) const AUDIT_RANGE: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
+);
+
+/// ?1 tenant, ?2 first, ?3 last sequence, ?4 the count archived: removes
+/// the archived events, only if D1 holds exactly that many of them.
+pub(super) const AUDIT_DELETE_ARCHIVED: &str =
+    "DELETE FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3 \
+       AND (SELECT count(*) FROM audit_events WHERE tenant_id = ?1 AND seq >= ?2 AND seq <= ?3) = ?4";
+
+/// ?1 tenant, ?2 archived before (Unix ms): moves the tenant's archive mark
+/// forward, only if the batch's delete removed events.
+pub(super) const ARCHIVE_MARK_SET: &str =
+    "INSERT INTO audit_archive_marks (tenant_id, archived_before) SELECT ?1, ?2 WHERE changes() > 0 \
+     ON CONFLICT (tenant_id) DO UPDATE SET archived_before = max(archived_before, excluded.archived_before)";
+
+/// ?1 tenant: where the tenant's archive ends (the audit route's page).
+pub(super) const ARCHIVE_MARK_GET: &str =
+    "SELECT archived_before FROM audit_archive_marks WHERE tenant_id = ?1";
 
 /// Appends ` AND <fragment>` with the next parameter numbers; `next` is the
 /// number of parameters bound so far.
@@ -670,6 +822,19 @@ pub(super) fn all() -> Vec<String> {
         META_GET,
         META_SET,
         META_DELETE,
+        AUDIT_OLDEST,
+        AUDIT_FROM,
+        AUDIT_RANGE,
+        AUDIT_DELETE_ARCHIVED,
+        ARCHIVE_MARK_SET,
+        ARCHIVE_MARK_GET,
+        REFRESH_LEASE,
+        REFRESH_STORE,
+        KEEP_REFRESHED_VERSION,
+        REFRESH_FAILED,
+        REFRESH_RELEASE,
+        REFRESH_DUE,
+        REFRESH_POLL,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -726,7 +891,7 @@ mod tests {
     /// look up one tenant's rows or one record: the scheduled sweeps, which
     /// read across every tenant in bounded batches. They still must not scan
     /// a whole table without an index.
-    const SWEEPS: [&str; 7] = [
+    const SWEEPS: [&str; 9] = [
         super::TENANTS_TO_PURGE,
         super::EXPIRE_DUE,
         super::TENANT_KEYS_NOT_UNDER,
@@ -734,6 +899,8 @@ mod tests {
         super::LEGACY_WRAPS,
         super::COUNT_LEGACY_WRAPS,
         super::LEGACY_VERSION_WRAPS,
+        super::AUDIT_OLDEST,
+        super::REFRESH_DUE,
     ];
 
     /// The plan's detail lines (column 3 of `EXPLAIN QUERY PLAN`).
@@ -977,15 +1144,16 @@ mod tests {
                 );
                 let rows = match integration {
                     Some(integration) => statement
-                        .query_map(params![id, now, 1, audit, "n1", reader, integration], |r| {
-                            r.get::<_, String>(0)
-                        })
+                        .query_map(
+                            params![id, now, 1, audit, "n1", reader, now, integration],
+                            |r| r.get::<_, String>(0),
+                        )
                         .expect("query")
                         .collect::<Result<Vec<_>, _>>()
                         .expect("rows")
                         .len(),
                     None => statement
-                        .query_map(params![id, now, 1, audit, "n1", reader], |r| {
+                        .query_map(params![id, now, 1, audit, "n1", reader, now], |r| {
                             r.get::<_, String>(0)
                         })
                         .expect("query")

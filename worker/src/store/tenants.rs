@@ -114,12 +114,15 @@ impl Store {
 
     /// One bounded step of removing a deleted tenant: up to `limit` earlier
     /// versions, then records (blobs first, then rows with their shares),
-    /// then audit events but the `tenant.delete` one.
+    /// then audit events but the `tenant.delete` one. The tenant is marked
+    /// purged only once nothing is left, `archive_left` included (its
+    /// audit archive objects in R2, which the caller deletes).
     pub(crate) async fn purge_tenant(
         &self,
         tenant: TenantId,
         limit: u32,
         now_ms: i64,
+        archive_left: bool,
     ) -> Result<Purged, ApiError> {
         let owner = tenant.to_string();
         let id: JsValue = owner.as_str().into();
@@ -188,7 +191,7 @@ impl Store {
         purged.audit_events = changed(results.get(1));
         // KV halves whose delete failed at the deletion, if any.
         purged.blobs += self.delete_kv_halves_of(tenant).await?;
-        if purged.audit_events < limit as usize {
+        if purged.audit_events < limit as usize && !archive_left {
             self.run(self.prepare(sql::MARK_PURGED, &[id, int(now_ms)])?)
                 .await?;
             purged.done = true;
