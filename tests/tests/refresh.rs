@@ -1125,7 +1125,11 @@ fn a_refresh_is_a_new_secret_version_under_the_tenant_key_and_shredded_tenants_n
         "at-original"
     );
     assert_eq!(served_access_token(&read_credentials(&user, &id)), fresh);
-    assert_eq!(endpoint.call_count(), 1, "the fresh token is not refreshed again");
+    assert_eq!(
+        endpoint.call_count(),
+        1,
+        "the fresh token is not refreshed again"
+    );
 
     // A record of the same tenant, due for the sweep (inside its 600 s
     // window, outside the read skew), on an endpoint of its own; and the
