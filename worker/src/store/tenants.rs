@@ -95,6 +95,22 @@ impl Store {
         Ok(changes(results.first())? == 1)
     }
 
+    /// `Err(TenantDeleted)` when `tenant` was deleted: for tenant-level
+    /// routes that read no D1 row of their own (the audit archive in R2).
+    pub(crate) async fn check_tenant_live(&self, tenant: TenantId) -> Result<(), ApiError> {
+        #[derive(Deserialize)]
+        struct Status {
+            deleted_at: Option<i64>,
+        }
+        let rows: Vec<Status> = self
+            .all(self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?)
+            .await?;
+        if rows.first().is_some_and(|row| row.deleted_at.is_some()) {
+            return Err(ApiError::TenantDeleted);
+        }
+        Ok(())
+    }
+
     /// Deleted tenants whose rows and blobs are not all removed yet.
     pub(crate) async fn tenants_to_purge(&self, limit: u32) -> Result<Vec<TenantId>, ApiError> {
         #[derive(Deserialize)]
