@@ -1,7 +1,7 @@
 //! Secret versions of a credential (issue 16): list, versioned read,
 //! rollback, destroy. The current version lives on the record; earlier ones
 //! in D1's `secret_versions`, up to `COFFER_SECRET_VERSIONS_KEPT` in all.
-use coffer_core::Action;
+use coffer_core::{oauth, Action};
 use serde_json::json;
 
 use super::{
@@ -234,6 +234,13 @@ pub(crate) async fn rollback(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         next.updated_by = actor(&caller);
         next.secret_version = next.version;
         next.blob_nonce = random::blob_nonce()?;
+        // A rollback is a secret write like a `PATCH`: the refresh grant
+        // follows the restored secret, and a backoff or halt of token
+        // refreshes ends (`UPDATE_WITH_SECRET` does the same in D1).
+        next.refresh.grant = oauth::grant_for(current.auth_type, &secret);
+        next.refresh.failures = 0;
+        next.refresh.not_before = None;
+        next.refresh.halted = false;
         let blob = seal_into(ctx, &store, &mut next, &secret).await?;
         let mut audit = ctx.audit_event(
             &caller,
