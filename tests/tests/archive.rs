@@ -490,7 +490,7 @@ fn a_deleted_tenants_archive_is_shredded_and_only_its_deletion_is_kept() {
         )
     };
     let get = |key: &str| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
             server.wrangler_cli(&["r2", "object", "get", key, "--pipe"])
         }))
     };
