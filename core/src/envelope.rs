@@ -20,23 +20,23 @@ use crate::{
 };
 
 /// Format byte of a version-1 sealed blob.
-const BLOB_V1: u8 = 0x01;
+pub(crate) const BLOB_V1: u8 = 0x01;
 /// Format byte of a version-1 wrapped DEK.
 const WRAPPED_V1: u8 = 0x01;
 /// Domain labels that start each AAD, so that a blob can never be taken
 /// for a wrapped key or the other way round, even under the same key.
 const BLOB_LABEL: &[u8] = b"coffer/secret";
-const WRAPPED_LABEL: &[u8] = b"coffer/dek";
+pub(crate) const WRAPPED_LABEL: &[u8] = b"coffer/dek";
 
 /// A DEK is an AES-256 key.
-const DEK_LEN: usize = 32;
+pub(crate) const DEK_LEN: usize = 32;
 /// NIST SP 800-38D §5.2.1.1 recommends 96-bit IVs: they are used as is,
 /// without a GHASH pass, and §8.2.2 allows them to be random.
-const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 /// The full 128-bit tag (SP 800-38D §5.2.1.2 allows truncation; we do not).
-const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// `format ‖ nonce`.
-const BLOB_HEADER_LEN: usize = 1 + NONCE_LEN;
+pub(crate) const BLOB_HEADER_LEN: usize = 1 + NONCE_LEN;
 /// `format ‖ kid length`, before the kid.
 const WRAPPED_PREFIX_LEN: usize = 2;
 
@@ -56,7 +56,7 @@ pub struct Binding {
 impl Binding {
     /// `tenant (16 bytes) ‖ credential (16 bytes) ‖ version (8 bytes, big-endian)`:
     /// fixed widths, so no two bindings share an encoding.
-    fn encode_into(&self, aad: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, aad: &mut Vec<u8>) {
         aad.extend_from_slice(self.tenant.as_uuid().as_bytes());
         aad.extend_from_slice(self.credential.as_uuid().as_bytes());
         aad.extend_from_slice(&self.version.to_be_bytes());
@@ -71,8 +71,12 @@ pub struct Sealed {
     /// The DEK wrapped under the active KEK: goes to D1.
     pub wrapped_dek: Vec<u8>,
     /// The KEK's id, also inside `wrapped_dek`: a D1 column, so the rotation
-    /// sweep can find keys still wrapped under a retired KEK.
+    /// sweep can find keys still wrapped under a retired KEK. Empty when the
+    /// DEK is wrapped under a tenant key ([`seal_with_tenant_key`](crate::seal_with_tenant_key)).
     pub kid: String,
+    /// The version of the tenant key that wraps the DEK (format `0x02`), or
+    /// `None` for a DEK wrapped under the KEK directly (format `0x01`).
+    pub tenant_key_version: Option<u32>,
 }
 
 impl fmt::Debug for Sealed {
@@ -82,6 +86,7 @@ impl fmt::Debug for Sealed {
             .field("blob_len", &self.blob.len())
             .field("wrapped_dek_len", &self.wrapped_dek.len())
             .field("kid", &self.kid)
+            .field("tenant_key_version", &self.tenant_key_version)
             .finish()
     }
 }
@@ -162,7 +167,7 @@ impl fmt::Display for OpenError {
 ///
 /// The caller reserves capacity in `out`, so the plaintext copied in for
 /// in-place encryption never moves and leaves no stale copy behind.
-fn aead_seal(
+pub(crate) fn aead_seal(
     key: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
@@ -190,7 +195,7 @@ fn aead_seal(
 
 /// Inverse of [`aead_seal`]: checks the tag over `ciphertext ‖ tag` and
 /// returns the plaintext in a buffer wiped on drop.
-fn aead_open(
+pub(crate) fn aead_open(
     key: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
@@ -216,7 +221,7 @@ fn aead_open(
     Ok(buffer)
 }
 
-fn blob_aad(binding: &Binding) -> Vec<u8> {
+pub(crate) fn blob_aad(binding: &Binding) -> Vec<u8> {
     let mut aad = Vec::with_capacity(BLOB_LABEL.len() + 1 + 40);
     aad.extend_from_slice(BLOB_LABEL);
     aad.push(BLOB_V1);
@@ -237,11 +242,11 @@ fn wrapped_aad(kid: &str, binding: &Binding) -> Vec<u8> {
 /// The key id's length as its one-byte prefix. Ids are at most 64 bytes
 /// (checked by [`Keyring::parse`] and by the wrapped-key parser), so the
 /// saturation never happens; it only avoids a silent truncating cast.
-fn kid_len_byte(kid: &str) -> u8 {
+pub(crate) fn kid_len_byte(kid: &str) -> u8 {
     u8::try_from(kid.len()).unwrap_or(u8::MAX)
 }
 
-fn random_nonce(rng: &mut (impl RngCore + CryptoRng)) -> [u8; NONCE_LEN] {
+pub(crate) fn random_nonce(rng: &mut (impl RngCore + CryptoRng)) -> [u8; NONCE_LEN] {
     let mut nonce = [0_u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     nonce
@@ -305,7 +310,7 @@ fn parse_wrapped(wrapped: &[u8]) -> Option<WrappedParts<'_>> {
 }
 
 /// Unwraps a DEK with whichever KEK its header names.
-fn unwrap_dek<'a>(
+pub(crate) fn unwrap_dek<'a>(
     keyring: &Keyring,
     binding: &Binding,
     wrapped: &'a [u8],
@@ -348,6 +353,28 @@ pub fn seal(
     binding: &Binding,
     plaintext: &[u8],
 ) -> Result<Sealed, SealError> {
+    let (dek, blob) = seal_blob(rng, binding, plaintext)?;
+    // The only failure of AES-GCM encryption is an input over 2^36 - 32
+    // bytes; a DEK is 32.
+    let (wrapped_dek, kid) =
+        wrap(keyring, rng, binding, &dek).map_err(|_| SealError::TooLarge {
+            len: plaintext.len(),
+            max: MAX_SECRET_BYTES,
+        })?;
+    Ok(Sealed {
+        blob,
+        wrapped_dek,
+        kid,
+        tenant_key_version: None,
+    })
+}
+
+/// A fresh DEK and the format-`0x01` blob of `plaintext` under it.
+pub(crate) fn seal_blob(
+    rng: &mut (impl RngCore + CryptoRng),
+    binding: &Binding,
+    plaintext: &[u8],
+) -> Result<(Zeroizing<[u8; DEK_LEN]>, Vec<u8>), SealError> {
     let too_large = SealError::TooLarge {
         len: plaintext.len(),
         max: MAX_SECRET_BYTES,
@@ -367,12 +394,7 @@ pub fn seal(
     // The only failure of AES-GCM encryption is a plaintext over 2^36 - 32
     // bytes (SP 800-38D §5.2.1.1), ruled out by the size check above.
     aead_seal(&dek, &nonce, &blob_aad(binding), plaintext, &mut blob).map_err(|_| too_large)?;
-    let (wrapped_dek, kid) = wrap(keyring, rng, binding, &dek).map_err(|_| too_large)?;
-    Ok(Sealed {
-        blob,
-        wrapped_dek,
-        kid,
-    })
+    Ok((dek, blob))
 }
 
 /// Opens a sealed secret: unwraps the DEK with the KEK its header names,
@@ -389,6 +411,15 @@ pub fn open(
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let (dek, _) = unwrap_dek(keyring, binding, wrapped_dek)?;
+    open_blob(&dek, binding, blob)
+}
+
+/// Decrypts a format-`0x01` blob with its (already unwrapped) DEK.
+pub(crate) fn open_blob(
+    dek: &[u8; DEK_LEN],
+    binding: &Binding,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let (&[format], rest) = blob
         .split_first_chunk::<1>()
         .ok_or(OpenError::Undecryptable)?;
@@ -398,7 +429,7 @@ pub fn open(
     let (nonce, sealed) = rest
         .split_first_chunk::<NONCE_LEN>()
         .ok_or(OpenError::Undecryptable)?;
-    aead_open(&dek, nonce, &blob_aad(binding), sealed)
+    aead_open(dek, nonce, &blob_aad(binding), sealed)
 }
 
 /// Re-wraps a DEK under the active KEK, for key rotation; the blob in KV is
@@ -756,7 +787,7 @@ mod tests {
         assert_eq!(
             format!("{sealed:?}"),
             format!(
-                r#"Sealed {{ blob_len: {}, wrapped_dek_len: 64, kid: "k1" }}"#,
+                r#"Sealed {{ blob_len: {}, wrapped_dek_len: 64, kid: "k1", tenant_key_version: None }}"#,
                 29 + SECRET.len()
             )
         );

@@ -25,15 +25,38 @@
 //! - Errors are `#[non_exhaustive]` enums per concern whose `Display` is a
 //!   lowercase phrase without a trailing period, fit to show a client.
 //!
-//! # Envelope encryption
+//! # Envelope encryption and the key hierarchy
 //!
-//! Each secret version is sealed with AES-256-GCM under a fresh random
-//! 256-bit data key (DEK) and a random 96-bit nonce; the DEK is wrapped with
-//! AES-256-GCM under the active master key (KEK) of the [`Keyring`] parsed
-//! from `COFFER_KEYS`. The blob goes to KV, the wrapped DEK and its key id
-//! to D1. Rotation ([`rewrap`]) re-wraps DEKs under the new active KEK
-//! without touching blobs; once every row names the new key id, the old key
-//! can leave `COFFER_KEYS`.
+//! Three layers of AES-256-GCM keys:
+//!
+//! ```text
+//! master key (KEK, COFFER_KEYS)       one per deployment, in the Worker's secrets
+//!  └─ tenant key (32 random bytes)    one per tenant and version, wrapped under a KEK, in D1
+//!      └─ data-key key (32 bytes)     one per tenant and version, wrapped under the tenant key, in KV
+//!          └─ data key (DEK)          one per secret version, wrapped under the data-key key, in D1
+//!              └─ sealed blob         the secret's compact JSON under the DEK, in KV
+//! ```
+//!
+//! Each secret version is sealed under a fresh random 256-bit DEK and a
+//! random 96-bit nonce ([`seal_with_tenant_key`]); the DEK is wrapped under
+//! the tenant's data-key key ([`TenantKey`], the unwrapped form), which is
+//! wrapped under the tenant key (the "KV half"), itself wrapped under the
+//! active KEK of the [`Keyring`] ([`new_tenant_key`], [`open_tenant_key`]).
+//! Master-key rotation ([`rewrap_tenant_key`]) rewraps tenant keys only, so
+//! its cost follows the number of tenants, not of secrets; tenant-key
+//! rotation ([`rewrap_data_key`]) rewraps that tenant's DEKs; blobs never
+//! change.
+//!
+//! Crypto-shredding destroys a tenant's keys in both stores. The two
+//! halves of a tenant's key material live apart: the tenant key in D1, the
+//! data-key key in KV. A D1 copy from before the deletion (a backup, Time
+//! Travel) brings back the tenant key but not the KV half; KV as it is now
+//! holds no half. So neither a restored D1 beside today's KV, nor today's
+//! D1 beside anything, unwraps a single DEK.
+//!
+//! Records written before the hierarchy have their DEK wrapped under a KEK
+//! directly (wrapped DEK format `0x01`): [`open`] and [`rewrap`] still read
+//! them, and [`migrate_data_key`] moves them under a tenant key (`0x02`).
 //!
 //! Both formats start with a format byte so that a new format can be
 //! introduced beside the old one and old rows read until rewritten; an
@@ -79,13 +102,62 @@
 //! without the D1 column) and inside its AAD (so it cannot be edited to
 //! point at another key).
 //!
+//! ## Wrapped tenant key, format `0x01` (D1)
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x01
+//! 1       1       k = length of the key id, 1..=64
+//! 2       k       id of the KEK, ASCII [A-Za-z0-9._-]
+//! 2+k     4       tenant-key version (u32)
+//! 6+k     12      nonce (random)
+//! 18+k    32      AES-256-GCM ciphertext of the tenant key, under the KEK
+//! 50+k    16      GCM tag
+//! AAD = "coffer/tenant-key" ‖ 0x01 ‖ k ‖ key id ‖ tenant uuid (16) ‖ tenant-key version (u32, 4)
+//! ```
+//!
+//! Length: 66 + k bytes. The key id and version are inside the wrap (so it
+//! opens without its D1 columns) and inside the AAD (so neither can be
+//! edited, nor the wrap moved to another tenant or version).
+//!
+//! ## KV half, format `0x01` (KV): the data-key key under the tenant key
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x01
+//! 1       4       tenant-key version (u32)
+//! 5       12      nonce (random)
+//! 17      32      AES-256-GCM ciphertext of the data-key key, under the tenant key
+//! 49      16      GCM tag
+//! AAD = "coffer/tenant-kv-key" ‖ 0x01 ‖ tenant uuid (16) ‖ tenant-key version (u32, 4)
+//! ```
+//!
+//! Length: 65 bytes.
+//!
+//! ## Wrapped DEK, format `0x02` (D1): under a tenant's data-key key
+//!
+//! ```text
+//! offset  length  field
+//! 0       1       format = 0x02
+//! 1       4       tenant-key version (u32)
+//! 5       12      nonce (random)
+//! 17      32      AES-256-GCM ciphertext of the DEK, under the data-key key
+//! 49      16      GCM tag
+//! AAD = "coffer/dek" ‖ 0x02 ‖ tenant-key version (u32, 4) ‖ tenant uuid (16) ‖ credential uuid (16) ‖ version (u64, 8)
+//! ```
+//!
+//! Length: 65 bytes. The tenant comes from the [`Binding`], so a DEK opens
+//! only under its own tenant's key of the version it names.
+//!
 //! The [`Binding`] (tenant, credential, version) in both AADs means a blob
 //! or wrapped key copied to another record, tenant or version fails to
-//! open. The distinct labels keep the two AADs from ever coinciding.
+//! open. The distinct labels (and format bytes) keep the AADs of the
+//! layers from ever coinciding.
 //!
 //! Nonce budget: NIST SP 800-38D §8.3 allows 2^32 random 96-bit nonces per
-//! key. A DEK encrypts once; a KEK encrypts once per sealed version or
-//! rewrap, so rotate it well before four billion of those.
+//! key. A DEK encrypts once; a KEK once per tenant key wrapped or rewrapped
+//! (and, for legacy rows, per DEK); a tenant key once per secret version
+//! of its tenant or rewrap, so rotate it well before four billion of those.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -103,6 +175,7 @@ mod lifecycle;
 mod policy;
 mod principal;
 mod refresh;
+mod tenant_key;
 mod tenant_scope;
 mod validate;
 mod version;
@@ -120,6 +193,11 @@ pub use lifecycle::{
 };
 pub use policy::{admit, decide, Action, Denial, Forbidden, Relation};
 pub use principal::{NotATenantOfToken, Principal};
+pub use tenant_key::{
+    data_key_tenant_version, migrate_data_key, new_tenant_key, open_tenant_key,
+    open_with_tenant_key, rewrap_data_key, rewrap_tenant_key, seal_with_tenant_key,
+    tenant_key_header, TenantKey, WrappedTenantKey,
+};
 /// OAuth2 token refresh: grants, token requests and responses, backoff, lease.
 pub mod oauth {
     pub use crate::refresh::{

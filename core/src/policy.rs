@@ -55,11 +55,22 @@ pub enum Action {
     Share,
     /// Read the acting tenant's audit log. Admin; tenant-level.
     ReadAudit,
+    /// List a record's secret versions (metadata only). Viewer; owner only.
+    ListVersions,
+    /// Seal an earlier secret version again as a new one. Editor.
+    Rollback,
+    /// Destroy an earlier secret version irrecoverably. Admin.
+    DestroyVersion,
+    /// Rotate the acting tenant's key. Admin; tenant-level.
+    RotateTenantKey,
+    /// Delete the acting tenant, crypto-shredding every secret it stored.
+    /// Admin; tenant-level.
+    DeleteTenant,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 13] = [
         Action::ReadMetadata,
         Action::List,
         Action::ReadSecret,
@@ -68,21 +79,38 @@ impl Action {
         Action::Delete,
         Action::Share,
         Action::ReadAudit,
+        Action::ListVersions,
+        Action::Rollback,
+        Action::DestroyVersion,
+        Action::RotateTenantKey,
+        Action::DeleteTenant,
     ];
 
     /// The lowest role that may take the action (any higher role may too).
     pub fn required_role(self) -> Role {
         match self {
-            Self::ReadMetadata | Self::List => Role::Viewer,
+            Self::ReadMetadata | Self::List | Self::ListVersions => Role::Viewer,
             Self::ReadSecret => Role::User,
-            Self::Create | Self::Update => Role::Editor,
-            Self::Delete | Self::Share | Self::ReadAudit => Role::Admin,
+            Self::Create | Self::Update | Self::Rollback => Role::Editor,
+            Self::Delete
+            | Self::Share
+            | Self::ReadAudit
+            | Self::DestroyVersion
+            | Self::RotateTenantKey
+            | Self::DeleteTenant => Role::Admin,
         }
     }
 
     /// Whether the action concerns the acting tenant rather than one record.
     pub fn is_tenant_level(self) -> bool {
-        matches!(self, Self::Create | Self::List | Self::ReadAudit)
+        matches!(
+            self,
+            Self::Create
+                | Self::List
+                | Self::ReadAudit
+                | Self::RotateTenantKey
+                | Self::DeleteTenant
+        )
     }
 }
 
@@ -271,20 +299,25 @@ mod tests {
         use Action::*;
         use Relation::*;
         let allowed_for_relation = match (action, relation) {
-            (Create | List | ReadAudit, _) => true,
+            (Create | List | ReadAudit | RotateTenantKey | DeleteTenant, _) => true,
             (_, Stranger) => return Err(Denial::NotVisible),
             (_, Owner) => true,
             (ReadMetadata, Shared) => true,
-            (ReadSecret | Update | Delete | Share, Shared) => false,
+            (
+                ReadSecret | Update | Delete | Share | ListVersions | Rollback | DestroyVersion,
+                Shared,
+            ) => false,
         };
         if !allowed_for_relation {
             return Err(Denial::Forbidden(Forbidden::SharedTenant));
         }
         let required = match action {
-            ReadMetadata | List => Role::Viewer,
+            ReadMetadata | List | ListVersions => Role::Viewer,
             ReadSecret => Role::User,
-            Create | Update => Role::Editor,
-            Delete | Share | ReadAudit => Role::Admin,
+            Create | Update | Rollback => Role::Editor,
+            Delete | Share | ReadAudit | DestroyVersion | RotateTenantKey | DeleteTenant => {
+                Role::Admin
+            }
         };
         match role {
             Some(held) if held >= required => Ok(()),
@@ -312,7 +345,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 5 * 8 * 3 * 2);
+        assert_eq!(cases, 5 * 13 * 3 * 2);
     }
 
     #[test]

@@ -165,3 +165,98 @@ fn todays_seals_have_the_golden_layout() {
         assert_eq!(sealed.blob[0], v.blob[0], "{}", v.name);
     }
 }
+
+const ENVELOPE_V2: &str = include_str!("vectors/envelope-v2.json");
+
+/// The key hierarchy's golden vectors (`vectors/envelope-v2.json`): a
+/// wrapped tenant key (format `0x01`), a data key under it (format `0x02`)
+/// and its blob, sealed once by an earlier build.
+#[test]
+fn every_hierarchy_vector_opens_through_its_tenant_key() {
+    use coffer_core::{
+        data_key_tenant_version, open_tenant_key, open_with_tenant_key, rewrap_tenant_key,
+        tenant_key_header,
+    };
+    let document: Value = serde_json::from_str(ENVELOPE_V2).expect("vector file is JSON");
+    assert_eq!(document["wrapped_tenant_key_format"], 1);
+    assert_eq!(document["wrapped_dek_format"], 2);
+    assert_eq!(document["kv_half_format"], 1);
+    let vectors = document["vectors"].as_array().expect("vectors");
+    assert_eq!(vectors.len(), 3, "every vector is read");
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    for v in vectors {
+        let name = text(v, "name");
+        let keyring = Keyring::parse(text(v, "coffer_keys")).expect("keyring");
+        let tenant = TenantId::parse(text(v, "tenant")).expect("tenant");
+        let tk_version =
+            u32::try_from(v["tenant_key_version"].as_u64().expect("u32")).expect("u32");
+        let kid = text(v, "kid");
+        let wrapped = hex(text(v, "wrapped_tenant_key"));
+        let kv_half = hex(text(v, "kv_half"));
+        let binding = Binding {
+            tenant,
+            credential: CredentialId::parse(text(v, "credential")).expect("credential"),
+            version: v["version"].as_u64().expect("version"),
+        };
+        let wrapped_dek = hex(text(v, "wrapped_dek"));
+        let blob = hex(text(v, "blob"));
+        let plaintext = text(v, "plaintext").as_bytes();
+        // The documented layouts.
+        assert_eq!(wrapped[0], 0x01, "{name}");
+        assert_eq!(usize::from(wrapped[1]), kid.len(), "{name}");
+        assert_eq!(wrapped.len(), 66 + kid.len(), "{name}");
+        assert_eq!(
+            tenant_key_header(&wrapped),
+            Some((kid, tk_version)),
+            "{name}"
+        );
+        assert_eq!(wrapped_dek.len(), 65, "{name}");
+        assert_eq!(wrapped_dek[0], 0x02, "{name}");
+        assert_eq!(
+            data_key_tenant_version(&wrapped_dek),
+            Some(tk_version),
+            "{name}"
+        );
+        assert_eq!(blob.len(), 29 + plaintext.len(), "{name}");
+        // They open, top down.
+        assert_eq!(kv_half.len(), 65, "{name}");
+        assert_eq!(kv_half[0], 0x01, "{name}");
+        assert_eq!(kv_half[1..5], tk_version.to_be_bytes(), "{name}");
+        let key = open_tenant_key(&keyring, tenant, tk_version, &wrapped, &kv_half)
+            .unwrap_or_else(|_| panic!("{name}: tenant key does not unwrap"));
+        let opened = open_with_tenant_key(&key, &binding, &wrapped_dek, &blob)
+            .unwrap_or_else(|_| panic!("{name}: does not open"));
+        assert_eq!(opened.as_slice(), plaintext, "{name}");
+        // Bound to their tenant, version and record.
+        let moved = Binding {
+            version: binding.version.wrapping_add(1),
+            ..binding
+        };
+        assert_eq!(
+            open_with_tenant_key(&key, &moved, &wrapped_dek, &blob),
+            Err(OpenError::Undecryptable),
+            "{name}"
+        );
+        assert!(open_tenant_key(
+            &keyring,
+            tenant,
+            tk_version.wrapping_add(1),
+            &wrapped,
+            &kv_half
+        )
+        .is_err());
+        // A master rotation moves the tenant key, and the data key opens
+        // once the old master key is gone.
+        let new_key = "k-next:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        let rotated =
+            Keyring::parse(&format!("{new_key},{}", text(v, "coffer_keys"))).expect("keyring");
+        let moved = rewrap_tenant_key(&rotated, &mut rng, tenant, tk_version, &wrapped)
+            .expect("rewraps")
+            .expect("moved to the new key");
+        let retired = Keyring::parse(new_key).expect("keyring");
+        let key = open_tenant_key(&retired, tenant, tk_version, &moved.wrapped, &kv_half)
+            .expect("unwraps");
+        let opened = open_with_tenant_key(&key, &binding, &wrapped_dek, &blob).expect("opens");
+        assert_eq!(opened.as_slice(), plaintext, "{name}");
+    }
+}

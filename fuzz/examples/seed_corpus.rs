@@ -6,7 +6,7 @@
 //! ```
 use std::{fs, path::Path};
 
-use coffer_fuzz::{frame_open_input, key_text, keys_value, reference};
+use coffer_fuzz::{frame_open_input, key_text, keys_value, reference, reference_tenant_key};
 
 const UUID: &str = "550e8400-e29b-41d4-a716-446655440001";
 const OTHER_UUID: &str = "550e8400-e29b-41d4-a716-446655440002";
@@ -79,6 +79,23 @@ fn main() {
         "truncated-blob",
         frame_open_input(&sealed.wrapped_dek, &sealed.blob[..20]),
     );
+
+    for (name, retired) in [("active", false), ("retired", true)] {
+        let (wrapped, sealed) = reference_tenant_key(retired);
+        let mut input = frame_open_input(&wrapped.wrapped, &wrapped.kv_half);
+        input.extend_from_slice(&sealed.wrapped_dek);
+        input.extend_from_slice(&sealed.blob);
+        write("tenant_key", name, input);
+    }
+    let (wrapped, sealed) = reference_tenant_key(false);
+    let mut input = frame_open_input(&wrapped.wrapped[..40], &wrapped.kv_half);
+    input.extend_from_slice(&sealed.wrapped_dek);
+    write("tenant_key", "truncated-tenant-key", input);
+    let (other, _) = reference_tenant_key(true);
+    let mut input = frame_open_input(&wrapped.wrapped, &other.kv_half);
+    input.extend_from_slice(&sealed.wrapped_dek);
+    input.extend_from_slice(&sealed.blob);
+    write("tenant_key", "foreign-kv-half", input);
 
     // Header bytes feed the seed, binding and flags through `arbitrary`; the
     // rest is the plaintext.

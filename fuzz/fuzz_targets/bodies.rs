@@ -35,7 +35,9 @@ fn numbers(text: &str) -> Vec<&str> {
             at += 1;
         } else if byte == b'-' || byte.is_ascii_digit() {
             let start = at;
-            while at < bytes.len() && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+            while at < bytes.len()
+                && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
                 at += 1;
             }
             found.push(&text[start..at]);
@@ -57,10 +59,18 @@ fn check_json(raw: &RawValue, value: &Value) {
             let reparsed: Value =
                 serde_json::from_str(&compact).expect("the compact secret parses");
             assert_eq!(&reparsed, value, "{}", compact.as_str());
-            assert_eq!(numbers(&compact), numbers(raw.get()), "{}", compact.as_str());
+            assert_eq!(
+                numbers(&compact),
+                numbers(raw.get()),
+                "{}",
+                compact.as_str()
+            );
             // Sealing the compact text again changes nothing.
             let again: &RawValue = serde_json::from_str(&compact).expect("parses");
-            assert_eq!(validate_secret(again).expect("still valid").as_str(), compact.as_str());
+            assert_eq!(
+                validate_secret(again).expect("still valid").as_str(),
+                compact.as_str()
+            );
         }
         Err(ValidationError::NotAnObject) => assert!(!value.is_object()),
         Err(ValidationError::TooLong { max, actual, .. }) => {

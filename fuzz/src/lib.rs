@@ -103,3 +103,34 @@ pub fn split_open_input(data: &[u8]) -> (&[u8], &[u8]) {
         Some((&len, rest)) => rest.split_at(usize::from(len).min(rest.len())),
     }
 }
+
+/// The tenant of [`fixed_binding`], owner of the reference tenant keys.
+pub fn fixed_tenant() -> TenantId {
+    fixed_binding().tenant
+}
+
+/// The tenant-key version the reference tenant keys carry.
+pub const REFERENCE_TENANT_KEY_VERSION: u32 = 3;
+
+/// A tenant key of [`fixed_tenant`] at [`REFERENCE_TENANT_KEY_VERSION`],
+/// wrapped under the active key (`retired == false`) or the retired one,
+/// with [`REFERENCE_PLAINTEXT`] sealed under it for [`fixed_binding`].
+pub fn reference_tenant_key(retired: bool) -> (coffer_core::WrappedTenantKey, Sealed) {
+    let keys = if retired {
+        retired_keyring()
+    } else {
+        keyring()
+    };
+    let mut rng = rng(10 + u64::from(retired));
+    let (key, wrapped) = coffer_core::new_tenant_key(
+        &keys,
+        &mut rng,
+        fixed_tenant(),
+        REFERENCE_TENANT_KEY_VERSION,
+    )
+    .expect("a tenant key wraps");
+    let sealed =
+        coffer_core::seal_with_tenant_key(&key, &mut rng, &fixed_binding(), REFERENCE_PLAINTEXT)
+            .expect("the reference secret is small");
+    (wrapped, sealed)
+}

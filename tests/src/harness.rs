@@ -107,12 +107,26 @@ impl Server {
     }
 
     fn start_build(vars: &[(&str, &str)], faults: bool) -> Server {
+        Self::start_build_on(vars, faults, None)
+    }
+
+    /// As [`Server::start`], on a copy of the local state directory `state`
+    /// (D1 and KV as an earlier server, or an earlier build, left them);
+    /// the migrations it lacks are applied before the server starts.
+    pub fn start_on_state(vars: &[(&str, &str)], state: &Path) -> Server {
+        Self::start_build_on(vars, false, Some(state))
+    }
+
+    fn start_build_on(vars: &[(&str, &str)], faults: bool, state: Option<&Path>) -> Server {
         build_once(faults);
         let dir = root()
             .join("target")
             .join("wrangler-tests")
             .join(uuid::Uuid::new_v4().simple().to_string());
         fs::create_dir_all(dir.join("state")).expect("create state dir");
+        if let Some(state) = state {
+            copy_dir(state, &dir.join("state"));
+        }
 
         let config = write_config(&dir, &merge_vars(vars), faults);
         let status = wrangler(&dir)
@@ -313,6 +327,38 @@ impl Server {
         self.dir.join("state")
     }
 
+    /// The local D1 database's directory inside [`Server::state_dir`]
+    /// (miniflare keeps each D1 database as a SQLite file there).
+    pub fn d1_dir(&self) -> PathBuf {
+        self.state_dir().join("v3").join("d1")
+    }
+
+    /// Copies the stopped server's local state (D1 and KV) to `to`, as a
+    /// backup would. Panics if the server is running: SQLite files copied
+    /// under a live writer may be torn.
+    pub fn copy_state(&self, to: &Path) {
+        assert!(
+            self.child.is_none(),
+            "stop the server before copying its state"
+        );
+        copy_dir(&self.state_dir(), to);
+    }
+
+    /// Replaces the stopped server's D1 database with the one in `backup`
+    /// (a state directory from [`Server::copy_state`]), leaving KV as it
+    /// is now: a D1 restored from backup beside the current KV.
+    pub fn restore_d1(&self, backup: &Path) {
+        assert!(self.child.is_none(), "stop the server before restoring D1");
+        let _ = fs::remove_dir_all(self.d1_dir());
+        copy_dir(&backup.join("v3").join("d1"), &self.d1_dir());
+    }
+
+    /// Starts the server again after [`Server::stop`], on the same state.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.spawn();
+    }
+
     /// The names of the sealed blobs under `prefix` in the `SECRETS`
     /// namespace, read out of band through [`Server::wrangler_cli`] (only
     /// while no request is in flight): to find a blob to break on purpose,
@@ -436,6 +482,20 @@ impl Drop for Server {
     }
 }
 
+/// Copies the directory tree `from` into `to` (created as needed).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create the target directory");
+    for entry in fs::read_dir(from).expect("read the source directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
 /// The Worker's JSON log lines in `log` (wrangler's own lines skipped).
 fn json_lines(log: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
     log.lines()
@@ -520,7 +580,12 @@ fn write_config(dir: &Path, vars: &[(String, String)], faults: bool) -> PathBuf 
                     .get("migrations_dir")
                     .and_then(toml::Value::as_str)
                     .unwrap_or("migrations");
-                let dir = root.join(dir).display().to_string();
+                // `COFFER_MIGRATIONS_DIR`: an earlier build's migrations,
+                // to write state as that build did (see key_hierarchy.rs).
+                let dir = match std::env::var_os("COFFER_MIGRATIONS_DIR") {
+                    Some(other) if !other.is_empty() => PathBuf::from(other).display().to_string(),
+                    _ => root.join(dir).display().to_string(),
+                };
                 table.insert("migrations_dir".into(), dir.into());
             }
         }

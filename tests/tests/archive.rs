@@ -393,3 +393,119 @@ fn fifty_thousand_events_of_twenty_tenants_move_within_the_per_run_bounds() {
         }
     }
 }
+
+/// Crypto-shredding (issue 16) meets the archive: from a tenant's deletion
+/// its archive routes answer 410; the shred sweep deletes its archive
+/// objects and removes its events (old ones included) rather than letting
+/// the archive step move them, and keeps only the `tenant.delete` event;
+/// another tenant's archive is untouched.
+#[test]
+fn a_deleted_tenants_archive_is_shredded_and_only_its_deletion_is_kept() {
+    let mut server = Server::start_with_faults(&[]);
+    let (doomed, bystander) = (tenant(), tenant());
+    events_at(&server, doomed, 40, 2);
+    events_at(&server, doomed, 38, 1);
+    events_at(&server, bystander, 40, 1);
+    run_sweeps(&server);
+    let doomed_admin = api_at(&server, doomed, "integration_admin", 0);
+    let bystander_admin = api_at(&server, bystander, "integration_admin", 0);
+    let doomed_objects = archives(&doomed_admin, "");
+    assert_eq!(doomed_objects.len(), 2, "{doomed_objects:?}");
+    let kept_objects = archives(&bystander_admin, "");
+    assert_eq!(kept_objects.len(), 1, "{kept_objects:?}");
+    let (kept_day, _) = archived_day(
+        &bystander_admin,
+        kept_objects[0]["day"].as_str().expect("day"),
+    );
+
+    // Events past retention the next archive run would move: more than one
+    // shred run removes (10 steps of 100), so the tenant is still being
+    // shredded when that run's archive step looks for old events. And one
+    // of today.
+    events_at(&server, doomed, 36, 1_100);
+    events_at(&server, doomed, 0, 0);
+    let deleted = doomed_admin
+        .clone()
+        .header("x-confirm-tenant-deletion", doomed.to_string())
+        .delete("/api/v1/tenant");
+    assert_eq!(deleted.status, 202, "{}", deleted.text);
+    let day = doomed_objects[0]["day"].as_str().expect("day").to_string();
+    for path in [
+        "/api/v1/audit/archives".to_string(),
+        format!("/api/v1/audit/archives/{day}"),
+    ] {
+        let reply = doomed_admin.get(&path);
+        assert_eq!(reply.status, 410, "{path}: {}", reply.text);
+        assert_eq!(
+            reply.body["error"]["code"], "TENANT_DELETED",
+            "{}",
+            reply.text
+        );
+    }
+
+    // The first run deletes its archive objects and part of its events;
+    // the archive step moves none of them.
+    run_sweeps(&server);
+    let shred = sweep_summaries(&server, "shred", 2)[1].clone();
+    assert_eq!(shred["archive_objects_removed"], 2, "{shred}");
+    assert_eq!(shred["purged"], 0, "not done in one run: {shred}");
+    let archive = archive_summaries(&server, 2)[1].clone();
+    assert_eq!(
+        archive["archived"], 0,
+        "nothing of the deleted tenant archived: {archive}"
+    );
+    // The next run finishes it; still nothing archived.
+    run_sweeps(&server);
+    let shred = sweep_summaries(&server, "shred", 3)[2].clone();
+    assert_eq!(shred["purged"], 1, "{shred}");
+    assert_eq!(archive_summaries(&server, 3)[2]["archived"], 0);
+
+    // The bystander's archive is as it was.
+    assert_eq!(archives(&bystander_admin, ""), kept_objects);
+    let (again, _) = archived_day(
+        &bystander_admin,
+        kept_objects[0]["day"].as_str().expect("day"),
+    );
+    assert_eq!(again, kept_day);
+
+    // A further run finds nothing of the tenant left to remove or archive.
+    run_sweeps(&server);
+    let shred = sweep_summaries(&server, "shred", 4)[3].clone();
+    assert_eq!(shred["tenants"], 0, "{shred}");
+    assert_eq!(archive_summaries(&server, 4)[3]["archived"], 0);
+
+    // Out of band (the API answers 410): D1 keeps only the tenant.delete
+    // event, and R2 no object of the tenant.
+    server.stop();
+    let events = server.d1(&format!(
+        "SELECT action FROM audit_events WHERE tenant_id = '{doomed}'"
+    ));
+    assert_eq!(events, json!([{"action": "tenant.delete"}]), "{events}");
+    let key_of = |tenant: Uuid, object: &Value| {
+        format!(
+            "coffer-audit/audit/v1/{tenant}/{}/{:016}-{:016}.ndjson.gz",
+            object["day"].as_str().expect("day"),
+            object["firstSeq"].as_i64().expect("firstSeq"),
+            object["lastSeq"].as_i64().expect("lastSeq"),
+        )
+    };
+    let get = |key: &str| {
+        std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            server.wrangler_cli(&["r2", "object", "get", key, "--pipe"])
+        }))
+    };
+    // The same look-up finds the bystander's object, so an absence is real.
+    let kept_key = key_of(bystander, &kept_objects[0]);
+    assert!(
+        get(&kept_key).is_ok_and(|bytes| !bytes.is_empty()),
+        "{kept_key} is found out of band"
+    );
+    for object in &doomed_objects {
+        let key = key_of(doomed, object);
+        let found = get(&key);
+        assert!(
+            found.is_err() || found.as_deref().is_ok_and(str::is_empty),
+            "{key} is still in R2"
+        );
+    }
+}

@@ -1043,3 +1043,220 @@ fn a_remembered_token_is_never_served_past_its_expiry() {
     let read = read_credentials(&user, &id);
     assert_eq!(served_access_token(&read), endpoint.issued()[0]);
 }
+
+/// A version of `id` (the credentials surface), by number.
+fn read_version(api: &Api<'_>, id: &str, version: u64) -> Reply {
+    api.get(&format!(
+        "/api/v1/credentials/salesforce?credentialId={id}&secretVersion={version}"
+    ))
+}
+
+/// The secret versions of `id`, newest first: (number, current).
+fn versions_of(server: &Server, owner: Uuid, id: &str) -> Vec<(u64, bool)> {
+    let reply = api_for(server, owner, "integration_viewer")
+        .get(&format!("/api/v1/credentials/{id}/versions"));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            (
+                item["secretVersion"].as_u64().expect("secretVersion"),
+                item["current"].as_bool().expect("current"),
+            )
+        })
+        .collect()
+}
+
+/// Issue 16 with issue 14: a refreshed token is written as every other
+/// secret write is, as a new secret version sealed under the tenant's key,
+/// the replaced one kept and readable; and once the tenant is deleted
+/// (crypto-shredded), the sweep never calls the token endpoint for its
+/// records, nor does the forced route, while another tenant's due record
+/// is refreshed by the same runs.
+#[test]
+fn a_refresh_is_a_new_secret_version_under_the_tenant_key_and_shredded_tenants_never_refresh() {
+    let server = server();
+    let endpoint = tokens().endpoint();
+    let owner = tenant();
+    let id = create_bearer(
+        server,
+        owner,
+        &endpoint.url(),
+        bearer_secret("rt-versions-1"),
+        json!(EXPIRED),
+    );
+    assert_eq!(versions_of(server, owner, &id), vec![(1, true)]);
+
+    // The read refreshes the expired token, then serves the new one.
+    let user = api_for(server, owner, "integration_user");
+    let reply = read_credentials(&user, &id);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(endpoint.call_count(), 1);
+    let fresh = endpoint.issued()[0].clone();
+    assert_eq!(served_access_token(&reply), fresh);
+
+    // A new secret version; the replaced one kept, and it still opens.
+    let listed = versions_of(server, owner, &id);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let (current, earlier) = (listed[0], listed[1]);
+    assert!(current.1 && !earlier.1, "{listed:?}");
+    assert!(current.0 > earlier.0, "{listed:?}");
+    assert_eq!(earlier.0, 1, "{listed:?}");
+    let old = read_version(&user, &id, earlier.0);
+    assert_eq!(old.status, 200, "{}", old.text);
+    assert_eq!(old.body["data"]["secretVersion"], earlier.0, "{}", old.text);
+    assert_eq!(served_access_token(&old), "at-original");
+    let now_read = read_version(&user, &id, current.0);
+    assert_eq!(now_read.status, 200, "{}", now_read.text);
+    assert_eq!(served_access_token(&now_read), fresh);
+
+    // Both data keys are under the tenant key: a tenant-key rotation moves
+    // exactly these two (a data key sealed under the master key directly
+    // would not be under it), and both versions open after it.
+    let admin = api_for(server, owner, "integration_admin");
+    let rotated = admin.post("/api/v1/tenant/keys/rotate", &json!({}));
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_eq!(rotated.body["data"]["rewrapped"], 2, "{}", rotated.text);
+    assert_eq!(rotated.body["data"]["complete"], true, "{}", rotated.text);
+    assert_eq!(
+        served_access_token(&read_version(&user, &id, earlier.0)),
+        "at-original"
+    );
+    assert_eq!(served_access_token(&read_credentials(&user, &id)), fresh);
+    assert_eq!(
+        endpoint.call_count(),
+        1,
+        "the fresh token is not refreshed again"
+    );
+
+    // A record of the same tenant, due for the sweep (inside its 600 s
+    // window, outside the read skew), on an endpoint of its own; and the
+    // control: another tenant's record, due a little later, so a sweep
+    // that did not skip the deleted tenant would reach the doomed record
+    // first (soonest first).
+    let doomed_endpoint = tokens().endpoint();
+    let doomed = create_bearer(
+        server,
+        owner,
+        &doomed_endpoint.url(),
+        bearer_secret("rt-doomed-1"),
+        in_seconds(200),
+    );
+    let control_endpoint = tokens().endpoint();
+    let other = tenant();
+    let control = create_bearer(
+        server,
+        other,
+        &control_endpoint.url(),
+        bearer_secret("rt-control-1"),
+        in_seconds(300),
+    );
+    let deleted = admin
+        .clone()
+        .header("x-confirm-tenant-deletion", owner.to_string())
+        .delete("/api/v1/tenant");
+    assert_eq!(deleted.status, 202, "{}", deleted.text);
+
+    // The forced route answers as every record route does for a deleted
+    // tenant's record: 404, no call.
+    let forced = force(server, owner, &doomed);
+    assert_error(&forced, 404, "CREDENTIAL_NOT_FOUND");
+    run_sweeps(server);
+    assert!(
+        control_endpoint.wait_for_calls(1, Duration::from_secs(20)),
+        "the control record was not refreshed by the sweep"
+    );
+    run_sweeps(server);
+    assert_eq!(
+        doomed_endpoint.call_count(),
+        0,
+        "a deleted tenant's record reached its token endpoint"
+    );
+    assert_eq!(endpoint.call_count(), 1);
+    assert_eq!(
+        details(server, other, &control)["refresh"]["failures"],
+        0,
+        "the control refreshed"
+    );
+}
+
+/// A deleted tenant too big for one shred run: its earlier secret versions
+/// (removed first, at most 1,000 rows a run) outlast the run, so its
+/// records, one of them due for a refresh, are still in D1 when the same
+/// run's refresh step looks for due records. The step skips them: no
+/// token-endpoint call, and another tenant's record, due later, is still
+/// refreshed by that run (a deleted tenant's record would otherwise come
+/// first, and its secret, shredded, cannot be opened).
+#[test]
+fn the_sweep_skips_a_deleted_tenant_whose_shred_is_not_done() {
+    let server = server();
+    let owner = tenant();
+    let editor = api_for(server, owner, "integration_editor");
+    // 115 records × 9 earlier versions: 1,035 versions, over the 1,000
+    // rows one shred run removes (`COFFER_SECRET_VERSIONS_KEPT` is 10).
+    const RECORDS: usize = 115;
+    const WRITERS: usize = 5;
+    thread::scope(|scope| {
+        for writer in 0..WRITERS {
+            let editor = editor.clone();
+            scope.spawn(move || {
+                for n in (writer..RECORDS).step_by(WRITERS) {
+                    let id = create_credential(
+                        &editor,
+                        &json!({"integrationId": "bulk", "credentialName": "Bulk",
+                                "credentials": {"apiKey": format!("bulk-{n}-0")}}),
+                    );
+                    for version in 1..10 {
+                        let reply = editor.patch(
+                            &format!("/api/v1/credentials/{id}"),
+                            &json!({"credentials": {"apiKey": format!("bulk-{n}-{version}")}}),
+                        );
+                        assert_eq!(reply.status, 200, "{}", reply.text);
+                    }
+                }
+            });
+        }
+    });
+    let doomed_endpoint = tokens().endpoint();
+    let doomed = create_bearer(
+        server,
+        owner,
+        &doomed_endpoint.url(),
+        bearer_secret("rt-big-doomed-1"),
+        in_seconds(200),
+    );
+    let control_endpoint = tokens().endpoint();
+    let other = tenant();
+    let control = create_bearer(
+        server,
+        other,
+        &control_endpoint.url(),
+        bearer_secret("rt-big-control-1"),
+        in_seconds(300),
+    );
+    let deleted = api_for(server, owner, "integration_admin")
+        .header("x-confirm-tenant-deletion", owner.to_string())
+        .delete("/api/v1/tenant");
+    assert_eq!(deleted.status, 202, "{}", deleted.text);
+    run_sweeps(server);
+    assert!(
+        control_endpoint.wait_for_calls(1, Duration::from_secs(20)),
+        "the control record was not refreshed by the sweep run"
+    );
+    assert_eq!(
+        doomed_endpoint.call_count(),
+        0,
+        "a deleted tenant's record reached its token endpoint"
+    );
+    assert_eq!(details(server, other, &control)["refresh"]["failures"], 0);
+    // The shred finishes over the next runs; still no call.
+    run_sweeps(server);
+    run_sweeps(server);
+    assert_eq!(doomed_endpoint.call_count(), 0);
+    let gone = api_for(server, owner, "integration_viewer").get(&format!(
+        "/api/v1/credentials/salesforce/details?credentialId={doomed}"
+    ));
+    assert_eq!(gone.status, 404, "{}", gone.text);
+}

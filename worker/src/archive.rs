@@ -93,7 +93,7 @@ pub(crate) fn object_run(events: &[DueEvent], cutoff: i64) -> &[DueEvent] {
 /// It lives here, below both the routes and the sweep, because the sweep
 /// may not import `routes` (they share a layer).
 pub(crate) fn event_json(entry: &AuditEntry) -> Value {
-    json!({
+    let mut item = json!({
         "id": entry.id,
         "at": entry.at.to_rfc3339(),
         "action": entry.action,
@@ -102,7 +102,13 @@ pub(crate) fn event_json(entry: &AuditEntry) -> Value {
         "actor": {"id": entry.actor_id, "name": entry.actor_name, "email": entry.actor_email},
         "actorTenantId": entry.actor_tenant_id,
         "requestId": entry.request_id,
-    })
+    });
+    // The secret version a decrypted read of an earlier version, a rollback
+    // or a version's destruction names (issue 16); absent otherwise.
+    if let Some(version) = entry.secret_version {
+        item["secretVersion"] = json!(version);
+    }
+    item
 }
 
 /// NDJSON: one compact JSON object per line ([`event_json`]), each line
@@ -309,6 +315,7 @@ mod tests {
             seq,
             at,
             entry: AuditEntry {
+                secret_version: None,
                 id: format!("e{seq}"),
                 at: coffer_core::Timestamp::from_unix_millis(at)
                     .unwrap_or(coffer_core::Timestamp::MAX),

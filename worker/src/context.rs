@@ -277,6 +277,7 @@ impl Ctx {
             actor_email: caller.principal.email().map(str::to_string),
             actor_tenant: caller.tenant,
             request_id: self.request_id.clone(),
+            secret_version: None,
         })
     }
 

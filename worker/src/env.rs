@@ -17,6 +17,8 @@ pub(crate) const AUDIT_ARCHIVE_OBJECTS_PER_RUN: &str = "COFFER_AUDIT_ARCHIVE_OBJ
 pub(crate) const COFFER_KEYS: &str = "COFFER_KEYS";
 /// Var: seconds an unreferenced KV blob is kept before the orphan sweep removes it.
 pub(crate) const BLOB_RETENTION_SECONDS: &str = "COFFER_BLOB_RETENTION_SECONDS";
+/// Var: secret versions kept per record, the current one included (default 10).
+pub(crate) const SECRET_VERSIONS_KEPT: &str = "COFFER_SECRET_VERSIONS_KEPT";
 /// Var: comma-separated origins allowed to call the API from a browser.
 pub(crate) const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
 /// Var: a decrypted read refreshes an OAuth2 token expiring within this

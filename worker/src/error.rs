@@ -79,6 +79,13 @@ pub(crate) enum ApiError {
     NotFound(Missing),
     /// A decrypted read of an inactive or revoked record: 409.
     NotActive(String),
+    /// The acting tenant was deleted (crypto-shredded): 410.
+    TenantDeleted,
+    /// No such kept secret version of a visible record (never kept, or
+    /// destroyed): 404.
+    VersionNotFound(i64),
+    /// The current secret version cannot be destroyed: 409.
+    CurrentVersion(i64),
     /// A forced refresh of a record that does not refresh: 409.
     NotRefreshable(String),
     /// The OAuth2 token is expired and no fresh one could be had: 502.
@@ -130,9 +137,11 @@ impl ApiError {
             (Self::Invalid { .. }, Surface::Connection) => 422,
             (Self::Invalid { .. } | Self::BadRequest(_) | Self::UnsupportedVersion(_), _) => 400,
             (Self::Forbidden, _) => 403,
-            (Self::NotFound(_) | Self::RouteNotFound, _) => 404,
+            (Self::NotFound(_) | Self::RouteNotFound | Self::VersionNotFound(_), _) => 404,
+            (Self::CurrentVersion(_), _) => 409,
             (Self::MethodNotAllowed { .. }, _) => 405,
             (Self::NotActive(_) | Self::NotRefreshable(_), _) => 409,
+            (Self::TenantDeleted, _) => 410,
             (Self::RefreshFailed(_), _) => 502,
             (Self::PreconditionFailed { .. }, _) => 412,
             (Self::PayloadTooLarge { .. }, _) => 413,
@@ -197,6 +206,23 @@ impl ApiError {
                 "CREDENTIAL_NOT_ACTIVE",
                 "Credential is not active",
                 format!("Credential {id} is inactive or revoked; its secret is not served"),
+            ),
+            Self::VersionNotFound(version) => (
+                "SECRET_VERSION_NOT_FOUND",
+                "Secret version not found",
+                format!("No kept secret version {version} of this credential"),
+            ),
+            Self::CurrentVersion(version) => (
+                "SECRET_VERSION_CURRENT",
+                "Secret version is current",
+                format!(
+                    "Secret version {version} is the current one; write or roll back to another first"
+                ),
+            ),
+            Self::TenantDeleted => (
+                "TENANT_DELETED",
+                "Tenant deleted",
+                "The tenant was deleted; its credentials are unrecoverable".into(),
             ),
             Self::NotRefreshable(id) => (
                 "CREDENTIAL_NOT_REFRESHABLE",
@@ -277,6 +303,9 @@ impl ApiError {
                 format!("No archived audit events for {day}")
             }
             Self::NotActive(id) => format!("Connection {id} is not active"),
+            Self::TenantDeleted => "The tenant was deleted".into(),
+            Self::VersionNotFound(version) => format!("Secret version {version} not found"),
+            Self::CurrentVersion(version) => format!("Secret version {version} is current"),
             Self::NotRefreshable(id) => format!("Connection {id} does not refresh"),
             Self::RefreshFailed(id) => format!("Token refresh failed for connection {id}"),
             Self::PreconditionFailed { current } => {

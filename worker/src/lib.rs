@@ -6,7 +6,7 @@
 //! the scheduled handler, sits beside them) → `archive` (the audit archive,
 //! and the audit event's JSON both use) → `access` (the one gate to a
 //! record; `refresh`, OAuth2 token refresh, beside it) → `context` (`Ctx`,
-//! `Caller`, `Reply`) → `auth`, `keyring` → `store` → `random` → `error` →
+//! `Caller`, `Reply`) → `auth`, `keyring`, `keys` → `store` → `random` → `error` →
 //! `env`, `faults`, `plain_vars` → `coffer-core`.
 extern crate alloc;
 
@@ -24,6 +24,7 @@ mod error;
 mod faults;
 mod http;
 mod keyring;
+mod keys;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]

@@ -14,7 +14,7 @@ use core::time::Duration;
 
 use coffer_core::{
     oauth::{self, Failure, Grant, Plan, State, Tokens},
-    open, seal, Binding, Status, TenantId, Timestamp,
+    Status, TenantId, Timestamp,
 };
 use serde_json::{json, Value};
 use worker::{console_log, Date, Delay, Env};
@@ -24,6 +24,7 @@ use crate::{
     env,
     error::ApiError,
     keyring::keyring,
+    keys::{self, binding},
     random,
     store::{Actor, AuditAction, AuditEvent, Lease, Outcome, Record, Store},
     web_fetch::{self, FetchError},
@@ -309,6 +310,7 @@ impl Refresher<'_> {
             actor_email: actor.actor.email.clone(),
             actor_tenant: actor.tenant,
             request_id: self.request_id.to_string(),
+            secret_version: None,
         })
     }
 
@@ -349,21 +351,33 @@ impl Refresher<'_> {
         next.refresh.halted = false;
         next.refresh.lease_holder = None;
         next.refresh.lease_until = None;
-        let keyring = keyring(self.env)?;
-        let binding = binding(&next);
-        let sealed = seal(&keyring, &mut random::rng(), &binding, merged.as_bytes())
-            .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
-        next.kid = sealed.kid;
-        next.wrapped_dek = sealed.wrapped_dek;
+        // Sealed like every other secret write: a new secret version
+        // under the owner's active tenant key (data-key format 0x02),
+        // kept in the versions table as a `PATCH` keeps one.
+        let blob = keys::seal_record(
+            &*keyring(self.env)?,
+            self.store,
+            &mut next,
+            merged.as_bytes(),
+            at,
+        )
+        .await?;
         let event = self.event(record, actor, Outcome::Success)?;
         let won = self
             .store
-            .store_refreshed(&next, record.version, lease, &sealed.blob, &event)
+            .store_refreshed(
+                &next,
+                record.version,
+                lease,
+                &blob,
+                &event,
+                keys::versions_kept(self.env),
+            )
             .await?;
         log(record, if won { "success" } else { "superseded" }, None);
         if won {
-            // The superseded secret version is destroyed after the commit.
-            self.store.delete_blob(record).await;
+            // The replaced secret version is kept (its blob with it), up
+            // to `COFFER_SECRET_VERSIONS_KEPT`.
             Ok(Attempted::Refreshed(Box::new(next)))
         } else {
             self.store
@@ -414,8 +428,23 @@ impl Refresher<'_> {
                 record.id, record.secret_version
             )));
         };
-        let mut plain = open(&keyring, &binding(record), &record.wrapped_dek, &blob)
-            .map_err(|_| ApiError::internal(format!("secret of {} does not open", record.id)))?;
+        let opened = keys::open_secret(
+            &keyring,
+            self.store,
+            now().as_unix_millis(),
+            &binding(record),
+            record.tk_version,
+            record.tenant_key.as_ref(),
+            &record.wrapped_dek,
+            &blob,
+        )
+        .await?;
+        let Some(mut plain) = opened else {
+            return Err(ApiError::internal(format!(
+                "secret of {} does not open",
+                record.id
+            )));
+        };
         // Moves the buffer into the string without copying it.
         let secret = match String::from_utf8(core::mem::take(&mut *plain)) {
             Ok(text) => Zeroizing::new(text),
@@ -446,14 +475,6 @@ impl Refresher<'_> {
         };
         let (status, body) = answer;
         Ok(oauth::parse_token_response(status, &body, &secrets).map(|tokens| (secret, tokens)))
-    }
-}
-
-fn binding(record: &Record) -> Binding {
-    Binding {
-        tenant: record.owner,
-        credential: record.id,
-        version: record.secret_version.get(),
     }
 }
 

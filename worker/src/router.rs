@@ -33,6 +33,11 @@ pub(crate) enum Op {
     ConsolePage,
     ConsoleRedirect,
     ConsoleConfig,
+    VersionList,
+    VersionRollback,
+    VersionDestroy,
+    TenantDelete,
+    TenantKeyRotate,
     CredentialRefresh,
 }
 
@@ -86,6 +91,27 @@ pub(crate) const ROUTES: &[(Method, &str, Op)] = &[
         Op::CredentialDelete,
     ),
     (Method::Get, "/api/v1/audit", Op::AuditList),
+    (
+        Method::Get,
+        "/api/v1/credentials/{id}/versions",
+        Op::VersionList,
+    ),
+    (
+        Method::Post,
+        "/api/v1/credentials/{id}/rollback",
+        Op::VersionRollback,
+    ),
+    (
+        Method::Delete,
+        "/api/v1/credentials/{id}/versions/{n}",
+        Op::VersionDestroy,
+    ),
+    (Method::Delete, "/api/v1/tenant", Op::TenantDelete),
+    (
+        Method::Post,
+        "/api/v1/tenant/keys/rotate",
+        Op::TenantKeyRotate,
+    ),
     (Method::Get, "/api/v1/audit/archives", Op::AuditArchives),
     (
         Method::Get,
@@ -168,6 +194,11 @@ pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Op::ConsolePage => routes::console::page(ctx),
         Op::ConsoleRedirect => routes::console::redirect(),
         Op::ConsoleConfig => routes::console::config(ctx),
+        Op::VersionList => routes::versions::list(ctx).await,
+        Op::VersionRollback => routes::versions::rollback(ctx).await,
+        Op::VersionDestroy => routes::versions::destroy(ctx).await,
+        Op::TenantDelete => routes::tenant::delete(ctx).await,
+        Op::TenantKeyRotate => routes::tenant::rotate_key(ctx).await,
         Op::CredentialRefresh => routes::credentials::refresh(ctx).await,
     }
 }
@@ -187,7 +218,8 @@ pub(crate) fn session_start(op: Op) -> Option<Start> {
         | Op::SharesList
         | Op::AuditList
         | Op::AuditArchives
-        | Op::AuditArchiveDay => Some(Start::AnyReplica),
+        | Op::AuditArchiveDay
+        | Op::VersionList => Some(Start::AnyReplica),
         Op::ConnectionCredentials
         | Op::CredentialRead
         | Op::CredentialCreate
@@ -195,7 +227,11 @@ pub(crate) fn session_start(op: Op) -> Option<Start> {
         | Op::CredentialDelete
         | Op::ShareGrant
         | Op::ShareRevoke
-        | Op::CredentialRefresh => Some(Start::Primary),
+        | Op::CredentialRefresh
+        | Op::VersionRollback
+        | Op::VersionDestroy
+        | Op::TenantDelete
+        | Op::TenantKeyRotate => Some(Start::Primary),
     }
 }
 

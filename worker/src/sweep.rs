@@ -1,22 +1,38 @@
-//! The scheduled sweeps: expiry, master-key rewrap, orphaned blobs, and the
-//! audit archive (`archive.rs`).
+//! The scheduled sweeps: expiry, master-key rotation (tenant keys), the
+//! migration of legacy data keys under tenant keys, orphaned blobs.
 //!
 //! Each is bounded per run (a Worker invocation has CPU and subrequest
 //! limits), idempotent, resumes where the last run stopped, and logs a
 //! one-line JSON summary.
-use coffer_core::{rewrap, Binding, Keyring, Rewrapped};
+use alloc::rc::Rc;
 
+use coffer_core::{migrate_data_key, rewrap_tenant_key, Binding, Keyring};
 use serde_json::{json, Value};
 use worker::{console_error, console_log, Env};
 
-use crate::{env, error::ApiError, keyring::keyring, random, store::Store};
+use crate::{
+    env,
+    error::ApiError,
+    keyring::keyring,
+    keys, random,
+    store::{ArchiveBucket, Io, Store},
+};
 
 /// Records marked expired per D1 statement, and statements per run.
 const EXPIRE_BATCH: u32 = 500;
 const EXPIRE_BATCHES: usize = 20;
-/// Data keys re-wrapped per D1 batch, and batches per run.
+/// Tenant keys re-wrapped per D1 batch, and batches per run.
 const REWRAP_BATCH: u32 = 100;
 const REWRAP_BATCHES: usize = 20;
+/// Legacy data keys moved under tenant keys per D1 batch, and batches per run.
+const MIGRATE_BATCH: u32 = 100;
+const MIGRATE_BATCHES: usize = 20;
+/// Rows (and blobs) of deleted tenants removed per step, and steps per run.
+const SHRED_BATCH: u32 = 100;
+const SHRED_STEPS: usize = 10;
+/// Audit archive objects of a deleted tenant deleted per tenant and run
+/// (one R2 list and one R2 delete).
+const SHRED_ARCHIVE_OBJECTS: u32 = 1000;
 /// KV keys per list page, and pages per run.
 const ORPHAN_PAGE: u64 = 1000;
 const ORPHAN_PAGES: usize = 5;
@@ -30,34 +46,45 @@ const ORPHAN_CURSOR: &str = "sweep.orphans.cursor";
 
 /// Runs every sweep once and logs each summary.
 pub(crate) async fn run(env: &Env, now_ms: i64) {
-    let store = match Store::open(env, Default::default()) {
+    let io = Rc::new(Io::default());
+    let store = match Store::open(env, Rc::clone(&io)) {
         Ok(store) => store,
         Err(error) => {
             log_failure("all", &error);
             return;
         }
     };
+    let mut before = io.statements();
+    let mut report = |sweep: &str, outcome: Result<Value, ApiError>| {
+        let statements = io.statements() - before;
+        before = io.statements();
+        match outcome {
+            Ok(mut summary) => {
+                // The D1 statements the sweep ran (a batch counts each).
+                summary["d1_statements"] = json!(statements);
+                console_log!(
+                    "{}",
+                    json!({"level": "info", "sweep": sweep, "summary": summary})
+                )
+            }
+            Err(error) => log_failure(sweep, &error),
+        }
+    };
     report("expire", expire(&store, now_ms).await);
     match keyring(env) {
-        Ok(keyring) => report("rewrap", rewrap_all(&store, &keyring).await),
+        Ok(keyring) => {
+            report("rewrap", rotate_master(&store, &keyring).await);
+            report("migrate", migrate_legacy(&store, &keyring, now_ms).await);
+        }
         Err(error) => log_failure("rewrap", &error),
     }
+    report("shred", shred(&store, env, now_ms).await);
     report("orphans", orphans(&store, env, now_ms).await);
     report("archive", crate::archive::run(&store, env, now_ms).await);
     report(
         "refresh",
         crate::refresh::sweep(env, &store, REFRESH_BATCH).await,
     );
-}
-
-fn report(sweep: &str, outcome: Result<Value, ApiError>) {
-    match outcome {
-        Ok(summary) => console_log!(
-            "{}",
-            json!({"level": "info", "sweep": sweep, "summary": summary})
-        ),
-        Err(error) => log_failure(sweep, &error),
-    }
 }
 
 fn log_failure(sweep: &str, error: &ApiError) {
@@ -81,45 +108,182 @@ async fn expire(store: &Store, now_ms: i64) -> Result<Value, ApiError> {
     Ok(json!({"expired": expired}))
 }
 
-/// Moves data keys to the active master key, ciphertexts untouched. Keys
-/// that do not unwrap (their master key is gone from the keyring) are
-/// counted and skipped, never rewritten.
-pub(crate) async fn rewrap_all(store: &Store, keyring: &Keyring) -> Result<Value, ApiError> {
+/// Master-key rotation: moves tenant keys to the active master key, one
+/// statement per tenant key (so per tenant), data keys and blobs
+/// untouched. Keys that do not unwrap (their master key is gone from the
+/// keyring) are counted and skipped, never rewritten. `remaining` counts
+/// tenant keys still under another master key; `legacy` the data keys
+/// still under a master key directly (the `migrate` sweep moves them):
+/// the old master key may leave `COFFER_KEYS` once both are 0.
+pub(crate) async fn rotate_master(store: &Store, keyring: &Keyring) -> Result<Value, ApiError> {
     let active = keyring.active_kid();
-    let (mut rewrapped, mut failed, mut after) = (0, 0, String::new());
+    let (mut rewrapped, mut failed) = (0, 0);
+    let mut after = (String::new(), 0_i64);
     for _ in 0..REWRAP_BATCHES {
-        let wraps = store.wraps_not_under(active, &after, REWRAP_BATCH).await?;
-        let mut updates = Vec::with_capacity(wraps.len());
-        for wrap in &wraps {
-            let binding = Binding {
-                tenant: wrap.owner,
-                credential: wrap.id,
-                version: wrap.secret_version.get(),
-            };
-            match rewrap(keyring, &mut random::rng(), &binding, &wrap.wrapped_dek) {
-                Ok(Rewrapped::Rewrapped { wrapped_dek, kid }) => {
-                    updates.push((wrap, kid, wrapped_dek))
-                }
-                Ok(_) => {}
+        let stale = store
+            .tenant_keys_not_under(active, (&after.0, after.1), REWRAP_BATCH)
+            .await?;
+        let mut updates = Vec::with_capacity(stale.len());
+        for key in &stale {
+            match rewrap_tenant_key(
+                keyring,
+                &mut random::rng(),
+                key.tenant,
+                key.version,
+                &key.wrapped,
+            ) {
+                Ok(Some(moved)) => updates.push((key, moved.kid, moved.wrapped)),
+                Ok(None) => {}
                 Err(_) => {
                     failed += 1;
                     console_error!(
                         "{}",
-                        json!({"level": "error", "sweep": "rewrap", "credential": wrap.id.to_string(),
-                               "kid": wrap.kid, "error": "data key does not unwrap with the keyring"})
+                        json!({"level": "error", "sweep": "rewrap", "tenant": key.tenant.to_string(),
+                               "tenant_key_version": key.version, "kid": key.kid,
+                               "error": "tenant key does not unwrap with the keyring"})
                     );
                 }
             }
         }
-        rewrapped += store.replace_wraps(&updates).await?;
-        match wraps.last() {
-            Some(last) if wraps.len() == REWRAP_BATCH as usize => after = last.id.to_string(),
+        rewrapped += store.replace_tenant_key_wraps(&updates).await?;
+        match stale.last() {
+            Some(last) if stale.len() == REWRAP_BATCH as usize => {
+                after = (last.tenant.to_string(), i64::from(last.version));
+            }
             _ => break,
         }
     }
-    let remaining = store.count_not_under(active).await?;
+    let remaining = store.count_tenant_keys_not_under(active).await?;
+    let legacy = store.count_legacy_wraps().await?;
     Ok(
-        json!({"active_kid": active, "rewrapped": rewrapped, "failed": failed, "remaining": remaining}),
+        json!({"active_kid": active, "tenant_keys_rewrapped": rewrapped, "failed": failed,
+              "remaining": remaining, "legacy": legacy}),
+    )
+}
+
+/// Moves data keys still wrapped under a master key directly (records
+/// written before the key hierarchy) under their tenant's key, creating the
+/// tenant key where the tenant has none; blobs untouched. Each move
+/// compare-and-sets on the old wrap, so a concurrent secret change wins and
+/// a read never fails: until its row moves, the legacy wrap still opens.
+pub(crate) async fn migrate_legacy(
+    store: &Store,
+    keyring: &Keyring,
+    now_ms: i64,
+) -> Result<Value, ApiError> {
+    let (mut migrated, mut failed) = (0, 0);
+    let mut batches = 0;
+    for earlier in [false, true] {
+        let mut after = (String::new(), 0_i64);
+        while batches < MIGRATE_BATCHES {
+            batches += 1;
+            let wraps = store
+                .legacy_wraps(earlier, &after.0, after.1, MIGRATE_BATCH)
+                .await?;
+            let mut moves = Vec::with_capacity(wraps.len());
+            for wrap in &wraps {
+                let tenant_key = match keys::for_write(keyring, store, wrap.owner, now_ms).await {
+                    Ok(key) => key,
+                    // A deleted tenant: the shredding sweep removes the row.
+                    Err(ApiError::TenantDeleted) => continue,
+                    Err(error) => return Err(error),
+                };
+                let binding = Binding {
+                    tenant: wrap.owner,
+                    credential: wrap.id,
+                    version: u64::try_from(wrap.secret_version).unwrap_or(0),
+                };
+                match migrate_data_key(
+                    keyring,
+                    &tenant_key,
+                    &mut random::rng(),
+                    &binding,
+                    &wrap.wrapped_dek,
+                ) {
+                    Ok(moved) => moves.push((
+                        wrap.id,
+                        wrap.secret_version,
+                        wrap.earlier,
+                        wrap.wrapped_dek.clone(),
+                        moved,
+                        tenant_key.version(),
+                    )),
+                    Err(_) => {
+                        failed += 1;
+                        console_error!(
+                            "{}",
+                            json!({"level": "error", "sweep": "migrate", "credential": wrap.id.to_string(),
+                                   "kid": wrap.kid, "error": "data key does not unwrap with the keyring"})
+                        );
+                    }
+                }
+            }
+            migrated += store.move_wraps(&moves).await?;
+            match wraps.last() {
+                Some(last) if wraps.len() == MIGRATE_BATCH as usize => {
+                    after = (last.id.to_string(), last.secret_version);
+                }
+                _ => break,
+            }
+        }
+    }
+    let remaining = store.count_legacy_wraps().await?;
+    Ok(json!({"migrated": migrated, "failed": failed, "remaining": remaining}))
+}
+
+/// Removes what deleted tenants left (their secrets were unrecoverable
+/// from the deletion on): earlier versions, records with their shares and
+/// blobs, their audit archive objects in R2, then audit events but the
+/// `tenant.delete` one, in bounded steps. The archive sweep leaves a
+/// deleted tenant's events alone until this is done, then archives its
+/// `tenant.delete` event like any other once past retention.
+async fn shred(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiError> {
+    let tenants = store.tenants_to_purge(SHRED_BATCH).await?;
+    let (mut records, mut versions, mut blobs, mut audit, mut purged) = (0, 0, 0, 0, 0);
+    let mut archive_objects = 0;
+    let bucket = if tenants.is_empty() {
+        None
+    } else {
+        Some(ArchiveBucket::open(env, store)?)
+    };
+    let mut steps = 0;
+    for tenant in &tenants {
+        if steps >= SHRED_STEPS {
+            break;
+        }
+        let archive_left = match &bucket {
+            Some(bucket) => {
+                let (deleted, left) = bucket
+                    .delete_objects(*tenant, SHRED_ARCHIVE_OBJECTS)
+                    .await?;
+                archive_objects += deleted;
+                left
+            }
+            None => false,
+        };
+        while steps < SHRED_STEPS {
+            steps += 1;
+            let step = store
+                .purge_tenant(*tenant, SHRED_BATCH, now_ms, archive_left)
+                .await?;
+            records += step.records;
+            versions += step.versions;
+            blobs += step.blobs;
+            audit += step.audit_events;
+            if step.done {
+                purged += 1;
+                break;
+            }
+            if archive_left && step.records == 0 && step.versions == 0 && step.audit_events == 0 {
+                // Only archive objects are left: the next run deletes more.
+                break;
+            }
+        }
+    }
+    Ok(
+        json!({"tenants": tenants.len(), "purged": purged, "records_removed": records,
+              "versions_removed": versions, "blobs_removed": blobs, "audit_removed": audit,
+              "archive_objects_removed": archive_objects}),
     )
 }
 
@@ -147,9 +311,11 @@ async fn orphans(store: &Store, env: &Env, now_ms: i64) -> Result<Value, ApiErro
             store.secret_versions(&ids).await?
         };
         for blob in &blobs {
-            let pointed_at = current.get(&blob.id).is_some_and(|(version, nonce)| {
-                *version == blob.secret_version && *nonce == blob.blob_nonce
-            });
+            let pointed_at = current.contains(&(
+                blob.id.clone(),
+                blob.secret_version,
+                blob.blob_nonce.clone(),
+            ));
             if pointed_at {
                 continue;
             }

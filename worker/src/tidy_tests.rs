@@ -29,8 +29,8 @@ const LAYERS: &[&[&str]] = &[
     &["access", "refresh"],
     // `Ctx`, `Caller`, `Reply`.
     &["context"],
-    // Bearer tokens; the master keys.
-    &["auth", "keyring"],
+    // Bearer tokens; the master keys; tenant keys (unwrap cache).
+    &["auth", "keyring", "keys"],
     // The only code that knows SQL and KV keys.
     &["store"],
     // The one source of randomness.

@@ -474,15 +474,20 @@ fn patch_with_if_match_changes_fields_and_increments_the_etag() {
         read.body["data"]["credentials"],
         json!({"token": "ghp-new-0002"})
     );
-    // That the old version's blob is destroyed no API can tell (only the
-    // current version is ever served), so this reads KV out of band: a
-    // read-only check, done while no request is in flight (`storage_server`).
+    // The replaced secret is kept as an earlier version (issue 16), its
+    // blob with it; which blobs KV holds no API shows, so this reads KV out
+    // of band: a read-only check, done while no request is in flight
+    // (`storage_server`).
     let keys = server.blob_keys(&format!("secret/v1/{owner}/{id}/"));
     let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    // One blob, for secret version 3 (`<version>.<nonce>`).
-    assert_eq!(names.len(), 1, "{keys:?}");
+    // Two blobs: secret version 1, kept, and 3, current (`<version>.<nonce>`).
+    assert_eq!(names.len(), 2, "{keys:?}");
     assert!(
-        names[0].starts_with(&format!("secret/v1/{owner}/{id}/3.")),
+        names[0].starts_with(&format!("secret/v1/{owner}/{id}/1.")),
+        "{keys:?}"
+    );
+    assert!(
+        names[1].starts_with(&format!("secret/v1/{owner}/{id}/3.")),
         "{keys:?}"
     );
 

@@ -51,6 +51,9 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
     );
     let cursor = cursor_param(query(ctx, "cursor"), &scope)?;
     let store = ctx.store()?;
+    // A deleted tenant's archive is being shredded: 410, as for its other
+    // tenant-level routes.
+    store.check_tenant_live(caller.tenant).await?;
     let bucket = ArchiveBucket::open(&ctx.env, &store)?;
     let after = cursor.as_ref().map(|c| (c.id.as_str(), c.created_at));
     let (mut objects, truncated) = bucket
@@ -89,6 +92,7 @@ pub(crate) async fn day(ctx: &Ctx) -> Result<Reply, ApiError> {
     let day =
         day_param(Some(ctx.param("day").to_string()), Place::Path, "day")?.unwrap_or_default();
     let store = ctx.store()?;
+    store.check_tenant_live(caller.tenant).await?;
     let bucket = ArchiveBucket::open(&ctx.env, &store)?;
     let objects = bucket.day(caller.tenant, &day).await?;
     if objects.is_empty() {

@@ -442,3 +442,28 @@ pub(crate) fn parse_patch(body: &Body) -> Result<PatchInput, ApiError> {
     }
     Ok(input)
 }
+
+/// Parses a rollback body, `{"secretVersion": N}` with N a positive
+/// integer: the secret version to seal again.
+pub(crate) fn parse_rollback(body: &Body) -> Result<i64, ApiError> {
+    let members = body.members()?;
+    let mut seen = Seen::default();
+    let mut version = None;
+    for (field, raw) in members {
+        if field != "secretVersion" {
+            return Err(unknown(&field));
+        }
+        seen.first(&field)?;
+        version = Some(secret_version_value(&value(&field, raw)?)?);
+    }
+    version
+        .ok_or_else(|| ApiError::invalid(Place::Body, "secretVersion", "field required", "missing"))
+}
+
+/// A secret version: a positive integer (below 2^53).
+pub(crate) fn secret_version_value(value: &Value) -> Result<i64, ApiError> {
+    value
+        .as_i64()
+        .filter(|n| (1..(1_i64 << 53)).contains(n))
+        .ok_or_else(|| wrong_type("secretVersion", "a positive integer"))
+}

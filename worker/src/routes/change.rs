@@ -80,6 +80,10 @@ impl Record {
             kid: String::new(),
             wrapped_dek: Vec::new(),
             blob_nonce,
+            tk_version: None,
+            tenant_key: None,
+            secret_at: None,
+            secret_by: None,
             refresh: RefreshColumns {
                 grant: oauth::grant_for(input.auth_type, &input.secret),
                 ..RefreshColumns::default()

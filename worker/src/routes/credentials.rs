@@ -10,19 +10,19 @@ use super::{
     change::{actor, apply_patch, Author},
     check_if_match, credential_id_param, cursor_param, if_match, render,
     secret::{self, seal_into},
-    IfMatch,
+    versions, versions_kept, IfMatch,
 };
 use crate::{
     access::{self, Target},
     context::{Caller, Ctx, Reply, Step},
     error::{ApiError, Place},
-    random,
+    keys, random,
     refresh::{self, Attempted, Config, RefreshActor, Refresher},
     store::{AuditAction, Filters, Outcome, Record, Store},
 };
 
 /// How many times a write without `If-Match` retries a lost compare-and-set.
-const WRITE_ATTEMPTS: usize = 3;
+pub(super) const WRITE_ATTEMPTS: usize = 3;
 
 fn query(ctx: &Ctx, name: &str) -> Option<String> {
     ctx.query_pairs()
@@ -82,8 +82,22 @@ pub(crate) async fn read(ctx: &Ctx) -> Result<Reply, ApiError> {
     let integration = integration_param(ctx, "id")?;
     let store = ctx.store()?;
     let target = integration_target(ctx, &caller, integration)?;
+    let requested = versions::requested_version(ctx)?;
+    if let Some(secret_version) = requested {
+        // An earlier version: through the gate, then its own counted read.
+        let visible =
+            access::load_visible(ctx, &store, &caller, &target, Action::ReadSecret).await?;
+        let current = i64::try_from(visible.record().secret_version.get()).unwrap_or(i64::MAX);
+        if current != secret_version {
+            return versions::read(ctx, &caller, &store, visible.into_record(), secret_version)
+                .await;
+        }
+    }
     let (record, credentials) = secret::read(ctx, &caller, &store, &target).await?;
-    let data = render::credential(&record, ctx.now);
+    let mut data = render::credential(&record, ctx.now);
+    if requested.is_some() {
+        data["secretVersion"] = serde_json::json!(record.secret_version.get());
+    }
     Ok(Reply::ok(render::envelope(
         ctx.now,
         "Credential retrieved successfully",
@@ -156,7 +170,7 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         id,
         random::blob_nonce()?,
     );
-    let blob = seal_into(ctx, &mut record, &secret)?;
+    let store = ctx.store()?;
     let audit = ctx.audit_event(
         &caller,
         record.owner,
@@ -164,7 +178,22 @@ pub(crate) async fn create(ctx: &mut Ctx) -> Result<Reply, ApiError> {
         Outcome::Success,
         Some(record.id),
     )?;
-    ctx.store()?.insert(&record, &blob, &audit).await?;
+    let mut stored = false;
+    for _ in 0..WRITE_ATTEMPTS {
+        let blob = seal_into(ctx, &store, &mut record, &secret).await?;
+        if store.insert(&record, &blob, &audit).await? {
+            stored = true;
+            break;
+        }
+        // The tenant key it was sealed under is gone (rotated and retired,
+        // or the tenant deleted): look again.
+        keys::forget_active(record.owner);
+    }
+    if !stored {
+        return Err(ApiError::internal(
+            "create found no tenant key to seal under",
+        ));
+    }
     Ok(Reply::ok(render::envelope(
         ctx.now,
         "Credential stored successfully",
@@ -246,7 +275,7 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             random::blob_nonce,
         )?;
         let blob = match &patch.secret {
-            Some(secret) => Some(seal_into(ctx, &mut next, secret)?),
+            Some(secret) => Some(seal_into(ctx, &store, &mut next, secret).await?),
             None => None,
         };
         let audit = ctx.audit_event(
@@ -257,15 +286,22 @@ pub(crate) async fn update(ctx: &mut Ctx) -> Result<Reply, ApiError> {
             Some(id),
         )?;
         if !store
-            .update(&next, current.version, blob.as_deref(), &audit)
+            .update(
+                &next,
+                current.version,
+                blob.as_deref(),
+                &audit,
+                versions_kept(&ctx.env),
+            )
             .await?
         {
+            if blob.is_some() {
+                // Lost, or the tenant key it was sealed under is gone.
+                keys::forget_active(current.owner);
+            }
             return Ok(Write::Lost(current.version));
         }
-        if blob.is_some() {
-            // The old secret version is destroyed only after the commit.
-            store.delete_blob(&current).await;
-        }
+        // The replaced secret version is kept as an earlier version.
         Ok(Write::Won(next))
     })
     .await?;

@@ -19,6 +19,8 @@ pub(crate) mod console;
 pub(crate) mod credentials;
 mod render;
 mod secret;
+pub(crate) mod tenant;
+pub(crate) mod versions;
 
 /// `GET /healthz`: 200 once D1 and both KV namespaces answer (the store
 /// asks them concurrently: one storage round trip of time).
@@ -118,6 +120,8 @@ pub(crate) fn check_if_match(expected: Option<&IfMatch>, record: &Record) -> Res
         _ => Ok(()),
     }
 }
+
+pub(crate) use crate::keys::versions_kept;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 use coffer_core::{effective_status, is_expired, CredentialId, TenantId, Timestamp};
 use serde_json::{json, Value};
 
-use crate::store::{Actor, ArchiveObject, AuditEntry, Record, Share};
+use crate::store::{Actor, ArchiveObject, AuditEntry, KeptVersion, Record, Share};
 
 /// The credentials surface's success envelope.
 pub(crate) fn envelope(now: Timestamp, message: &str, data: Value) -> Value {
@@ -179,5 +179,58 @@ pub(crate) fn share(share: &Share) -> Value {
         "tenant_id": share.tenant_id,
         "granted_at": share.granted_at.to_rfc3339(),
         "granted_by": share.granted_by,
+    })
+}
+
+/// `GET /api/v1/credentials/{id}/versions`: the version items of a record,
+/// newest first: the current version, then the kept earlier ones.
+pub(crate) fn versions(record: &Record, earlier: &[KeptVersion]) -> Value {
+    let current = json!({
+        "secretVersion": record.secret_version.get(),
+        "createdAt": record.secret_at.unwrap_or(record.updated_at).to_rfc3339(),
+        "createdBy": record.secret_by.as_ref().unwrap_or(&record.updated_by),
+        "current": true,
+        "destroyed": false,
+    });
+    let items: Vec<Value> = core::iter::once(current)
+        .chain(earlier.iter().map(|version| {
+            json!({
+                "secretVersion": version.secret_version,
+                "createdAt": Timestamp::from_unix_millis(version.created_at)
+                    .map(|at| at.to_rfc3339())
+                    .ok(),
+                "createdBy": version.created_by,
+                "current": false,
+                "destroyed": version.destroyed_at.is_some(),
+            })
+        }))
+        .collect();
+    json!({"id": record.id.prefixed(), "items": items})
+}
+
+/// A destroyed secret version.
+pub(crate) fn version_destroyed(id: CredentialId, secret_version: i64) -> Value {
+    json!({"id": id.prefixed(), "secretVersion": secret_version, "destroyed": true})
+}
+
+/// `DELETE /api/v1/tenant`.
+pub(crate) fn tenant_deleted(tenant: TenantId) -> Value {
+    json!({"tenantId": tenant.to_string(), "deleted": true})
+}
+
+/// `POST /api/v1/tenant/keys/rotate`: how far the rotation got.
+pub(crate) fn tenant_key_rotation(
+    version: u32,
+    started: bool,
+    rewrapped: usize,
+    remaining: i64,
+    complete: bool,
+) -> Value {
+    json!({
+        "tenantKeyVersion": version,
+        "started": started,
+        "rewrapped": rewrapped,
+        "remaining": remaining,
+        "complete": complete,
     })
 }

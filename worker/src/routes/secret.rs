@@ -5,7 +5,7 @@
 //! the access gate while the remembered blob is prefetched, then opens and
 //! counts it, starting over (through the gate again) when the secret
 //! changed underneath.
-use coffer_core::{open, seal, Action, Binding, Sealed, Timestamp};
+use coffer_core::{Action, Binding, Timestamp};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
@@ -15,39 +15,32 @@ use crate::{
     error::ApiError,
     error::Surface,
     keyring::keyring,
-    random,
+    keys,
     refresh::{Config, Refresher},
     store::{AuditAction, AuditEvent, Lookup, Outcome, Record, Store},
 };
 
 /// Seals `secret` (compact JSON text) for `record`'s current secret
-/// version under the active master key, writes the wrapped data key into
-/// the record, and returns the sealed blob to store.
-pub(crate) fn seal_into(ctx: &Ctx, record: &mut Record, secret: &str) -> Result<Vec<u8>, ApiError> {
-    let keyring = keyring(&ctx.env)?;
-    let Sealed {
-        kid,
-        wrapped_dek,
-        blob,
-    } = seal(
-        &keyring,
-        &mut random::rng(),
-        &binding(record),
+/// version under its owner's active tenant key (created with the tenant's
+/// first record), writes the data key's wrap into the record, and returns
+/// the sealed blob to store.
+pub(crate) async fn seal_into(
+    ctx: &Ctx,
+    store: &Store,
+    record: &mut Record,
+    secret: &str,
+) -> Result<Vec<u8>, ApiError> {
+    keys::seal_record(
+        &*keyring(&ctx.env)?,
+        store,
+        record,
         secret.as_bytes(),
+        ctx.now,
     )
-    .map_err(|error| ApiError::internal(format!("seal: {error}")))?;
-    record.kid = kid;
-    record.wrapped_dek = wrapped_dek;
-    Ok(blob)
+    .await
 }
 
-fn binding(record: &Record) -> Binding {
-    Binding {
-        tenant: record.owner,
-        credential: record.id,
-        version: record.secret_version.get(),
-    }
-}
+pub(crate) use keys::binding;
 
 /// How many times a decrypted read starts over when the record's secret
 /// changed underneath it (a concurrent `PATCH` of `credentials`); an
@@ -208,9 +201,23 @@ pub(crate) async fn read_remembered(
         version: remembered.secret_version.get(),
     };
     let blob = store.remembered_blob(&remembered).await?;
-    let secret = blob
-        .and_then(|blob| open(&keyring, &binding, &remembered.wrapped_dek, &blob).ok())
-        .and_then(json_object_text);
+    let plain = match blob {
+        Some(blob) => {
+            keys::open_secret(
+                &keyring,
+                store,
+                ctx.now.as_unix_millis(),
+                &binding,
+                remembered.tk_version,
+                remembered.tenant_key.as_ref(),
+                &remembered.wrapped_dek,
+                &blob,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let secret = plain.and_then(json_object_text);
     let Some(secret) = secret else {
         Store::forget(lookup);
         return Ok(None);
@@ -276,7 +283,17 @@ async fn read_once(
     let Some(blob) = store.blob_prefetched(record, lookup, prefetched).await? else {
         return Ok(Attempt::BlobMissing);
     };
-    let plaintext = open(&keyring, &binding(record), &record.wrapped_dek, &blob).ok();
+    let plaintext = keys::open_secret(
+        &keyring,
+        store,
+        ctx.now.as_unix_millis(),
+        &binding(record),
+        record.tk_version,
+        record.tenant_key.as_ref(),
+        &record.wrapped_dek,
+        &blob,
+    )
+    .await?;
     // A blob that does not open and one that is not a JSON object look the
     // same to the client: an opaque 500.
     let secret = plaintext.and_then(json_object_text);
@@ -310,7 +327,7 @@ async fn read_once(
 
 /// The opened plaintext as text, if it is one JSON object (it is the compact
 /// JSON that was sealed; checking costs a scan, not a parse into `Value`).
-fn json_object_text(mut plain: Zeroizing<Vec<u8>>) -> Option<Secret> {
+pub(crate) fn json_object_text(mut plain: Zeroizing<Vec<u8>>) -> Option<Secret> {
     // Moves the buffer into the string without copying it.
     let text = match String::from_utf8(core::mem::take(&mut *plain)) {
         Ok(text) => Zeroizing::new(text),

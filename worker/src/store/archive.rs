@@ -266,6 +266,37 @@ impl ArchiveBucket {
         Ok((objects, page.truncated()))
     }
 
+    /// Deletes up to `limit` (at most 1,000) of `tenant`'s archive objects,
+    /// the shred sweep's step for a deleted tenant: one R2 list and one R2
+    /// delete. Returns how many it deleted and whether any are left.
+    pub(crate) async fn delete_objects(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<(usize, bool), ApiError> {
+        let page = self
+            .io
+            .r2_list(
+                &self.bucket,
+                tenant_prefix(tenant),
+                None,
+                None,
+                limit.min(1000),
+            )
+            .await
+            .map_err(r2_error)?;
+        let keys: Vec<String> = page.objects().iter().map(|object| object.key()).collect();
+        if keys.is_empty() {
+            return Ok((0, false));
+        }
+        let deleted = keys.len();
+        self.io
+            .r2_delete(&self.bucket, keys)
+            .await
+            .map_err(r2_error)?;
+        Ok((deleted, page.truncated()))
+    }
+
     /// Every object of `tenant` and `day`, by first sequence.
     pub(crate) async fn day(
         &self,

@@ -20,6 +20,10 @@ pub(crate) enum AuditAction {
     ReadSecret,
     ShareGrant,
     ShareRevoke,
+    Rollback,
+    DestroyVersion,
+    TenantDelete,
+    TenantKeyRotate,
     /// An OAuth2 token refresh attempt (issue 14).
     Refresh,
 }
@@ -33,6 +37,10 @@ impl AuditAction {
             Self::ReadSecret => "credential.read_secret",
             Self::ShareGrant => "share.grant",
             Self::ShareRevoke => "share.revoke",
+            Self::Rollback => "credential.rollback",
+            Self::DestroyVersion => "credential.destroy_version",
+            Self::TenantDelete => "tenant.delete",
+            Self::TenantKeyRotate => "tenant.rotate_key",
             Self::Refresh => "credential.refresh",
         }
     }
@@ -74,6 +82,8 @@ pub(crate) struct AuditEvent {
     pub(crate) actor_email: Option<String>,
     pub(crate) actor_tenant: TenantId,
     pub(crate) request_id: String,
+    /// The secret version the event concerns, where it names one.
+    pub(crate) secret_version: Option<i64>,
 }
 
 /// A page of the audit log and where the tenant's archive ends: every
@@ -98,6 +108,8 @@ pub(crate) struct AuditEntry {
     pub(crate) actor_email: Option<String>,
     pub(crate) actor_tenant_id: String,
     pub(crate) request_id: String,
+    /// The secret version the event concerns, where it names one.
+    pub(crate) secret_version: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +125,8 @@ pub(super) struct AuditRow {
     actor_email: Option<String>,
     actor_tenant_id: String,
     request_id: String,
+    #[serde(default)]
+    secret_version: Option<i64>,
 }
 
 impl Store {
@@ -144,6 +158,7 @@ impl Store {
                 opt(event.actor_email.as_deref()),
                 event.actor_tenant.to_string().into(),
                 event.request_id.as_str().into(),
+                super::opt_int(event.secret_version),
             ],
         )
     }
@@ -166,8 +181,24 @@ impl Store {
             params.push(int(cursor.created_at));
         }
         params.push(int(i64::from(limit) + 1));
+        // The page, the tenant's archive mark and its status (a deleted
+        // tenant's audit log answers 410), in one round trip.
         let mark = self.prepare(sql::ARCHIVE_MARK_GET, &[tenant.to_string().into()])?;
-        let results = self.batch(vec![self.prepare(&sql, &params)?, mark]).await?;
+        let status = self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?;
+        let results = self
+            .batch(vec![self.prepare(&sql, &params)?, mark, status])
+            .await?;
+        #[derive(Deserialize)]
+        struct Status {
+            deleted_at: Option<i64>,
+        }
+        let status: Vec<Status> = match results.get(2) {
+            Some(result) => result.results().map_err(super::db_error)?,
+            None => Vec::new(),
+        };
+        if status.first().is_some_and(|row| row.deleted_at.is_some()) {
+            return Err(ApiError::TenantDeleted);
+        }
         let rows: Vec<AuditRow> = match results.first() {
             Some(result) => result.results().map_err(super::db_error)?,
             None => Vec::new(),
@@ -223,6 +254,7 @@ impl AuditRow {
                 actor_email: self.actor_email,
                 actor_tenant_id: self.actor_tenant_id,
                 request_id: self.request_id,
+                secret_version: self.secret_version,
             },
         ))
     }

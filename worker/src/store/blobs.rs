@@ -10,11 +10,25 @@ use crate::error::ApiError;
 /// secret gets a new key (its version and a random nonce), so a reader never
 /// sees a half-replaced blob and racing writers never share one.
 pub(super) fn blob_key(record: &Record) -> String {
-    let (owner, id, version) = (record.owner, record.id, record.secret_version);
-    if record.blob_nonce.is_empty() {
+    blob_key_of(
+        &record.owner.to_string(),
+        &record.id.to_string(),
+        record.secret_version.get(),
+        &record.blob_nonce,
+    )
+}
+
+/// The KV key of secret write `<version>.<nonce>` of a record.
+pub(super) fn blob_key_of(
+    owner: &str,
+    id: &str,
+    version: impl core::fmt::Display,
+    nonce: &str,
+) -> String {
+    if nonce.is_empty() {
         format!("{BLOB_PREFIX}{owner}/{id}/{version}")
     } else {
-        format!("{BLOB_PREFIX}{owner}/{id}/{version}.{}", record.blob_nonce)
+        format!("{BLOB_PREFIX}{owner}/{id}/{version}.{nonce}")
     }
 }
 

@@ -41,6 +41,10 @@ pub(crate) struct Remembered {
     /// The data key as wrapped when it was served (a rewrap since makes it
     /// fail to open only if the old master key is gone: then the slow path).
     pub(crate) wrapped_dek: Vec<u8>,
+    /// The tenant-key version and wrapped tenant key loaded with it
+    /// (`None`: a legacy data key under a master key).
+    pub(crate) tk_version: Option<u32>,
+    pub(crate) tenant_key: Option<super::TenantKeyRef>,
 }
 
 impl Remembered {
@@ -52,6 +56,8 @@ impl Remembered {
             secret_version: record.secret_version,
             blob_nonce: record.blob_nonce.clone(),
             wrapped_dek: record.wrapped_dek.clone(),
+            tk_version: record.tk_version,
+            tenant_key: record.tenant_key.clone(),
         }
     }
 }

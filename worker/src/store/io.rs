@@ -25,6 +25,7 @@ use super::session::Db;
 pub(crate) struct Io {
     d1: Cell<u32>,
     kv: Cell<u32>,
+    statements: Cell<u32>,
 }
 
 impl Io {
@@ -39,8 +40,14 @@ impl Io {
         self.kv.get()
     }
 
+    /// D1 statements so far (a batch counts each of its statements).
+    pub(crate) fn statements(&self) -> u32 {
+        self.statements.get()
+    }
+
     fn count_d1(&self) {
         self.d1.set(self.d1.get() + 1);
+        self.statements.set(self.statements.get() + 1);
     }
 
     fn count_kv(&self) {
@@ -107,6 +114,12 @@ impl Io {
             .execute()
             .await?;
         Ok(())
+    }
+
+    /// One R2 delete of up to 1,000 keys.
+    pub(super) async fn r2_delete(&self, bucket: &Bucket, keys: Vec<String>) -> worker::Result<()> {
+        self.count_kv();
+        bucket.delete_multiple(keys).await
     }
 
     /// One R2 read: the object (its body is read by the caller), `None`
@@ -177,6 +190,9 @@ impl Io {
         statements: Vec<D1PreparedStatement>,
     ) -> worker::Result<Vec<D1Result>> {
         self.count_d1();
+        let extra = u32::try_from(statements.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        self.statements
+            .set(self.statements.get().saturating_add(extra));
         match db {
             Db::Database(db) => db.batch(statements).await,
             Db::Session(session) => session.batch(statements).await,
@@ -216,6 +232,17 @@ impl Io {
             .metadata(metadata)?
             .execute()
             .await
+    }
+
+    /// One KV write of bytes, without metadata.
+    pub(super) async fn put_plain_bytes(
+        &self,
+        kv: &KvStore,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), KvError> {
+        self.count_kv();
+        kv.put_bytes(key, value)?.execute().await
     }
 
     /// One KV write of text that expires after `ttl_seconds`. Written as

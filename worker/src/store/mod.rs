@@ -18,7 +18,10 @@
 //! [`Io`].
 use alloc::rc::Rc;
 
-use coffer_core::{Status, Timestamp, Version};
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+
+use coffer_core::{Status, TenantId, Timestamp, Version};
+use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1PreparedStatement, Env, KvStore};
 
@@ -38,6 +41,9 @@ pub(crate) mod session;
 mod shares;
 mod sql;
 mod sweep;
+mod tenant_keys;
+mod tenants;
+mod versions;
 
 pub(crate) use io::Io;
 
@@ -51,6 +57,28 @@ pub(crate) use page::{Cursor, Page};
 pub(crate) use record::{Actor, Record, RefreshColumns};
 pub(crate) use refresh::Lease;
 pub(crate) use shares::Share;
+pub(crate) use tenant_keys::StoredTenantKey;
+pub(crate) use tenants::TenantWrap;
+pub(crate) use versions::KeptVersion;
+
+/// A tenant key as loaded with a row: its D1 wrap, and the nonce that
+/// names its KV half (`tenant-key/v1/<tenant>/<version>.<nonce>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TenantKeyRef {
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) kv_nonce: String,
+}
+
+impl TenantKeyRef {
+    /// `<base64 wrap> <kv nonce>`, as the statements' subquery joins them.
+    pub(crate) fn parse(text: &str) -> Result<Self, ()> {
+        let (wrapped, nonce) = text.split_once(' ').ok_or(())?;
+        Ok(Self {
+            wrapped: STANDARD.decode(wrapped).map_err(|_| ())?,
+            kv_nonce: nonce.to_string(),
+        })
+    }
+}
 
 /// `None` binds as SQL NULL. (`JsValue::UNDEFINED` is refused by D1, and
 /// `Option` has no `Into<JsValue>` that would pick NULL for us.)
@@ -62,6 +90,11 @@ fn opt(value: Option<&str>) -> JsValue {
 /// counts, versions) stays far below 2^53, where f64 is exact.
 fn int(value: i64) -> JsValue {
     JsValue::from_f64(value as f64)
+}
+
+/// `None` binds as SQL NULL, a number as a number.
+fn opt_int(value: Option<i64>) -> JsValue {
+    value.map_or(JsValue::NULL, int)
 }
 
 /// A timestamp binds as its Unix milliseconds.
@@ -158,6 +191,35 @@ impl Store {
         statement: D1PreparedStatement,
     ) -> Result<Vec<T>, ApiError> {
         self.io.all(statement).await.map_err(db_error)
+    }
+
+    /// One D1 round trip: all rows of a tenant-level statement, batched
+    /// with the tenant's status; `Err(TenantDeleted)` when it was deleted.
+    pub(super) async fn all_unless_deleted<T: serde::de::DeserializeOwned>(
+        &self,
+        statement: D1PreparedStatement,
+        tenant: TenantId,
+    ) -> Result<Vec<T>, ApiError> {
+        #[derive(Deserialize)]
+        struct Status {
+            deleted_at: Option<i64>,
+        }
+        let status = self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?;
+        let results = self.batch(vec![statement, status]).await?;
+        let deleted = results
+            .get(1)
+            .map(|result| result.results::<Status>())
+            .transpose()
+            .map_err(db_error)?
+            .is_some_and(|rows| rows.first().is_some_and(|row| row.deleted_at.is_some()));
+        if deleted {
+            return Err(ApiError::TenantDeleted);
+        }
+        results
+            .first()
+            .ok_or_else(|| ApiError::internal("d1: a batch returned no result"))?
+            .results()
+            .map_err(db_error)
     }
 
     /// One D1 round trip: run a statement.

@@ -46,6 +46,16 @@ pub(crate) struct Record {
     pub(crate) wrapped_dek: Vec<u8>,
     /// Makes this secret write's KV key unique (see migration 0004).
     pub(crate) blob_nonce: String,
+    /// The version of the owner's tenant key that wraps `wrapped_dek`;
+    /// `None`: a legacy data key under the master key `kid` (migration 0007).
+    pub(crate) tk_version: Option<u32>,
+    /// That tenant key, wrapped under a master key, as loaded with the row
+    /// (`None` for a legacy row, or when the key is gone).
+    pub(crate) tenant_key: Option<super::TenantKeyRef>,
+    /// When and by whom the current secret version was written (`None` on
+    /// rows from before migration 0007).
+    pub(crate) secret_at: Option<Timestamp>,
+    pub(crate) secret_by: Option<Actor>,
     /// Token refresh state (migration 0006).
     pub(crate) refresh: RefreshColumns,
 }
@@ -118,6 +128,14 @@ pub(super) struct Row {
     kid: String,
     wrapped_dek: String,
     blob_nonce: String,
+    #[serde(default)]
+    tk_version: Option<f64>,
+    #[serde(default)]
+    secret_at: Option<f64>,
+    #[serde(default)]
+    secret_by: Option<String>,
+    #[serde(default)]
+    tenant_key: Option<String>,
     // Migration 0006; absent from rows of statements that predate it only
     // in tests, hence the defaults.
     #[serde(default)]
@@ -206,6 +224,27 @@ impl Row {
             token_endpoint: self.token_endpoint,
             authorization_endpoint: self.authorization_endpoint,
             tenant_name: self.tenant_name,
+            tk_version: self
+                .tk_version
+                .map(|value| {
+                    safe_integer(value)
+                        .and_then(|value| u32::try_from(value).ok())
+                        .ok_or_else(|| corrupt("tk_version"))
+                })
+                .transpose()?,
+            tenant_key: self
+                .tenant_key
+                .as_deref()
+                .map(super::TenantKeyRef::parse)
+                .transpose()
+                .map_err(|_| corrupt("tenant_key"))?,
+            secret_at: optional(self.secret_at, "secret_at")?,
+            secret_by: self
+                .secret_by
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("secret_by"))?,
             kid: self.kid,
             blob_nonce: self.blob_nonce,
             refresh: RefreshColumns {

@@ -8,8 +8,8 @@ use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
 use super::{
-    changes, int, opt, opt_ts, record, record::Row, scopes_text, sql, ts, ver, AuditEvent, Cursor,
-    Filters, Lookup, Page, Record, Remembered, Store,
+    blobs::blob_key_of, changes, int, opt, opt_int, opt_ts, record, record::Row, scopes_text, sql,
+    ts, ver, AuditEvent, Cursor, Filters, Lookup, Page, Record, Remembered, Store,
 };
 use crate::error::ApiError;
 
@@ -87,12 +87,13 @@ impl Store {
             params.push(cursor.id.as_str().into());
         }
         params.push(int(i64::from(limit) + 1));
-        let records = self
-            .rows(self.prepare(&sql, &params)?)
-            .await?
+        let rows: Vec<Row> = self
+            .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
+            .await?;
+        let records = rows
             .into_iter()
-            .map(|(record, _)| record)
-            .collect();
+            .map(|row| row.into_record().map(|(record, _)| record))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(records, limit, |r: &Record| Cursor {
             created_at: r.created_at.as_unix_millis(),
             id: r.id.to_string(),
@@ -100,13 +101,16 @@ impl Store {
     }
 
     /// Stores a new record: the blob in KV first, then the row and its
-    /// audit event in one batch.
+    /// audit event in one batch, only while the tenant key its data key is
+    /// wrapped under exists. Returns `false` (nothing stored, the blob
+    /// removed) when it does not: a rotation retired it or the tenant was
+    /// deleted since it was read.
     pub(crate) async fn insert(
         &self,
         record: &Record,
         blob: &[u8],
         event: &AuditEvent,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         self.put_blob(record, blob).await?;
         let insert = self.prepare(
             sql::INSERT,
@@ -133,25 +137,35 @@ impl Store {
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
+                opt_int(record.tk_version.map(i64::from)),
                 opt(record.refresh.grant.map(Grant::as_str)),
             ],
         )?;
-        let audit = self.audit_statement(event, false)?;
+        let audit = self.audit_statement(event, true)?;
         self.before_commit().await;
-        self.batch(vec![insert, audit]).await?;
-        Ok(())
+        let results = self.batch(vec![insert, audit]).await?;
+        let stored = changes(results.first())? == 1;
+        if !stored {
+            self.delete_blob(record).await;
+        }
+        Ok(stored)
     }
 
     /// Replaces a record's fields if its version is still `expected`
     /// (compare-and-set), with the audit event in the same batch. A new
     /// secret's blob (when `new_blob` is given) is written to KV first.
     /// Returns `false` when another writer won.
+    ///
+    /// A secret change keeps the replaced secret version as an earlier one
+    /// (in the same batch) and drops the oldest beyond `versions_kept` in
+    /// all, deleting their blobs after the commit.
     pub(crate) async fn update(
         &self,
         record: &Record,
         expected: Version,
         new_blob: Option<&[u8]>,
         event: &AuditEvent,
+        versions_kept: u32,
     ) -> Result<bool, ApiError> {
         if let Some(blob) = new_blob {
             self.put_blob(record, blob).await?;
@@ -173,29 +187,74 @@ impl Store {
         ];
         // Only a secret change writes the key columns (see
         // `sql::UPDATE_METADATA`).
-        let statement = if new_blob.is_some() {
+        let id: JsValue = record.id.to_string().into();
+        let tk_version = opt_int(record.tk_version.map(i64::from));
+        let mut statements = Vec::with_capacity(4);
+        if new_blob.is_some() {
             params.extend([
                 ver(record.secret_version),
                 record.kid.as_str().into(),
                 STANDARD.encode(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
+                tk_version.clone(),
                 opt(record.refresh.grant.map(Grant::as_str)),
             ]);
-            sql::UPDATE_WITH_SECRET
+            statements.push(self.prepare(
+                sql::KEEP_CURRENT_VERSION,
+                &[id.clone(), ver(expected), tk_version],
+            )?);
+            statements.push(self.prepare(sql::UPDATE_WITH_SECRET, &params)?);
         } else {
-            sql::UPDATE_METADATA
-        };
-        let update = self.prepare(statement, &params)?;
-        let audit = self.audit_statement(event, true)?;
+            statements.push(self.prepare(sql::UPDATE_METADATA, &params)?);
+        }
+        let update_at = statements.len() - 1;
+        statements.push(self.audit_statement(event, true)?);
+        if new_blob.is_some() {
+            let earlier = i64::from(versions_kept.max(1) - 1);
+            statements.push(self.prepare(sql::DROP_OLD_VERSIONS, &[id, int(earlier)])?);
+        }
         self.before_commit().await;
-        let results = self.batch(vec![update, audit]).await?;
-        let won = changes(results.first())? == 1;
+        let results = self.batch(statements).await?;
+        let won = changes(results.get(update_at))? == 1;
         if !won && new_blob.is_some() {
             // Nothing points at the blob we wrote: remove it now rather
             // than leave it to the orphan sweep.
             self.delete_blob(record).await;
         }
+        if won && new_blob.is_some() {
+            self.delete_dropped_blobs(record.id, results.last()).await;
+        }
         Ok(won)
+    }
+
+    /// Deletes the blobs of secret versions a batch's last statement
+    /// dropped (its `RETURNING tenant_id, secret_version, blob_nonce`).
+    /// Best effort, like [`Store::delete_blob`].
+    pub(super) async fn delete_dropped_blobs(
+        &self,
+        id: CredentialId,
+        result: Option<&worker::D1Result>,
+    ) {
+        #[derive(Deserialize)]
+        struct Dropped {
+            tenant_id: String,
+            secret_version: i64,
+            blob_nonce: String,
+        }
+        let dropped: Vec<Dropped> = result
+            .and_then(|result| result.results().ok())
+            .unwrap_or_default();
+        let id = id.to_string();
+        for version in dropped {
+            let key = blob_key_of(
+                &version.tenant_id,
+                &id,
+                version.secret_version,
+                &version.blob_nonce,
+            );
+            // Best effort: a failure is logged, the orphan sweep retries.
+            let _ = self.delete_blob_key(&key).await;
+        }
     }
 
     /// Deletes a record and its shares (if its version is still `expected`)
@@ -210,11 +269,13 @@ impl Store {
         let id: JsValue = record.id.to_string().into();
         let delete = self.prepare(sql::DELETE, &[id.clone(), ver(expected)])?;
         let audit = self.audit_statement(event, true)?;
-        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, &[id])?;
-        let results = self.batch(vec![delete, audit, shares]).await?;
+        let shares = self.prepare(sql::DELETE_SHARES_OF_DELETED, core::slice::from_ref(&id))?;
+        let versions = self.prepare(sql::DELETE_VERSIONS_OF_DELETED, &[id])?;
+        let results = self.batch(vec![delete, audit, shares, versions]).await?;
         let won = changes(results.first())? == 1;
         if won {
             self.delete_blob(record).await;
+            self.delete_dropped_blobs(record.id, results.last()).await;
         }
         Ok(won)
     }
@@ -321,14 +382,18 @@ impl Store {
 
 /// The reader's audit fields, as JSON text for the `last_read` column: the
 /// `credentials_read_audit` trigger (migration 0005) writes the event.
-fn read_audit_fields(event: &AuditEvent) -> String {
-    serde_json::json!({
+pub(super) fn read_audit_fields(event: &AuditEvent) -> String {
+    let mut fields = serde_json::json!({
         "id": event.id,
         "actor_id": event.actor_id,
         "actor_name": event.actor_name,
         "actor_email": event.actor_email,
         "actor_tenant_id": event.actor_tenant.to_string(),
         "request_id": event.request_id,
-    })
-    .to_string()
+    });
+    if let Some(version) = event.secret_version {
+        // A versioned read: the trigger writes the version into the event.
+        fields["secret_version"] = serde_json::json!(version);
+    }
+    fields.to_string()
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{
-    changes, int, opt_ts,
+    changes, int, opt_int, opt_ts,
     record::{self, Row},
     sql, ts, ver, AuditEvent, Record, Store,
 };
@@ -63,10 +63,15 @@ impl Store {
         Ok(won.then_some(Lease { holder }))
     }
 
-    /// Stores a refreshed secret: the blob in KV first, then the row (only
-    /// if still at `expected` and the lease is ours) with its audit event,
-    /// and the lease given back, in one batch. Returns `false` when the
-    /// record changed meanwhile (a `PATCH` won): the new blob is removed.
+    /// Stores a refreshed secret as a new secret version, as a `PATCH`
+    /// stores one: the blob in KV first, then in one batch the replaced
+    /// version kept as an earlier one, the row (only if still at
+    /// `expected`, the lease is ours and the tenant key the new data key is
+    /// wrapped under exists), its audit event, the lease given back, and
+    /// the oldest versions beyond `versions_kept` in all dropped (their
+    /// blobs deleted after the commit). Returns `false` when the record
+    /// changed meanwhile (a `PATCH` won), the tenant key is gone (rotated
+    /// or the tenant deleted): the new blob is removed.
     pub(crate) async fn store_refreshed(
         &self,
         next: &Record,
@@ -74,9 +79,20 @@ impl Store {
         lease: &Lease,
         blob: &[u8],
         event: &AuditEvent,
+        versions_kept: u32,
     ) -> Result<bool, ApiError> {
         self.put_blob(next, blob).await?;
         let id: JsValue = next.id.to_string().into();
+        let tk_version = opt_int(next.tk_version.map(i64::from));
+        let keep = self.prepare(
+            sql::KEEP_REFRESHED_VERSION,
+            &[
+                id.clone(),
+                ver(expected),
+                tk_version.clone(),
+                lease.holder.as_str().into(),
+            ],
+        )?;
         let update = self.prepare(
             sql::REFRESH_STORE,
             &[
@@ -90,14 +106,24 @@ impl Store {
                 ts(next.updated_at),
                 next.updated_by.to_column().into(),
                 lease.holder.as_str().into(),
+                tk_version,
             ],
         )?;
         let audit = self.audit_statement(event, true)?;
-        let release = self.prepare(sql::REFRESH_RELEASE, &[id, lease.holder.as_str().into()])?;
+        let release = self.prepare(
+            sql::REFRESH_RELEASE,
+            &[id.clone(), lease.holder.as_str().into()],
+        )?;
+        let earlier = i64::from(versions_kept.max(1) - 1);
+        let drop_old = self.prepare(sql::DROP_OLD_VERSIONS, &[id, int(earlier)])?;
         self.before_commit().await;
-        let results = self.batch(vec![update, audit, release]).await?;
-        let won = changes(results.first())? == 1;
-        if !won {
+        let results = self
+            .batch(vec![keep, update, audit, release, drop_old])
+            .await?;
+        let won = changes(results.get(1))? == 1;
+        if won {
+            self.delete_dropped_blobs(next.id, results.last()).await;
+        } else {
             self.delete_blob(next).await;
         }
         Ok(won)

@@ -62,7 +62,13 @@ impl Store {
             params.push(cursor.id.as_str().into());
         }
         params.push(int(i64::from(limit) + 1));
-        let rows = self.rows(self.prepare(&sql, &params)?).await?;
+        let rows: Vec<super::record::Row> = self
+            .all_unless_deleted(self.prepare(&sql, &params)?, tenant)
+            .await?;
+        let rows = rows
+            .into_iter()
+            .map(super::record::Row::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(rows, limit, |(record, _)| Cursor {
             created_at: record.created_at.as_unix_millis(),
             id: record.id.to_string(),
