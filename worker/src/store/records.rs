@@ -296,11 +296,6 @@ impl Store {
         now: Timestamp,
         event: &AuditEvent,
     ) -> Result<Option<(u64, Timestamp)>, ApiError> {
-        #[derive(Deserialize)]
-        struct Counted {
-            access_count: f64,
-            last_accessed_at: f64,
-        }
         let counted: Vec<Counted> = self
             .all(self.prepare(
                 sql::RECORD_READ,
@@ -314,19 +309,7 @@ impl Store {
                 ],
             )?)
             .await?;
-        counted
-            .into_iter()
-            .next()
-            .map(|c| {
-                let count =
-                    record::safe_integer(c.access_count).and_then(|n| u64::try_from(n).ok());
-                count
-                    .zip(record::timestamp(c.last_accessed_at))
-                    .ok_or_else(|| {
-                        ApiError::internal(format!("stored row {} has a bad count", record.id))
-                    })
-            })
-            .transpose()
+        Counted::first(counted, record)
     }
 
     /// Writes one audit event on its own (refusals, failed decryptions).
@@ -396,4 +379,36 @@ pub(super) fn read_audit_fields(event: &AuditEvent) -> String {
         fields["secret_version"] = serde_json::json!(version);
     }
     fields.to_string()
+}
+
+/// What a counted decrypted read returns (`RETURNING access_count,
+/// last_accessed_at`), for the current version and earlier ones alike.
+#[derive(Deserialize)]
+pub(super) struct Counted {
+    access_count: f64,
+    last_accessed_at: f64,
+}
+
+impl Counted {
+    /// The new `(access_count, last_accessed_at)` of the first row, `None`
+    /// when the statement counted nothing; a row that is not a safe integer
+    /// count and a timestamp is an opaque 500.
+    pub(super) fn first(
+        counted: Vec<Counted>,
+        record: &Record,
+    ) -> Result<Option<(u64, Timestamp)>, ApiError> {
+        counted
+            .into_iter()
+            .next()
+            .map(|c| {
+                let count =
+                    record::safe_integer(c.access_count).and_then(|n| u64::try_from(n).ok());
+                count
+                    .zip(record::timestamp(c.last_accessed_at))
+                    .ok_or_else(|| {
+                        ApiError::internal(format!("stored row {} has a bad count", record.id))
+                    })
+            })
+            .transpose()
+    }
 }

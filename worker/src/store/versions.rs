@@ -5,8 +5,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    blobs::blob_key_of, changes, int, kv_error, record, records::read_audit_fields, sql,
-    AuditEvent, Record, Store,
+    blobs::blob_key_of,
+    changes, int, kv_error,
+    records::{read_audit_fields, Counted},
+    sql, AuditEvent, Record, Store,
 };
 use crate::error::ApiError;
 
@@ -136,11 +138,6 @@ impl Store {
         now_ms: i64,
         event: &AuditEvent,
     ) -> Result<Option<(u64, Timestamp)>, ApiError> {
-        #[derive(Deserialize)]
-        struct Counted {
-            access_count: f64,
-            last_accessed_at: f64,
-        }
         let counted: Vec<Counted> = self
             .all(self.prepare(
                 sql::RECORD_VERSION_READ,
@@ -154,19 +151,7 @@ impl Store {
                 ],
             )?)
             .await?;
-        counted
-            .into_iter()
-            .next()
-            .map(|c| {
-                let count =
-                    record::safe_integer(c.access_count).and_then(|n| u64::try_from(n).ok());
-                count
-                    .zip(record::timestamp(c.last_accessed_at))
-                    .ok_or_else(|| {
-                        ApiError::internal(format!("stored row {} has a bad count", record.id))
-                    })
-            })
-            .transpose()
+        Counted::first(counted, record)
     }
 
     /// Destroys an earlier version (data key dropped in D1, with its audit
