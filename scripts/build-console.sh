@@ -21,6 +21,11 @@ node_modules/.bin/esbuild console/src/app.tsx --bundle --minify --format=esm --t
 node_modules/.bin/esbuild console/src/app.css --bundle --minify --log-level=warning \
   --outfile="$out/console/app.css"
 cp console/_headers "$out/_headers"
+# The OpenAPI document, minified, beside the console's files: the Worker's
+# `GET /openapi.json` reads it through the ASSETS binding (worker/src/routes/mod.rs)
+# instead of carrying it in the .wasm.
+node -e 'const fs = require("fs"); fs.writeFileSync(process.argv[2], JSON.stringify(JSON.parse(fs.readFileSync(process.argv[1], "utf8"))))' \
+  worker/src/openapi.json "$out/console/openapi.json"
 gzipped=$(gzip -9 -c "$out/console/app.js" | wc -c)
 echo "console: app.js $(wc -c <"$out/console/app.js") bytes, ${gzipped} gzipped (budget ${BUDGET})"
 if [ "$gzipped" -gt "$BUDGET" ]; then

@@ -50,14 +50,16 @@ fn realm_token(world: &World, tenant: Uuid, role: &str) -> String {
 /// gzip -9 size budget of `worker/build/index_bg.wasm`: what it measured
 /// when the budget was set (see the README's "Performance budget"), plus
 /// 5% headroom. Raise it only with a reason in the commit message.
-/// Set at 398,713 bytes measured (gzip -9) with issue 16 (tenant keys,
+/// Set at 384,478 bytes measured (gzip -9) with issue 16 (tenant keys,
 /// secret versions, crypto-shredding: five routes, three sweeps, no new
 /// crate) merged onto issue 13's cuts: 453,512 with token refresh, the
 /// console's routes and the audit archive; then the runtime's `URL` instead
 /// of the `url` crate (379,415), KV text written as bytes and
 /// `opt-level = "z"` (352,858), one bounded fetch on `web_sys` (345,837);
-/// then issue 16 (398,713). Issue 13's goal of 300 KB is not reached (README).
-const WASM_GZIP_BUDGET: usize = 398_713 * 105 / 100;
+/// then issue 16 (398,713); then the OpenAPI document served from the
+/// static assets instead of embedded (384,478). Issue 13's goal of 300 KB
+/// is not reached (README).
+const WASM_GZIP_BUDGET: usize = 384_478 * 105 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.

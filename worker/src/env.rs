@@ -9,6 +9,8 @@ pub(crate) const SECRETS: &str = "SECRETS";
 pub(crate) const CACHE: &str = "CACHE";
 /// R2 bucket: audit events moved out of D1 after the retention window.
 pub(crate) const AUDIT: &str = "AUDIT";
+/// The static assets binding (the console's files and the OpenAPI document).
+pub(crate) const ASSETS: &str = "ASSETS";
 /// Var: days an audit event stays in D1 before the sweep archives it (default 30).
 pub(crate) const AUDIT_RETENTION_DAYS: &str = "COFFER_AUDIT_RETENTION_DAYS";
 /// Var: archive objects (of at most 1,000 events) the sweep writes per run (default 100).

@@ -175,7 +175,7 @@ pub(crate) fn resolve(method: &Method, path: &str) -> Result<(Op, Params), ApiEr
 pub(crate) async fn dispatch(op: Op, ctx: &mut Ctx) -> Result<Reply, ApiError> {
     match op {
         Op::Healthz => routes::healthz(ctx).await,
-        Op::OpenApi => routes::openapi(),
+        Op::OpenApi => routes::openapi(ctx).await,
         Op::ConnectionCredentials => routes::connection::credentials(ctx).await,
         Op::ConnectionGet => routes::connection::get(ctx).await,
         Op::ConnectionList => routes::connection::list(ctx).await,

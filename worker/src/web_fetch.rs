@@ -4,19 +4,20 @@
 //! after a timeout. Built on `web_sys` directly: workers-rs' `RequestInit`,
 //! `Fetch` and `ByteStream` would add more to the `.wasm` than this.
 //! Used for a realm's JWKS (`auth/jwks.rs`) and the OAuth2 token endpoint
-//! (`refresh.rs`).
+//! (`refresh.rs`); [`asset_text`] reads one of the Worker's own static
+//! assets (the OpenAPI document).
 use core::time::Duration;
 
 use futures_util::future::{select, Either};
 use worker::{
-    js_sys::{self, Reflect, Uint8Array},
+    js_sys::{self, Function, Promise, Reflect, Uint8Array},
     wasm_bindgen::{JsCast as _, JsValue},
     wasm_bindgen_futures::JsFuture,
     web_sys::{
         AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, Request, RequestInit,
         RequestRedirect, Response, WorkerGlobalScope,
     },
-    Delay,
+    Delay, Env,
 };
 use zeroize::Zeroizing;
 
@@ -125,4 +126,26 @@ async fn send(
         body.resize(end, 0);
         chunk.copy_to(&mut body[start..end]);
     }
+}
+
+/// The text of the static asset at `path` (as the site serves it, e.g.
+/// `/console/openapi.json`), fetched through the assets binding `binding`;
+/// `None` when the binding or the file is missing.
+pub(crate) async fn asset_text(env: &Env, binding: &str, path: &str) -> Option<String> {
+    let assets = Reflect::get(env, &JsValue::from_str(binding)).ok()?;
+    let fetch: Function = Reflect::get(&assets, &JsValue::from_str("fetch"))
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    // The binding serves by path; the origin is not looked at.
+    let url = JsValue::from_str(&format!("https://assets.invalid{path}"));
+    let promise: Promise = fetch.call1(&assets, &url).ok()?.dyn_into().ok()?;
+    let response: Response = JsFuture::from(promise).await.ok()?.dyn_into().ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    JsFuture::from(response.text().ok()?)
+        .await
+        .ok()?
+        .as_string()
 }
