@@ -18,7 +18,7 @@ use coffer_tests::{
     fixtures::{now, tenant, token, TokenBuilder},
     harness::Server,
     peer::Peer,
-    procstat::{cpu_seconds, workerd_pid},
+    procstat::{cpu_seconds_of, workerd_group},
 };
 use serde_json::json;
 
@@ -262,10 +262,10 @@ fn request_log_level() -> String {
     std::env::var("COFFER_REQUEST_LOG").unwrap_or_default()
 }
 
-/// A server under comparison: its base URL and its workerd process.
+/// A server under comparison: its base URL and its workerd processes.
 struct Side {
     base: String,
-    workerd: Option<u32>,
+    workerd: Vec<u32>,
 }
 
 impl Side {
@@ -335,12 +335,16 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
     let peer = Peer::start(peer_dir);
     let coffer = Side {
         base: server.url(""),
-        workerd: workerd_pid(server.port()),
+        workerd: workerd_group(server.port()),
     };
     let other = Side {
         base: peer.url(""),
-        workerd: workerd_pid(peer.port()),
+        workerd: workerd_group(peer.port()),
     };
+    eprintln!(
+        "bench: workerd processes measured: Coffer {:?}, peer {:?}",
+        coffer.workerd, other.workerd
+    );
     let owner = tenant();
     // Both verify HS256 under the test servers' secret; two hours to live.
     let bearer = TokenBuilder::new(owner, "integration_admin")
@@ -491,10 +495,10 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             // workerd CPU seconds and requests, per side, over all rounds.
             let (mut our_cpu, mut their_cpu) = ((0.0, 0.0), (0.0, 0.0));
             let measured = |side: &Side, load: &Load<'_>, cpu: &mut (f64, f64)| {
-                let before = side.workerd.map(cpu_seconds);
+                let before = cpu_seconds_of(&side.workerd);
                 let cell = wrk_run(load, connections, seconds);
-                if let (Some(pid), Some(before)) = (side.workerd, before) {
-                    cpu.0 += cpu_seconds(pid) - before;
+                if !side.workerd.is_empty() {
+                    cpu.0 += cpu_seconds_of(&side.workerd) - before;
                     cpu.1 += cell.rps * f64::from(seconds);
                 }
                 cell
