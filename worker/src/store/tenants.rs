@@ -128,6 +128,21 @@ impl Store {
             .collect()
     }
 
+    /// Deletes the blobs of `rows` (secret writes of `owner`), one by one;
+    /// returns how many.
+    async fn delete_blobs_of(&self, owner: &str, rows: &[BlobRow]) -> Result<usize, ApiError> {
+        for row in rows {
+            self.delete_blob_key(&blob_key_of(
+                owner,
+                &row.id,
+                row.secret_version,
+                &row.blob_nonce,
+            ))
+            .await?;
+        }
+        Ok(rows.len())
+    }
+
     /// One bounded step of removing a deleted tenant: up to `limit` earlier
     /// versions, then records (blobs first, then rows with their shares),
     /// then audit events but the `tenant.delete` one. The tenant is marked
@@ -146,16 +161,7 @@ impl Store {
         let versions: Vec<BlobRow> = self
             .all(self.prepare(sql::TENANT_VERSIONS, &[id.clone(), int(i64::from(limit))])?)
             .await?;
-        for row in &versions {
-            self.delete_blob_key(&blob_key_of(
-                &owner,
-                &row.id,
-                row.secret_version,
-                &row.blob_nonce,
-            ))
-            .await?;
-            purged.blobs += 1;
-        }
+        purged.blobs += self.delete_blobs_of(&owner, &versions).await?;
         if !versions.is_empty() {
             let statements = versions
                 .iter()
@@ -173,16 +179,7 @@ impl Store {
         let records: Vec<BlobRow> = self
             .all(self.prepare(sql::TENANT_RECORDS, &[id.clone(), int(i64::from(limit))])?)
             .await?;
-        for row in &records {
-            self.delete_blob_key(&blob_key_of(
-                &owner,
-                &row.id,
-                row.secret_version,
-                &row.blob_nonce,
-            ))
-            .await?;
-            purged.blobs += 1;
-        }
+        purged.blobs += self.delete_blobs_of(&owner, &records).await?;
         if !records.is_empty() {
             let mut statements = Vec::with_capacity(records.len() * 2);
             for row in &records {
