@@ -32,7 +32,10 @@ esac
 # (about 45 KB gzipped); Cargo's `strip` would break wasm-bindgen's
 # post-processing. Drop it, and the producers section, after the fact:
 # no optimization pass, only sections removed (same features as worker-build).
+# COFFER_KEEP_NAMES=1 keeps the names, for a CPU profile whose frames
+# name Rust functions (see `make profile`).
 wasm="$out/index_bg.wasm"
+[ -n "${COFFER_KEEP_NAMES:-}" ] && exit 0
 "$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" --strip-debug --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling

@@ -3,7 +3,7 @@
 //! Handlers return [`ApiError`]; [`ApiError::render`] turns it into the
 //! surface's envelope. Internal reasons go to the log, never to the client.
 use serde_json::{json, Value};
-use worker::{Headers, Response};
+use wasm_bindgen::JsValue;
 
 /// Which envelope a response uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,7 @@ impl ApiError {
         surface: Surface,
         request_id: &str,
         timestamp: &str,
-    ) -> worker::Result<Response> {
+    ) -> Result<Outgoing, String> {
         let status = self.status(surface);
         let body = match surface {
             Surface::Connection => json!({ "error": self.connection_error(status) }),
@@ -340,29 +340,85 @@ impl ApiError {
                 })
             }
         };
-        let headers = Headers::new();
+        let mut response = json_response(&body, status)?;
         if let Self::MethodNotAllowed { allow } = self {
-            headers.set("allow", allow)?;
+            response.set("allow", allow.clone());
         }
         if matches!(self, Self::NotAJwt | Self::Unauthenticated(_)) {
-            headers.set("www-authenticate", "Bearer")?;
+            response.set("www-authenticate", "Bearer".into());
         }
-        json_response(&body, status, headers)
+        Ok(response)
     }
 }
 
-/// A JSON response with `status` and `headers`.
-pub(crate) fn json_response(
-    body: &impl serde::Serialize,
-    status: u16,
-    headers: Headers,
-) -> worker::Result<Response> {
-    headers.set("content-type", "application/json")?;
-    let bytes =
-        serde_json::to_vec(body).map_err(|error| worker::Error::RustError(error.to_string()))?;
-    Ok(Response::from_bytes(bytes)?
-        .with_status(status)
-        .with_headers(headers))
+/// A JSON response with `status`.
+pub(crate) fn json_response(body: &impl serde::Serialize, status: u16) -> Result<Outgoing, String> {
+    let text = serde_json::to_string(body).map_err(|error| error.to_string())?;
+    let mut response = Outgoing::new(status, Body::Text(text));
+    response.set("content-type", "application/json".into());
+    Ok(response)
+}
+
+/// A response as the Worker assembles it, made into the runtime's
+/// `Response` once, when the request is done: one `Headers` object and one
+/// body, where `worker::Response` made three `Headers` (its own, the
+/// handler's, the copy the final headers went on) and copied the body
+/// into a `Uint8Array` first.
+pub(crate) struct Outgoing {
+    pub(crate) status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+/// What an [`Outgoing`] response carries.
+pub(crate) enum Body {
+    /// Text (JSON or HTML), handed over as a JS string.
+    Text(String),
+    /// A JS stream (an archived day's NDJSON), written as it is read.
+    Stream(web_sys::ReadableStream),
+    /// No body (204).
+    Empty,
+}
+
+impl Outgoing {
+    pub(crate) fn new(status: u16, body: Body) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// Sets header `name` (lowercase), replacing an earlier value.
+    pub(crate) fn set(&mut self, name: &'static str, value: String) {
+        match self.headers.iter_mut().find(|(known, _)| *known == name) {
+            Some(slot) => slot.1 = value,
+            None => self.headers.push((name, value)),
+        }
+    }
+
+    /// Adds a value to header `name` (lowercase), after any earlier one.
+    pub(crate) fn append(&mut self, name: &'static str, value: String) {
+        self.headers.push((name, value));
+    }
+
+    /// The runtime's `Response`.
+    pub(crate) fn into_response(self) -> Result<web_sys::Response, JsValue> {
+        let headers = web_sys::Headers::new()?;
+        for (name, value) in &self.headers {
+            headers.append(name, value)?;
+        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(self.status);
+        init.set_headers_headers(&headers);
+        match self.body {
+            Body::Text(text) => web_sys::Response::new_with_opt_str_and_init(Some(&text), &init),
+            Body::Stream(stream) => {
+                web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+            }
+            Body::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init),
+        }
+    }
 }
 
 impl From<worker::Error> for ApiError {

@@ -9,11 +9,11 @@ use serde::{
     Serialize,
 };
 use serde_json::{value::RawValue, Value};
-use worker::{console_log, Date, Env, Headers, Method, Request, Response};
+use worker::{console_log, Date, Env, Method, Request};
 
 use crate::{
     context::{self, Ctx, Reply, Step},
-    error::{json_response, ApiError, Surface},
+    error::{json_response, ApiError, Body, Outgoing, Surface},
     random, router,
     store::Io,
 };
@@ -134,7 +134,7 @@ fn new_request_id() -> String {
 }
 
 /// Serves one request: route, handle, render, log.
-pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
+pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<web_sys::Response> {
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
     #[cfg(feature = "fault-injection")]
     let now_ms = now_ms.saturating_add(crate::faults::clock_offset_ms(
@@ -197,28 +197,26 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
             Err(error) => Err(error),
         }
     };
-    let (response, status, reason) = match outcome {
-        Ok(reply) => {
-            let status = reply.status;
-            (render_reply(reply)?, status, None)
-        }
+    let (mut response, reason) = match outcome {
+        Ok(reply) => (render_reply(reply).map_err(worker::Error::RustError)?, None),
         Err(error) => {
-            let status = error.status(surface);
-            let response = error.render(surface, &request_id, &now.to_rfc3339())?;
-            (response, status, error.log_reason().map(str::to_string))
+            let response = error
+                .render(surface, &request_id, &now.to_rfc3339())
+                .map_err(worker::Error::RustError)?;
+            (response, error.log_reason().map(str::to_string))
         }
     };
-    let headers = response.headers().clone();
-    headers.set("x-request-id", &request_id)?;
-    headers.set("cache-control", "no-store")?;
+    let status = response.status;
+    response.set("x-request-id", request_id.clone());
+    response.set("cache-control", "no-store".into());
     if surface == Surface::Connection {
-        headers.set("x-api-version", ApiVersion::DEFAULT.as_str())?;
+        response.set("x-api-version", ApiVersion::DEFAULT.as_str().into());
     }
     if let Some(bookmark) = session.bookmark() {
-        headers.set(context::BOOKMARK_HEADER, &bookmark)?;
+        response.set(context::BOOKMARK_HEADER, bookmark);
     }
-    if let Some(origin) = &allowed_origin {
-        cors::allow(&headers, origin)?;
+    if let Some(origin) = allowed_origin {
+        cors::allow(&mut response, origin);
     }
     let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
     if request_log.logs(status) {
@@ -236,7 +234,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<Response> {
             error: reason.as_deref(),
         });
     }
-    Ok(response.with_headers(headers))
+    response.into_response().map_err(worker::Error::from)
 }
 
 /// Serialized straight to text (no intermediate `Value`), one console call.
@@ -282,47 +280,43 @@ fn unknown_method(path: &str) -> ApiError {
     }
 }
 
-fn render_reply(reply: Reply) -> worker::Result<Response> {
-    let headers = Headers::new();
-    if let Some(version) = reply.etag {
-        headers.set("etag", &format!("\"{version}\""))?;
-    }
-    for (name, value) in &reply.headers {
-        headers.set(name, value)?;
-    }
-    if let Some((content_type, stream)) = reply.stream {
-        headers.set("content-type", content_type)?;
-        return Ok(Response::from_body(worker::ResponseBody::Stream(stream))?
-            .with_status(reply.status)
-            .with_headers(headers));
-    }
-    if let Some(html) = reply.page {
-        headers.set("content-type", "text/html; charset=utf-8")?;
-        return Ok(Response::from_html(html)?
-            .with_status(reply.status)
-            .with_headers(headers));
-    }
-    match reply.body {
-        Some(value) if !reply.splices.is_empty() => {
-            let splices = reply
-                .splices
-                .iter()
-                .map(|splice| {
-                    serde_json::from_str::<&RawValue>(&splice.json)
-                        .map(|raw| (splice.path.as_slice(), raw))
-                        .map_err(|_| worker::Error::RustError("spliced text is not JSON".into()))
-                })
-                .collect::<worker::Result<Vec<_>>>()?;
-            let spliced = Spliced {
-                value: &value,
-                depth: 0,
-                splices,
-            };
-            json_response(&spliced, reply.status, headers)
+fn render_reply(reply: Reply) -> Result<Outgoing, String> {
+    let mut response = if let Some((content_type, stream)) = reply.stream {
+        let mut response = Outgoing::new(reply.status, Body::Stream(stream));
+        response.set("content-type", content_type.into());
+        response
+    } else if let Some(html) = reply.page {
+        let mut response = Outgoing::new(reply.status, Body::Text(html.into()));
+        response.set("content-type", "text/html; charset=utf-8".into());
+        response
+    } else {
+        match reply.body {
+            Some(value) if !reply.splices.is_empty() => {
+                let splices = reply
+                    .splices
+                    .iter()
+                    .map(|splice| {
+                        serde_json::from_str::<&RawValue>(&splice.json)
+                            .map(|raw| (splice.path.as_slice(), raw))
+                            .map_err(|_| "spliced text is not JSON".to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let spliced = Spliced {
+                    value: &value,
+                    depth: 0,
+                    splices,
+                };
+                json_response(&spliced, reply.status)?
+            }
+            Some(body) => json_response(&body, reply.status)?,
+            None => Outgoing::new(reply.status, Body::Empty),
         }
-        Some(body) => json_response(&body, reply.status, headers),
-        None => Ok(Response::empty()?
-            .with_status(reply.status)
-            .with_headers(headers)),
+    };
+    if let Some(version) = reply.etag {
+        response.set("etag", format!("\"{version}\""));
     }
+    for (name, value) in reply.headers {
+        response.set(name, value);
+    }
+    Ok(response)
 }

@@ -10,9 +10,7 @@
 //! `env`, `faults`, `plain_vars` → `coffer-core`.
 extern crate alloc;
 
-use worker::{
-    event, Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,
-};
+use worker::{event, Context, Date, Env, Request, Result, ScheduleContext, ScheduledEvent};
 
 mod access;
 mod archive;
@@ -41,7 +39,7 @@ mod web_fetch;
 mod web_url;
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     env::warn_once_about_secrets_in_plain_vars();
     http::serve(req, env).await
 }

@@ -2,9 +2,14 @@
 //! `CORS_ALLOWED_ORIGINS` get `Access-Control-Allow-Origin`, so a browser
 //! never hands a response (let alone a secret) to any other origin. No
 //! cookies are involved (bearer tokens only), so credentials mode is off.
-use worker::{Env, Headers};
+use worker::Env;
 
-use crate::{context::Reply, env, error::ApiError, router};
+use crate::{
+    context::Reply,
+    env,
+    error::{ApiError, Outgoing},
+    router,
+};
 
 /// Request headers a dashboard may send.
 const ALLOW_HEADERS: &str =
@@ -46,10 +51,10 @@ impl Policy {
 }
 
 /// Adds the headers that let an allowed origin read the response.
-pub(crate) fn allow(headers: &Headers, origin: &str) -> worker::Result<()> {
-    headers.set("access-control-allow-origin", origin)?;
-    headers.append("vary", "Origin")?;
-    headers.set("access-control-expose-headers", EXPOSE_HEADERS)
+pub(crate) fn allow(response: &mut Outgoing, origin: String) {
+    response.set("access-control-allow-origin", origin);
+    response.append("vary", "Origin".into());
+    response.set("access-control-expose-headers", EXPOSE_HEADERS.into());
 }
 
 /// Answers a preflight: 204 with the route's methods for an allowed
