@@ -402,6 +402,12 @@ impl Outgoing {
         self.headers.push((name, value));
     }
 
+    /// The headers so far, in order.
+    #[cfg(test)]
+    pub(crate) fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
     /// The runtime's `Response`.
     pub(crate) fn into_response(self) -> Result<web_sys::Response, JsValue> {
         let headers = web_sys::Headers::new()?;

@@ -77,7 +77,8 @@ pub(crate) fn preflight(path: &str, allowed_origin: Option<&str>) -> Result<Repl
 
 #[cfg(test)]
 mod tests {
-    use super::Policy;
+    use super::{allow, preflight, Policy};
+    use crate::error::{ApiError, Body, Outgoing};
 
     #[test]
     fn only_listed_origins_are_allowed_and_wildcards_are_ignored() {
@@ -115,5 +116,59 @@ mod tests {
         ] {
             assert!(!policy.allows(origin), "{origin}");
         }
+    }
+
+    #[test]
+    fn an_allowed_origin_is_echoed_exposed_headers_listed_and_vary_kept() {
+        let mut response = Outgoing::new(200, Body::Empty);
+        response.set("vary", "Accept-Encoding".into());
+        response.set(
+            "access-control-allow-origin",
+            "https://stale.example.com".into(),
+        );
+        allow(&mut response, "https://admin.example.com".into());
+        assert_eq!(
+            response.headers(),
+            [
+                ("vary", "Accept-Encoding".to_string()),
+                (
+                    "access-control-allow-origin",
+                    "https://admin.example.com".to_string()
+                ),
+                ("vary", "Origin".to_string()),
+                (
+                    "access-control-expose-headers",
+                    "etag, x-request-id, x-api-version, x-coffer-bookmark".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_preflight_lists_the_routes_methods_for_an_allowed_origin_only() {
+        let reply = preflight("/api/v1/credentials", Some("https://admin.example.com"))
+            .expect("a known path");
+        assert_eq!(reply.status, 204);
+        assert_eq!(
+            reply.headers,
+            [
+                ("access-control-allow-methods", "GET, POST".to_string()),
+                (
+                    "access-control-allow-headers",
+                    "authorization, content-type, x-tenantid, realmname, x-api-version, \
+                     if-match, x-coffer-bookmark"
+                        .to_string()
+                ),
+                ("access-control-max-age", "600".to_string()),
+            ]
+        );
+        assert!(matches!(
+            preflight("/api/v1/credentials", None),
+            Err(ApiError::Forbidden)
+        ));
+        assert!(matches!(
+            preflight("/no/such/route", Some("https://admin.example.com")),
+            Err(ApiError::RouteNotFound)
+        ));
     }
 }
