@@ -311,7 +311,31 @@ impl Side {
         }
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
+
+    /// POSTs `body` to `path` `count` times, each answered 201.
+    fn post_many(&self, path: &str, headers: &[(String, String)], body: &str, count: usize) {
+        let client = reqwest::blocking::Client::new();
+        for _ in 0..count {
+            let mut request = client.post(self.url(path));
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let status = request
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .map(|response| response.status().as_u16())
+                .unwrap_or(0);
+            if status != 201 {
+                eprintln!("bench: seeding POST {} answered {status}", self.url(path));
+                std::process::exit(1);
+            }
+        }
+    }
 }
+
+/// Records the "2,000 records" details route finds in its integration.
+const MANY_RECORDS: usize = 2_000;
 
 /// One compared route: what Coffer serves and what the peer serves for it.
 struct Compared {
@@ -375,17 +399,23 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             })
     };
     let (coffer_id, peer_id) = (created(&coffer), created(&other));
+    // The create route writes to an integration of its own: the details
+    // routes then read the same records on both sides, however many each
+    // side's create run added.
+    let in_integration = |integration: &str| body.replace("bench-integration", integration);
+    let writes_body = in_integration("bench-writes");
     let script =
         std::env::temp_dir().join(format!("coffer-bench-create-{}.lua", std::process::id()));
     std::fs::write(
         &script,
         format!(
             "wrk.method = \"POST\"\nwrk.body = '{}'\nwrk.headers[\"content-type\"] = \"application/json\"\n",
-            body.replace('\'', "\\'")
+            writes_body.replace('\'', "\\'")
         ),
     )
     .expect("write the wrk script");
     let details = "/api/v1/credentials/bench-integration/details".to_string();
+    let many_details = "/api/v1/credentials/bench-many/details".to_string();
     let routes = vec![
         Compared {
             name: "no storage: 404 (peer: healthz)",
@@ -415,6 +445,12 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             name: "details by id (`?credentialId=`)",
             coffer: (format!("{details}?credentialId=cred-{coffer_id}"), 200),
             peer: (format!("{details}?credentialId=cred-{peer_id}"), 200),
+            post: false,
+        },
+        Compared {
+            name: "details, 2,000 records in the integration",
+            coffer: (many_details.clone(), 200),
+            peer: (many_details.clone(), 200),
             post: false,
         },
         Compared {
@@ -458,6 +494,14 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
         })
         .filter(|counts: &Vec<u32>| !counts.is_empty())
         .unwrap_or_else(|| vec![1, 8]);
+    if routes.iter().any(|route| route.coffer.0 == many_details) {
+        // A tenant with many connections of one integration: the details
+        // route's selection rule picks the newest active one among them.
+        let many_body = in_integration("bench-many");
+        for side in [&coffer, &other] {
+            side.post_many("/api/v1/credentials", &headers, &many_body, MANY_RECORDS);
+        }
+    }
     let none: Vec<(String, String)> = Vec::new();
     for route in &routes {
         for (side, (path, status)) in [(&coffer, &route.coffer), (&other, &route.peer)] {

@@ -72,14 +72,28 @@ pub(super) const FIND: &str = concat!(
     live!("c")
 );
 
-/// The selection rule's order: effectively active first, then newest,
-/// ties by id. `$now` is the parameter holding the current time.
-macro_rules! selection_order {
-    ($now:literal) => {
+/// The id the selection rule picks for tenant `$tenant` and integration
+/// `$integration` at time `$now`: the newest effectively active record
+/// (`active` or `expired`, and not past its `expires_at`), else the newest
+/// record; ties by id. Each branch walks the `credentials_by_tenant_integration`
+/// index newest first and stops at its first match, so the cost does not
+/// grow with the integration's records (one `ORDER BY` over the rule's
+/// expression sorted every one of them).
+macro_rules! selected_id {
+    ($tenant:literal, $integration:literal, $now:literal) => {
         concat!(
-            "ORDER BY (c.status IN ('active', 'expired') AND (c.expires_at IS NULL OR c.expires_at > ",
+            "COALESCE((SELECT s.id FROM credentials s WHERE s.tenant_id = ",
+            $tenant,
+            " AND s.integration_id = ",
+            $integration,
+            " AND s.status IN ('active', 'expired') AND (s.expires_at IS NULL OR s.expires_at > ",
             $now,
-            ")) DESC, c.created_at DESC, c.id DESC LIMIT 1"
+            ") ORDER BY s.created_at DESC, s.id DESC LIMIT 1), \
+             (SELECT s.id FROM credentials s WHERE s.tenant_id = ",
+            $tenant,
+            " AND s.integration_id = ",
+            $integration,
+            " ORDER BY s.created_at DESC, s.id DESC LIMIT 1))"
         )
     };
 }
@@ -89,10 +103,9 @@ pub(super) const SELECT_FOR_INTEGRATION: &str = concat!(
     "SELECT ",
     columns!(),
     tenant_key_column!("c"),
-    " FROM credentials c WHERE c.tenant_id = ?1 AND c.integration_id = ?2",
-    live!("c"),
-    " ",
-    selection_order!("?3")
+    " FROM credentials c WHERE c.id = ",
+    selected_id!("?1", "?2", "?3"),
+    live!("c")
 );
 
 /// ?1..?24, see `Store::insert`: only while tenant key ?23 of tenant ?2
@@ -244,12 +257,7 @@ pub(super) fn record_read_returning(scope: ReadScope) -> String {
     match scope {
         ReadScope::Id => {}
         ReadScope::IdInIntegration => sql.push_str(" AND integration_id = ?8"),
-        ReadScope::Selection => sql.push_str(concat!(
-            " AND id = (SELECT c.id FROM credentials c \
-               WHERE c.tenant_id = ?6 AND c.integration_id = ?8 ",
-            selection_order!("?2"),
-            ")"
-        )),
+        ReadScope::Selection => sql.push_str(concat!(" AND id = ", selected_id!("?6", "?8", "?2"))),
     }
     sql.push_str(" RETURNING ");
     sql.push_str(&columns!().replace("c.", ""));
@@ -1235,6 +1243,28 @@ mod tests {
             super::LIST_SHARES,
         ] {
             assert_eq!(faults(good), Vec::<String>::new(), "{:?}", plan(&db, good));
+        }
+    }
+
+    /// The selection rule walks the integration's index newest first and
+    /// stops at its pick: no sort over the integration's records.
+    #[test]
+    fn the_selection_rule_sorts_nothing() {
+        let db = migrated();
+        for sql in [
+            super::SELECT_FOR_INTEGRATION.to_string(),
+            super::record_read_returning(super::ReadScope::Selection),
+        ] {
+            let plan = plan(&db, &sql);
+            assert!(
+                plan.iter().all(|line| !line.contains("TEMP B-TREE")),
+                "{plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|line| line.contains("credentials_by_tenant_integration")),
+                "{plan:?}"
+            );
         }
     }
 }
