@@ -33,7 +33,7 @@ esac
 # post-processing. Drop it, and the producers section, after the fact:
 # no optimization pass, only sections removed (same features as worker-build).
 # COFFER_KEEP_NAMES=1 keeps the names, for a CPU profile whose frames
-# name Rust functions (see `make profile`).
+# name Rust functions (README, "Benchmarks and the performance budget").
 wasm="$out/index_bg.wasm"
 [ -n "${COFFER_KEEP_NAMES:-}" ] && exit 0
 "$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" --strip-debug --strip-producers \
