@@ -136,6 +136,8 @@ fn seed_200_is_exactly_connection_id_and_credentials_for_a_user() {
         );
         assert_api_version(&reply);
         assert_eq!(reply.header("etag"), Some("\"1\""), "{role}");
+        // A decrypted secret is never kept by a cache on the way.
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{role}");
         assert!(reply
             .header("content-type")
             .unwrap_or_default()

@@ -501,6 +501,7 @@ fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     ] {
         let reply = api.get(path);
         assert_error(&reply, 404, "NOT_FOUND");
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
     }
     let cases = [
         (Method::PUT, "/api/v1/credentials", &["GET", "POST"][..]),
