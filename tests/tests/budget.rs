@@ -240,7 +240,7 @@ fn the_wasm_bundle_stays_within_its_gzip_budget() {
 }
 
 #[test]
-fn a_stale_blob_guess_costs_one_extra_kv_read_and_serves_the_current_secret() {
+fn a_remembered_blob_costs_no_kv_read_and_a_stale_one_serves_the_current_secret() {
     let server = &world().server;
     let owner = tenant();
     let api =
@@ -252,16 +252,21 @@ fn a_stale_blob_guess_costs_one_extra_kv_read_and_serves_the_current_secret() {
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["data"]["id"].as_str().expect("id").to_string();
     let path = format!("/api/v1/credentials/guess?credentialId={id}");
-    // The first read teaches the isolate which blob serves this lookup.
+    // The first read teaches the isolate which blob serves this lookup, and
+    // keeps the blob (its KV key is never written twice).
+    let first = api.get(&path);
+    assert_eq!(first.body["data"]["credentials"]["k"], "guess-old-secret");
     assert_eq!(
-        api.get(&path).body["data"]["credentials"]["k"],
-        "guess-old-secret"
+        storage_calls(server, &first).1,
+        1,
+        "the first read fetches the blob"
     );
     let warm = api.get(&path);
-    let line = log_line(server, warm.header("x-request-id").expect("request id"));
+    assert_eq!(warm.body["data"]["credentials"]["k"], "guess-old-secret");
     assert_eq!(
-        line["kv"], 1,
-        "a right guess is the read's only KV operation"
+        storage_calls(server, &warm),
+        (1, 0),
+        "a remembered secret write: the one D1 statement that counts, no KV read"
     );
 
     let patched = api.patch(
@@ -269,12 +274,21 @@ fn a_stale_blob_guess_costs_one_extra_kv_read_and_serves_the_current_secret() {
         &json!({"credentials": {"k": "guess-new-secret"}}),
     );
     assert_eq!(patched.status, 200, "{}", patched.text);
+    // The remembered blob is the old secret's: D1 refuses to count it, and
+    // the slow path serves (and then remembers) the new one.
     let read = api.get(&path);
     assert_eq!(read.status, 200, "{}", read.text);
     assert_eq!(read.body["data"]["credentials"]["k"], "guess-new-secret");
-    let line = log_line(server, read.header("x-request-id").expect("request id"));
     assert_eq!(
-        line["kv"], 2,
-        "the stale guess (a deleted blob) plus the current blob"
+        storage_calls(server, &read).1,
+        1,
+        "the stale guess costs no KV read; the current blob one"
     );
+    let again = api.get(&path);
+    assert_eq!(again.body["data"]["credentials"]["k"], "guess-new-secret");
+    assert_eq!(storage_calls(server, &again), (1, 0));
+    let count = api.get(&format!(
+        "/api/v1/credentials/guess/details?credentialId={id}"
+    ));
+    assert_eq!(count.body["data"]["accessCount"], 4, "{}", count.text);
 }

@@ -1,10 +1,10 @@
 //! The one decrypted-read path both surfaces share, and sealing.
 //!
-//! [`read`] tries the fast path ([`read_remembered`]: one KV read and one D1
-//! statement) and otherwise the slow path, which loads the record through
-//! the access gate while the remembered blob is prefetched, then opens and
-//! counts it, starting over (through the gate again) when the secret
-//! changed underneath.
+//! [`read`] tries the fast path ([`read_remembered`]: the blob this isolate
+//! remembers and one D1 statement) and otherwise the slow path, which loads
+//! the record through the access gate, then fetches (unless remembered),
+//! opens and counts its blob, starting over (through the gate again) when
+//! the secret changed underneath.
 use coffer_core::{Action, Binding, Timestamp};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -76,13 +76,11 @@ pub(crate) async fn read(
     if let Some(served) = read_remembered(ctx, caller, store, target).await? {
         return Ok(served);
     }
-    // The blob fetch runs alongside the D1 read; D1 still decides.
-    let (visible, prefetched) = futures_util::future::join(
-        access::load_visible(ctx, store, caller, target, Action::ReadSecret),
-        store.prefetch_blob(target.lookup()),
-    )
-    .await;
-    read_secret(ctx, caller, store, target, visible?, prefetched).await
+    // A blob this isolate remembers for the lookup saves the KV read when
+    // D1 names the same key; D1 still decides.
+    let prefetched = Store::guessed_blob(target.lookup());
+    let visible = access::load_visible(ctx, store, caller, target, Action::ReadSecret).await?;
+    read_secret(ctx, caller, store, target, visible, prefetched).await
 }
 
 /// The slow path: serves the secret of a record the gate allowed. Refusals
@@ -167,10 +165,10 @@ async fn read_secret(
     )))
 }
 
-/// The fast path of a decrypted read: one KV read and one D1 statement.
+/// The fast path of a decrypted read: one D1 statement, no KV read.
 ///
 /// The isolate remembers the secret write it last served for a lookup (its
-/// blob key and wrapped data key, never the secret). The gate's first door
+/// blob key, the sealed blob, and the wrapped data key; never the secret). The gate's first door
 /// ([`access::remembered`]) decides what needs no record (may this caller
 /// read its own tenant's secrets at all, and is the remembered record its
 /// tenant's); the remembered blob is opened; then the one statement that
@@ -182,8 +180,8 @@ async fn read_secret(
 ///
 /// `Ok(None)` means nothing was counted or audited and the slow path must
 /// decide: nothing remembered, a refusal to explain (and audit), a blob
-/// that is gone or does not open with the remembered wrap (a rewrap and a
-/// removed master key), or a record that changed.
+/// that does not open with the remembered wrap (a rewrap and a removed
+/// master key), or a record that changed.
 pub(crate) async fn read_remembered(
     ctx: &Ctx,
     caller: &Caller,
@@ -200,23 +198,17 @@ pub(crate) async fn read_remembered(
         credential: remembered.id,
         version: remembered.secret_version.get(),
     };
-    let blob = store.remembered_blob(&remembered).await?;
-    let plain = match blob {
-        Some(blob) => {
-            keys::open_secret(
-                &keyring,
-                store,
-                ctx.now.as_unix_millis(),
-                &binding,
-                remembered.tk_version,
-                remembered.tenant_key.as_ref(),
-                &remembered.wrapped_dek,
-                &blob,
-            )
-            .await?
-        }
-        None => None,
-    };
+    let plain = keys::open_secret(
+        &keyring,
+        store,
+        ctx.now.as_unix_millis(),
+        &binding,
+        remembered.tk_version,
+        remembered.tenant_key.as_ref(),
+        &remembered.wrapped_dek,
+        remembered.blob.bytes(),
+    )
+    .await?;
     let secret = plain.and_then(json_object_text);
     let Some(secret) = secret else {
         Store::forget(lookup);

@@ -63,23 +63,18 @@ impl Store {
             .map_err(kv_error)
     }
 
-    /// Starts fetching the blob last served for `lookup` in this isolate, so
-    /// it can run concurrently with the D1 read that decides access. Only a
-    /// guess: [`Store::blob_prefetched`] uses it when D1 names the same
-    /// (immutable) key, and nothing is decided from it.
-    pub(crate) async fn prefetch_blob(&self, lookup: &Lookup) -> Option<(String, Vec<u8>)> {
-        let key = guesses::get(lookup)?.key;
-        let blob = self
-            .io
-            .get_bytes(&self.secrets, &key)
-            .await
-            .ok()
-            .flatten()?;
-        Some((key, blob))
+    /// The blob last served for `lookup` in this isolate, from its memory
+    /// (no round trip). Only a guess: [`Store::blob_prefetched`] uses it
+    /// when D1 names the same (immutable) key, and nothing is decided from
+    /// it.
+    pub(crate) fn guessed_blob(lookup: &Lookup) -> Option<(String, Vec<u8>)> {
+        let remembered = guesses::get(lookup)?;
+        Some((remembered.key, remembered.blob.bytes().to_vec()))
     }
 
-    /// The record's current blob: the prefetched one when its key is the
-    /// record's, otherwise fetched now. Remembers the key for `lookup`.
+    /// The record's current blob: the guessed one when its key is the
+    /// record's, otherwise fetched now. Remembers the key and the blob for
+    /// `lookup`.
     pub(crate) async fn blob_prefetched(
         &self,
         record: &Record,
@@ -91,8 +86,8 @@ impl Store {
             Some((guessed, blob)) if guessed == key => Some(blob),
             _ => self.blob(record).await?,
         };
-        if blob.is_some() {
-            guesses::remember(lookup, Remembered::of(record));
+        if let Some(blob) = &blob {
+            guesses::remember(lookup, Remembered::of(record, blob));
         }
         Ok(blob)
     }
@@ -105,17 +100,6 @@ impl Store {
     /// Drops what this isolate remembers of `lookup` (it no longer holds).
     pub(crate) fn forget(lookup: &Lookup) {
         guesses::forget(lookup);
-    }
-
-    /// The remembered secret write's blob (one KV read).
-    pub(crate) async fn remembered_blob(
-        &self,
-        remembered: &Remembered,
-    ) -> Result<Option<Vec<u8>>, ApiError> {
-        self.io
-            .get_bytes(&self.secrets, &remembered.key)
-            .await
-            .map_err(kv_error)
     }
 
     /// Writes a secret write's blob with its write time (`record.updated_at`,
