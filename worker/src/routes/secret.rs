@@ -78,9 +78,9 @@ pub(crate) async fn read(
     }
     // A blob this isolate remembers for the lookup saves the KV read when
     // D1 names the same key; D1 still decides.
-    let prefetched = Store::guessed_blob(target.lookup());
+    let guessed = Store::guessed_blob(target.lookup());
     let visible = access::load_visible(ctx, store, caller, target, Action::ReadSecret).await?;
-    read_secret(ctx, caller, store, target, visible, prefetched).await
+    read_secret(ctx, caller, store, target, visible, guessed).await
 }
 
 /// The slow path: serves the secret of a record the gate allowed. Refusals
@@ -95,7 +95,7 @@ async fn read_secret(
     store: &Store,
     target: &Target,
     mut visible: Visible,
-    mut prefetched: Option<(String, Vec<u8>)>,
+    mut guessed: Option<(String, Vec<u8>)>,
 ) -> Result<(Record, Secret), ApiError> {
     let refresher = Refresher {
         env: &ctx.env,
@@ -112,7 +112,7 @@ async fn read_secret(
         };
         if refresher.before_read(record, &shown, first).await? {
             first = false;
-            prefetched = None;
+            guessed = None;
             visible = access::load_visible(
                 ctx,
                 store,
@@ -123,15 +123,8 @@ async fn read_secret(
             .await?;
             continue;
         }
-        let attempt = read_once(
-            ctx,
-            caller,
-            store,
-            record,
-            target.lookup(),
-            prefetched.take(),
-        )
-        .await?;
+        let attempt =
+            read_once(ctx, caller, store, record, target.lookup(), guessed.take()).await?;
         let blob_missing = match attempt {
             Attempt::Served(served) => return Ok(*served),
             Attempt::BlobMissing => true,
@@ -269,10 +262,10 @@ async fn read_once(
     store: &Store,
     record: &Record,
     lookup: &Lookup,
-    prefetched: Option<(String, Vec<u8>)>,
+    guessed: Option<(String, Vec<u8>)>,
 ) -> Result<Attempt, ApiError> {
     let keyring = keyring(&ctx.env)?;
-    let Some(blob) = store.blob_prefetched(record, lookup, prefetched).await? else {
+    let Some(blob) = store.current_blob(record, lookup, guessed).await? else {
         return Ok(Attempt::BlobMissing);
     };
     let plaintext = keys::open_secret(

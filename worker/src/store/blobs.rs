@@ -64,7 +64,7 @@ impl Store {
     }
 
     /// The blob last served for `lookup` in this isolate, from its memory
-    /// (no round trip). Only a guess: [`Store::blob_prefetched`] uses it
+    /// (no round trip). Only a guess: [`Store::current_blob`] uses it
     /// when D1 names the same (immutable) key, and nothing is decided from
     /// it.
     pub(crate) fn guessed_blob(lookup: &Lookup) -> Option<(String, Vec<u8>)> {
@@ -75,15 +75,15 @@ impl Store {
     /// The record's current blob: the guessed one when its key is the
     /// record's, otherwise fetched now. Remembers the key and the blob for
     /// `lookup`.
-    pub(crate) async fn blob_prefetched(
+    pub(crate) async fn current_blob(
         &self,
         record: &Record,
         lookup: &Lookup,
-        prefetched: Option<(String, Vec<u8>)>,
+        guessed: Option<(String, Vec<u8>)>,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let key = blob_key(record);
-        let blob = match prefetched {
-            Some((guessed, blob)) if guessed == key => Some(blob),
+        let blob = match guessed {
+            Some((guessed_key, blob)) if guessed_key == key => Some(blob),
             _ => self.blob(record).await?,
         };
         if let Some(blob) = &blob {

@@ -8,12 +8,13 @@
 //! bytes KV holds under that key (AES-GCM-sealed, bound to tenant, record
 //! and version), so keeping them is a cache that cannot go stale.
 //!
-//! Two uses. The slow path takes the remembered blob from here while D1 is
-//! still deciding ([`super::Store::prefetch_blob`]). The fast path opens the
-//! remembered blob with the remembered wrap and then asks D1, in the one
-//! statement that counts and audits the read, whether the record is still
-//! that secret write (same version, same nonce), owned by the reader,
-//! servable, and (for a selection) still the selected record
+//! Two uses. The slow path takes the remembered blob from here before D1
+//! decides ([`super::Store::guessed_blob`]), saving the KV read when D1
+//! names the same key. The fast path opens the remembered blob with the
+//! remembered wrap and then asks D1, in the one statement that counts and
+//! audits the read, whether the record is still that secret write (same
+//! version, same nonce), owned by the reader, servable, and (for a
+//! selection) still the selected record
 //! ([`super::Store::record_remembered_read`]): one D1 round trip and no KV
 //! read. Nothing is decided from memory: a wrong or stale guess is refused
 //! by that statement, forgotten, and the slow path decides.

@@ -11,7 +11,7 @@
 //! Split by what each part knows: `records.rs` (the credential rows and
 //! their statements) with `record.rs` (the typed [`Record`] and row
 //! parsing), `blobs.rs` (KV keys of sealed blobs, get/put/delete, and the
-//! prefetch guesses of `guesses.rs`), `audit.rs`, `shares.rs`, `sweep.rs`
+//! remembered guesses of `guesses.rs`), `audit.rs`, `shares.rs`, `sweep.rs`
 //! (what the sweeps read and write), `jwks_cache.rs` (the JWKS cache's
 //! KV layout), `sql.rs` (every statement), and `io.rs`, the round-trip
 //! primitives: the only code that calls D1 or KV, each call counted in
