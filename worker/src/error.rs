@@ -354,9 +354,11 @@ impl ApiError {
 /// A JSON response with `status`.
 pub(crate) fn json_response(body: &impl serde::Serialize, status: u16) -> Result<Outgoing, String> {
     let text = serde_json::to_string(body).map_err(|error| error.to_string())?;
-    let mut response = Outgoing::new(status, Body::Text(text));
-    response.set("content-type", "application/json".into());
-    Ok(response)
+    Ok(Outgoing::typed(
+        status,
+        "application/json",
+        Body::Text(text),
+    ))
 }
 
 /// A response as the Worker assembles it, made into the runtime's
@@ -385,6 +387,15 @@ impl Outgoing {
         Self {
             status,
             headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// A response whose body is of `content_type`.
+    pub(crate) fn typed(status: u16, content_type: &str, body: Body) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
             body,
         }
     }

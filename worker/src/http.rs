@@ -282,13 +282,13 @@ fn unknown_method(path: &str) -> ApiError {
 
 fn render_reply(reply: Reply) -> Result<Outgoing, String> {
     let mut response = if let Some((content_type, stream)) = reply.stream {
-        let mut response = Outgoing::new(reply.status, Body::Stream(stream));
-        response.set("content-type", content_type.into());
-        response
+        Outgoing::typed(reply.status, content_type, Body::Stream(stream))
     } else if let Some(html) = reply.page {
-        let mut response = Outgoing::new(reply.status, Body::Text(html.into()));
-        response.set("content-type", "text/html; charset=utf-8".into());
-        response
+        Outgoing::typed(
+            reply.status,
+            "text/html; charset=utf-8",
+            Body::Text(html.into()),
+        )
     } else {
         match reply.body {
             Some(value) if !reply.splices.is_empty() => {
