@@ -48,7 +48,7 @@ for set in $sets; do
       # needs the Workers runtime (`Env`); the black-box CORS tests in
       # tests/tests/ops.rs cover it.
       package=coffer-worker
-      files+=(-f worker/src/http/cors.rs -f worker/src/store/page.rs)
+      files+=(-f worker/src/http/cors.rs -f worker/src/store/page.rs -f worker/src/store/guesses.rs)
       files+=(--exclude-re 'cors\.rs:.*\bfrom_env\b')
       ;;
     *)

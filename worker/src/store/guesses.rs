@@ -213,6 +213,21 @@ mod tests {
     }
 
     #[test]
+    fn the_isolate_memory_remembers_replaces_and_forgets() {
+        assert!(get(&lookup(9)).is_none());
+        remember(&lookup(9), remembered(5));
+        remember(&lookup(10), remembered(6));
+        let got = get(&lookup(9)).expect("remembered");
+        assert_eq!(got.blob.bytes(), &[7u8; 5][..]);
+        remember(&lookup(9), remembered(2));
+        assert_eq!(get(&lookup(9)).map(|r| r.blob.bytes().len()), Some(2));
+        forget(&lookup(9));
+        assert!(get(&lookup(9)).is_none());
+        assert!(get(&lookup(10)).is_some(), "another lookup is left alone");
+        GUESSES.with(|guesses| assert_eq!(guesses.borrow().blob_bytes, 6));
+    }
+
+    #[test]
     fn a_sealed_blob_debugs_as_its_length() {
         assert_eq!(format!("{:?}", remembered(3).blob), "Sealed(3 bytes)");
     }
