@@ -161,10 +161,10 @@ async fn read_secret(
 /// The fast path of a decrypted read: one D1 statement, no KV read.
 ///
 /// The isolate remembers the secret write it last served for a lookup (its
-/// blob key, the sealed blob, and the wrapped data key; never the secret). The gate's first door
-/// ([`access::remembered`]) decides what needs no record (may this caller
-/// read its own tenant's secrets at all, and is the remembered record its
-/// tenant's); the remembered blob is opened; then the one statement that
+/// blob key, the sealed blob, and the wrapped data key; never the secret).
+/// The gate's first door ([`access::remembered`]) decides what needs no
+/// record (may this caller read its own tenant's secrets at all, and is the
+/// remembered record its tenant's); the remembered blob is opened; then the one statement that
 /// counts and audits the read also checks, atomically, that the record is
 /// still that secret write, owned by the caller's tenant, servable, and
 /// what the lookup finds (in the target's integration, or the selection
