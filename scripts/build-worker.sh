@@ -20,6 +20,19 @@ cd "$(dirname "$0")/../worker"
 export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
 export WASM_OPT_BIN=../node_modules/.bin/wasm-opt
 export ESBUILD_BIN=../node_modules/.bin/esbuild
+# The standard library is rebuilt with the Worker (`-Zbuild-std`, from the
+# `rust-src` component scripts/setup.sh adds), for size: a panic becomes the
+# trap it already ended in (`-Cpanic=immediate-abort`: no panic message
+# formatting, which wasm32-unknown-unknown has nowhere to print anyway), and
+# std's own `optimize_for_size` choices. 29 KB gzipped smaller than the
+# prebuilt std (README, "Size"). These are nightly switches of the pinned
+# stable toolchain: RUSTC_BOOTSTRAP=1 unlocks them for this build only,
+# as scripts/fuzz.sh does for cargo-fuzz; lint and unit builds use plain
+# stable.
+export RUSTC_BOOTSTRAP=1
+export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+export CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
 case "${1:-release}" in
   release) out=build; worker-build --release ;;
   faults)

@@ -26,6 +26,12 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# The Worker's build rebuilds the standard library (scripts/build-worker.sh).
+if ! rustup component list --installed | grep -qx rust-src; then
+  say "adding the rust-src component"
+  rustup component add rust-src
+fi
+
 # npm ci wipes node_modules, so only run it when the lock file changed.
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.coffer-lock 2>/dev/null)" != "$lock_sum" ]; then

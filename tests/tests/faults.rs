@@ -41,8 +41,9 @@ fn master_key() -> &'static str {
     COFFER_KEYS.split_once(':').expect("kid:key").1
 }
 
-/// Asserts that the Worker never panicked (a panic in wasm is an abort of
-/// the isolate, logged by workerd as `panicked at`), once the log holds the
+/// Asserts that the Worker never panicked (a panic in wasm is a trap,
+/// logged by workerd as `RuntimeError: unreachable`, and by a build with
+/// panic messages as `panicked at`), once the log holds the
 /// line of the last request made (lines arrive asynchronously; a log
 /// without request lines fails, since it would hide a panic too).
 fn assert_no_panic(server: &Server) {
@@ -801,4 +802,48 @@ fn secrets_kv_unbound_fails_reads_and_writes_503_and_writes_nothing() {
     assert_untouched_and_readable(&server, owner, &id, secret);
     assert_not_logged(&server, &[secret, "outage-new-2", "outage-new-3"]);
     assert_no_panic(&server);
+}
+
+// ---------------------------------------------------------------------------
+// 5. A panic.
+
+/// A bug that panics mid-request (the fault build's `x-coffer-fault-panic`
+/// switch, before routing): the client gets a 500 that shows no secret,
+/// workerd logs the trap, and the isolate is set up again, so the next
+/// requests are served, with the same secret.
+#[test]
+fn a_panic_is_a_500_and_the_next_request_is_served() {
+    let server = Server::start_with_faults(&[]);
+    let owner = tenant();
+    let admin = api_for(&server, owner, "integration_admin");
+    let secret = "panic-secret-1";
+    let id = create_credential(
+        &admin,
+        &credential_body("panic", "Panic", json!({"token": secret})),
+    );
+    let read = format!("/api/v1/credentials/panic?credentialId=cred-{id}");
+    // Warm: the isolate has opened the secret and remembers its blob.
+    assert_eq!(admin.get(&read).status, 200);
+    let crashed = api_for(&server, owner, "integration_admin")
+        .header("x-coffer-fault-panic", "1")
+        .get(&read);
+    assert_eq!(crashed.status, 500, "{}", crashed.text);
+    assert_no_leak(&crashed, &[secret, master_key()]);
+    for attempt in 0..3 {
+        let again = admin.get(&read);
+        assert_eq!(
+            again.status, 200,
+            "read {attempt} after the panic: {}",
+            again.text
+        );
+        assert_eq!(again.body["data"]["credentials"]["token"], secret);
+    }
+    let connection = admin.get(&format!("/connection/{id}/credentials"));
+    assert_eq!(connection.status, 200, "{}", connection.text);
+    let log = server.log_through_last_request();
+    assert!(
+        log.contains("RuntimeError: unreachable") || log.contains("panicked at"),
+        "workerd logs the panic"
+    );
+    assert_not_logged(&server, &[secret]);
 }

@@ -29,6 +29,20 @@ pub(crate) async fn pause(ms: u32) {
     }
 }
 
+/// `x-coffer-fault-panic` (any value): the request panics before it is
+/// routed, as a bug would, so a test can check what the client gets and
+/// that the isolate serves the next request (the release build turns a
+/// panic into a trap, `scripts/build-worker.sh`).
+pub(crate) const PANIC_HEADER: &str = "x-coffer-fault-panic";
+
+/// Panics if the request asked for it.
+#[expect(clippy::panic, reason = "the switch exists to panic")]
+pub(crate) fn panic_if_asked(header: Option<String>) {
+    if header.is_some() {
+        panic!("fault injection: {PANIC_HEADER}");
+    }
+}
+
 /// `x-coffer-fault-clock-offset-ms: N`: the request runs `N` ms away from
 /// the real clock (at most [`MAX_CLOCK_OFFSET_MS`] either way), so a test
 /// can make audit events as old as the archive needs without writing a row

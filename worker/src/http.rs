@@ -143,6 +143,13 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<web_sys::Res
             .ok()
             .flatten(),
     ));
+    #[cfg(feature = "fault-injection")]
+    crate::faults::panic_if_asked(
+        req.headers()
+            .get(crate::faults::PANIC_HEADER)
+            .ok()
+            .flatten(),
+    );
     // The runtime's clock is always within the years 0000-9999.
     let now = Timestamp::from_unix_millis(now_ms).unwrap_or(Timestamp::MAX);
     let path = context::url_parts(&req.inner().url()).0.to_string();
