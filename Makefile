@@ -83,7 +83,8 @@ mutants-security:
 
 ## Throughput and latency per route as ratios of /healthz (BENCH_SECONDS=10);
 ## with PEER=<dir of a wrangler project>, Coffer against that Worker side by
-## side, alternating, as ratios per route (BENCH_ROUNDS=3).
+## side, alternating, as ratios per route (BENCH_ROUNDS=3), after
+## BENCH_WARMUP=3 s of uncounted warm-up per route and server.
 bench:
 	scripts/setup.sh bench
 	$(MAKE) --no-print-directory build

@@ -10,7 +10,11 @@
 //! `wrangler dev --local --log-level warn` on this machine, each route run
 //! on the two servers alternately, `BENCH_ROUNDS` times (default 3; the
 //! first server of each round alternates too), and the ratio of the summed
-//! requests per second printed per route and connection count.
+//! requests per second printed per route and connection count. Before
+//! its rounds, each route runs `BENCH_WARMUP` seconds (default 3) on each
+//! server, not counted: a long-lived isolate has compiled its hot code
+//! with the optimizing tier (TurboFan for both the wasm and the peer's
+//! JavaScript), and a cold one measures the baseline compilers instead.
 use std::{path::Path, process::Command};
 
 use coffer_tests::{
@@ -197,7 +201,11 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3);
-        compare(Path::new(&peer), seconds, rounds);
+        let warmup = std::env::var("BENCH_WARMUP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3);
+        compare(Path::new(&peer), seconds, rounds, warmup);
         return;
     }
     let log_level = request_log_level();
@@ -352,7 +360,7 @@ struct Compared {
 /// connection counts, and `COFFER_REQUEST_LOG` sets Coffer's log level
 /// (unset: the Worker's default, as deployed). `BENCH_ASSETS=1` serves
 /// Coffer with the console's static assets, as `make dev` does.
-fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
+fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
     let log_level = request_log_level();
     let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     eprintln!("bench: starting the peer from {}", peer_dir.display());
@@ -518,7 +526,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
             side.check(method, path, with, payload, *status);
         }
     }
-    println!("Coffer against {} under wrangler dev --local (log level warn), {rounds} rounds of {seconds} s, alternating", peer_dir.display());
+    println!("Coffer against {} under wrangler dev --local (log level warn), {rounds} rounds of {seconds} s, alternating, after {warmup} s of warm-up per route and server", peer_dir.display());
     println!(
         "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 | Coffer CPU ms/req | peer CPU ms/req | peer / Coffer CPU |"
     );
@@ -547,6 +555,10 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize) {
                 }
                 cell
             };
+            if warmup > 0 {
+                wrk_run(&load(&coffer, &route.coffer), connections, warmup);
+                wrk_run(&load(&other, &route.peer), connections, warmup);
+            }
             for round in 0..rounds {
                 let (a, b) = (load(&coffer, &route.coffer), load(&other, &route.peer));
                 if round % 2 == 0 {
