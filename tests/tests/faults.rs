@@ -41,6 +41,10 @@ fn master_key() -> &'static str {
     COFFER_KEYS.split_once(':').expect("kid:key").1
 }
 
+/// What workerd logs for a panic: the trap, and the message of a build
+/// that keeps panic messages.
+const PANIC_MARKERS: [&str; 2] = ["panicked at", "RuntimeError: unreachable"];
+
 /// Asserts that the Worker never panicked (a panic in wasm is a trap,
 /// logged by workerd as `RuntimeError: unreachable`, and by a build with
 /// panic messages as `panicked at`), once the log holds the
@@ -48,7 +52,7 @@ fn master_key() -> &'static str {
 /// without request lines fails, since it would hide a panic too).
 fn assert_no_panic(server: &Server) {
     let log = server.log_through_last_request();
-    for marker in ["panicked at", "RuntimeError: unreachable"] {
+    for marker in PANIC_MARKERS {
         assert!(
             !log.contains(marker),
             "the server log shows a panic ({marker:?})"
@@ -842,7 +846,7 @@ fn a_panic_is_a_500_and_the_next_request_is_served() {
     assert_eq!(connection.status, 200, "{}", connection.text);
     let log = server.log_through_last_request();
     assert!(
-        log.contains("RuntimeError: unreachable") || log.contains("panicked at"),
+        PANIC_MARKERS.iter().any(|marker| log.contains(marker)),
         "workerd logs the panic"
     );
     assert_not_logged(&server, &[secret]);
