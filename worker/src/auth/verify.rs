@@ -20,7 +20,6 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use coffer_core::{IdentityClaims, TokenClaims};
 use jwt_compact::{
     alg::{Hs256, Hs256Key},
-    jwk::JsonWebKey,
     AlgorithmExt as _, Claims, UntrustedToken, ValidationError,
 };
 use serde_json::{Map, Value};
@@ -198,21 +197,22 @@ impl RealmKey {
     /// not use: encryption keys, other types or curves, RSA moduli that are
     /// not 2048, 3072 or 4096 bits, malformed exponents or coordinates, and
     /// keys whose declared `alg` is not the one their type implies. Whether
-    /// an EC point lies on the curve is left to WebCrypto's import.
+    /// an EC point lies on the curve is left to WebCrypto's import, which
+    /// parses the JWK this returns; only the public members this function
+    /// names are read (and decoded, strictly: base64url without padding, RFC
+    /// 7515 §2), so private parts are never looked at.
     pub(crate) fn from_jwk(entry: &Value) -> Option<Self> {
         if entry.get("use").is_some_and(|usage| usage != "sig") {
             return None;
         }
-        let jwk: JsonWebKey<'static> = serde_json::from_value(entry.clone()).ok()?;
+        let text = |member: &str| entry.get(member)?.as_str();
+        let bytes = |member: &str| URL_SAFE_NO_PAD.decode(text(member)?).ok();
         let encode = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let key = match &jwk {
-            JsonWebKey::Rsa {
-                modulus,
-                public_exponent,
-                ..
-            } => {
-                let modulus = strip_leading_zeros(modulus);
-                let exponent = strip_leading_zeros(public_exponent);
+        let key = match (text("kty")?, text("crv")) {
+            ("RSA", _) => {
+                let (modulus, exponent) = (bytes("n")?, bytes("e")?);
+                let modulus = strip_leading_zeros(&modulus);
+                let exponent = strip_leading_zeros(&exponent);
                 if !RSA_MODULUS_BYTES.contains(&modulus.len()) || !rsa_exponent_ok(exponent) {
                     return None;
                 }
@@ -226,31 +226,33 @@ impl RealmKey {
                     signature_len: modulus.len(),
                 }
             }
-            JsonWebKey::EllipticCurve { curve, x, y, .. }
-                if curve == "P-256"
-                    && x.len() == COORDINATE_BYTES
-                    && y.len() == COORDINATE_BYTES =>
-            {
+            ("EC", Some("P-256")) => {
+                let (x, y) = (bytes("x")?, bytes("y")?);
+                if x.len() != COORDINATE_BYTES || y.len() != COORDINATE_BYTES {
+                    return None;
+                }
                 Self {
                     algorithm: RealmAlgorithm::Es256,
                     jwk: vec![
                         ("kty", "EC".to_owned()),
                         ("crv", "P-256".to_owned()),
-                        ("x", encode(x)),
-                        ("y", encode(y)),
+                        ("x", encode(&x)),
+                        ("y", encode(&y)),
                     ],
                     signature_len: ES256_SIGNATURE_BYTES,
                 }
             }
-            JsonWebKey::KeyPair { curve, x, .. }
-                if curve == "Ed25519" && x.len() == COORDINATE_BYTES =>
-            {
+            ("OKP", Some("Ed25519")) => {
+                let x = bytes("x")?;
+                if x.len() != COORDINATE_BYTES {
+                    return None;
+                }
                 Self {
                     algorithm: RealmAlgorithm::EdDsa,
                     jwk: vec![
                         ("kty", "OKP".to_owned()),
                         ("crv", "Ed25519".to_owned()),
-                        ("x", encode(x)),
+                        ("x", encode(&x)),
                     ],
                     signature_len: ED25519_SIGNATURE_BYTES,
                 }
@@ -776,6 +778,13 @@ mod tests {
             {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
             {"kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHUR"},
             {"kty": "OKP", "kid": "x", "crv": "X25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            // Members are base64url without padding, in canonical form.
+            {"kty": "OKP", "kid": "ed-padded", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo="},
+            {"kty": "OKP", "kid": "ed-stray-bits", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURp"},
+            {"kty": "OKP", "kid": "ed-std-alphabet", "crv": "Ed25519", "x": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            with(rsa.clone(), json!({"kid": "n-number", "n": 65537})),
+            {"kty": "OKP", "kid": "ed-no-crv", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kid": "no-kty", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
             "junk",
         ]});
         let keys = KeySet::from_jwks(&jwks.to_string()).expect("jwks");
