@@ -453,7 +453,9 @@ impl Server {
     /// from the Worker itself counts as ready. [`Server::restart`] keeps the
     /// altered config; [`Server::restart_with`] writes an unaltered one.
     /// `d1` and `wrangler_cli` use the altered config too, so run them only
-    /// while it still has the bindings they name.
+    /// while it still has the bindings they name. A variable the edit puts
+    /// in `[vars]` (an object var, say) is taken out of `.dev.vars`, whose
+    /// values would override it.
     pub fn restart_with_config(
         &mut self,
         vars: &[(&str, &str)],
@@ -469,6 +471,19 @@ impl Server {
             toml::to_string(&table).expect("serialize altered config"),
         )
         .expect("write altered config");
+        if let Some(toml::Value::Table(in_toml)) = table.get("vars") {
+            let dev_vars = self.dir.join(".dev.vars");
+            let kept: String = fs::read_to_string(&dev_vars)
+                .expect("read .dev.vars")
+                .lines()
+                .filter(|line| {
+                    line.split_once('=')
+                        .is_none_or(|(name, _)| !in_toml.contains_key(name))
+                })
+                .map(|line| format!("{line}\n"))
+                .collect();
+            fs::write(&dev_vars, kept).expect("write .dev.vars");
+        }
         self.config = config;
         self.any_answer_is_ready = true;
         self.spawn();

@@ -1153,6 +1153,55 @@ fn unsafe_auth_configurations_fail_every_authenticated_request() {
     assertions::assert_not_logged(&server, &[short_secret]);
 }
 
+/// `AUTH_REALMS` may also be written as an object in `wrangler.toml`'s
+/// `[vars]` rather than as a JSON string: the Worker reads it as the
+/// runtime's `JSON.stringify` writes it, with the same rules.
+#[test]
+fn realms_written_as_an_object_var_apply() {
+    let idp = Idp::start();
+    let key = Key::es256("object-1");
+    idp.publish("/object", &[&key], None);
+    let tenant = fixtures::tenant();
+    let realm = realm_config("object", &idp.url("/object"), json!("*"));
+    let as_object_var = |realms: Value| {
+        move |config: &mut toml::Table| {
+            let realms = toml::Value::try_from(realms).expect("AUTH_REALMS as TOML");
+            let vars = config
+                .entry("vars")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(vars) = vars {
+                vars.insert("AUTH_REALMS".into(), realms);
+            }
+        }
+    };
+    let mut server = Server::start(&[]);
+    server.restart_with_config(&[], as_object_var(json!({ "object": realm })));
+    let token = key.sign(&realm_claims("object", tenant).claims());
+    assert_accepted(
+        &server,
+        &token,
+        Some("object"),
+        tenant,
+        "realm in an object var",
+    );
+
+    // The object is checked as the string is: a realm without an audience
+    // fails every authenticated request, with the reason in the log.
+    let mut without_audience = realm;
+    without_audience
+        .as_object_mut()
+        .map(|r| r.remove("audience"));
+    server.restart_with_config(&[], as_object_var(json!({ "object": without_audience })));
+    let reply = details(&server, Some(&token), Some("object"), tenant);
+    assertions::assert_error(&reply, 500, "INTERNAL_ERROR");
+    let line = request_line(&server, &request_id(&reply));
+    assert_eq!(
+        line["error"],
+        r#"AUTH_REALMS realm "object": audience is required (tokens the IdP signs for other applications would pass)"#,
+        "{line}"
+    );
+}
+
 /// The JWKS comes from the configured URL only: a redirect (which could
 /// lead to plain http anywhere, past the `https` rule) is a failed fetch.
 #[test]
