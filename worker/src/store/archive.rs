@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use alloc::rc::Rc;
 use coffer_core::TenantId;
-use serde::Deserialize;
 use worker::{Bucket, Env};
 
 use super::{
@@ -323,11 +322,12 @@ impl ArchiveBucket {
     }
 }
 
-#[derive(Deserialize)]
-struct OldestRow {
-    seq: i64,
-    tenant_id: String,
-    at: i64,
+d1_row! {
+    struct OldestRow {
+        seq: i64,
+        tenant_id: String,
+        at: i64,
+    }
 }
 
 impl Store {

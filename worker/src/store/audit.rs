@@ -1,6 +1,5 @@
 //! Audit events: who did what to which record, when, with what outcome.
 use coffer_core::{CredentialId, TenantId, Timestamp};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
@@ -112,21 +111,21 @@ pub(crate) struct AuditEntry {
     pub(crate) secret_version: Option<i64>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct AuditRow {
-    seq: f64,
-    id: String,
-    at: f64,
-    action: String,
-    outcome: String,
-    credential_id: Option<String>,
-    actor_id: String,
-    actor_name: Option<String>,
-    actor_email: Option<String>,
-    actor_tenant_id: String,
-    request_id: String,
-    #[serde(default)]
-    secret_version: Option<i64>,
+d1_row! {
+    pub(super) struct AuditRow {
+        seq: f64,
+        id: String,
+        at: f64,
+        action: String,
+        outcome: String,
+        credential_id: Option<String>,
+        actor_id: String,
+        actor_name: Option<String>,
+        actor_email: Option<String>,
+        actor_tenant_id: String,
+        request_id: String,
+        secret_version: Option<i64>,
+    }
 }
 
 impl Store {
@@ -188,9 +187,10 @@ impl Store {
         let results = self
             .batch(vec![self.prepare(&sql, &params)?, mark, status])
             .await?;
-        #[derive(Deserialize)]
-        struct Status {
-            deleted_at: Option<i64>,
+        d1_row! {
+            struct Status {
+                deleted_at: Option<i64>,
+            }
         }
         let status: Vec<Status> = match results.get(2) {
             Some(result) => result.results().map_err(super::db_error)?,
@@ -203,9 +203,10 @@ impl Store {
             Some(result) => result.results().map_err(super::db_error)?,
             None => Vec::new(),
         };
-        #[derive(Deserialize)]
-        struct Mark {
-            archived_before: f64,
+        d1_row! {
+            struct Mark {
+                archived_before: f64,
+            }
         }
         let mark: Vec<Mark> = match results.get(1) {
             Some(result) => result.results().map_err(super::db_error)?,

@@ -6,17 +6,53 @@
 //! a 500, `/healthz`'s a 503).
 use core::cell::Cell;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast as _, JsValue};
 
 use worker::{
+    js_sys::{futures::JsFuture, Array, Promise, Reflect},
     kv::{KvError, ListResponse},
-    Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env, HttpMetadata,
-    Include, KvStore, Object, Objects,
+    worker_sys::types::{D1Database as D1DatabaseSys, D1DatabaseSession as D1DatabaseSessionSys},
+    Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, Env, HttpMetadata, Include,
+    KvStore, Object, Objects,
 };
 
-use super::session::Db;
+use super::{
+    row::{Column, Columns, FromRow},
+    session::Db,
+};
+
+/// One statement's answer, as the runtime gives it (`D1Result`): its rows
+/// and its change count.
+pub(crate) struct Answer(JsValue);
+
+impl Answer {
+    /// Its rows, each read as `T` ([`FromRow`]); none when it has none.
+    pub(crate) fn results<T: FromRow>(&self) -> worker::Result<Vec<T>> {
+        let rows = Reflect::get(&self.0, &JsValue::from_str("results"))?;
+        if rows.is_null() || rows.is_undefined() {
+            return Ok(Vec::new());
+        }
+        let rows: Array = rows.dyn_into()?;
+        rows.iter()
+            .map(|row| T::from_row(&Columns::new(row)).map_err(worker::Error::from))
+            .collect()
+    }
+
+    /// Rows the statement changed (`meta.changes`); `None` when the answer
+    /// does not say.
+    pub(crate) fn changes(&self) -> Option<usize> {
+        let meta = Reflect::get(&self.0, &JsValue::from_str("meta")).ok()?;
+        let changes = Reflect::get(&meta, &JsValue::from_str("changes")).ok()?;
+        usize::try_from(i64::read(changes)?).ok()
+    }
+}
+
+/// Awaits a D1 promise; a rejection is the runtime's error, as text.
+async fn settled(promise: Result<Promise, JsValue>) -> worker::Result<JsValue> {
+    Ok(JsFuture::from(promise?).await?)
+}
 
 /// Storage round trips of one request, for its log line and the
 /// performance budget (a decrypted read: at most 2 D1 round trips and 1 KV
@@ -159,28 +195,32 @@ impl Io {
     }
 
     /// One D1 round trip: all rows of a statement.
-    pub(super) async fn all<T: DeserializeOwned>(
+    pub(super) async fn all<T: FromRow>(
         &self,
         statement: D1PreparedStatement,
     ) -> worker::Result<Vec<T>> {
         self.count_d1();
-        statement.all().await?.results()
+        Answer(settled(statement.inner().all()).await?).results()
     }
 
     /// One D1 round trip: run a statement.
-    pub(super) async fn run(&self, statement: D1PreparedStatement) -> worker::Result<D1Result> {
+    pub(super) async fn run(&self, statement: D1PreparedStatement) -> worker::Result<Answer> {
         self.count_d1();
-        statement.run().await
+        Ok(Answer(settled(statement.inner().run()).await?))
     }
 
-    /// One D1 round trip: the first row (`column`: one column of it).
-    pub(super) async fn first<T: DeserializeOwned>(
+    /// One D1 round trip: one column of the first row; `None` when there
+    /// is no row (or the column is `NULL`).
+    pub(super) async fn first<T: Column>(
         &self,
         statement: D1PreparedStatement,
-        column: Option<&str>,
+        column: &'static str,
     ) -> worker::Result<Option<T>> {
         self.count_d1();
-        statement.first::<T>(column).await
+        let value = settled(statement.inner().first(Some(column))).await?;
+        Option::<T>::read(value)
+            .ok_or(super::row::BadColumn(column))
+            .map_err(worker::Error::from)
     }
 
     /// One D1 round trip: statements in one transaction.
@@ -188,15 +228,25 @@ impl Io {
         &self,
         db: &Db,
         statements: Vec<D1PreparedStatement>,
-    ) -> worker::Result<Vec<D1Result>> {
+    ) -> worker::Result<Vec<Answer>> {
         self.count_d1();
         let extra = u32::try_from(statements.len().saturating_sub(1)).unwrap_or(u32::MAX);
         self.statements
             .set(self.statements.get().saturating_add(extra));
-        match db {
-            Db::Database(db) => db.batch(statements).await,
-            Db::Session(session) => session.batch(statements).await,
-        }
+        let statements: Array = statements
+            .iter()
+            .map(|statement| AsRef::<JsValue>::as_ref(statement.inner()).clone())
+            .collect();
+        let promise = match db {
+            Db::Database(db) => AsRef::<JsValue>::as_ref(db)
+                .unchecked_ref::<D1DatabaseSys>()
+                .batch(statements),
+            Db::Session(session) => AsRef::<JsValue>::as_ref(session.as_ref())
+                .unchecked_ref::<D1DatabaseSessionSys>()
+                .session_batch(statements),
+        };
+        let answers: Array = settled(promise).await?.dyn_into()?;
+        Ok(answers.iter().map(Answer).collect())
     }
 
     /// One KV read, as bytes.

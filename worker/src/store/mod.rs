@@ -21,12 +21,14 @@ use alloc::rc::Rc;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
 use coffer_core::{Status, TenantId, Timestamp, Version};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1PreparedStatement, Env, KvStore};
 
 use crate::{env, error::ApiError};
 
+// First, so that every module below has its `d1_row!`.
+#[macro_use]
+mod row;
 mod archive;
 mod audit;
 mod blobs;
@@ -186,7 +188,7 @@ impl Store {
     }
 
     /// One D1 round trip: all rows of a statement.
-    async fn all<T: serde::de::DeserializeOwned>(
+    async fn all<T: row::FromRow>(
         &self,
         statement: D1PreparedStatement,
     ) -> Result<Vec<T>, ApiError> {
@@ -195,14 +197,15 @@ impl Store {
 
     /// One D1 round trip: all rows of a tenant-level statement, batched
     /// with the tenant's status; `Err(TenantDeleted)` when it was deleted.
-    pub(super) async fn all_unless_deleted<T: serde::de::DeserializeOwned>(
+    pub(super) async fn all_unless_deleted<T: row::FromRow>(
         &self,
         statement: D1PreparedStatement,
         tenant: TenantId,
     ) -> Result<Vec<T>, ApiError> {
-        #[derive(Deserialize)]
-        struct Status {
-            deleted_at: Option<i64>,
+        d1_row! {
+            struct Status {
+                deleted_at: Option<i64>,
+            }
         }
         let status = self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?;
         let results = self.batch(vec![statement, status]).await?;
@@ -223,27 +226,24 @@ impl Store {
     }
 
     /// One D1 round trip: run a statement.
-    async fn run(&self, statement: D1PreparedStatement) -> Result<worker::D1Result, ApiError> {
+    async fn run(&self, statement: D1PreparedStatement) -> Result<io::Answer, ApiError> {
         self.io.run(statement).await.map_err(db_error)
     }
 
     /// One D1 round trip: one column of the first row.
-    async fn first<T: serde::de::DeserializeOwned>(
+    async fn first<T: row::Column>(
         &self,
         statement: D1PreparedStatement,
-        column: &str,
+        column: &'static str,
     ) -> Result<Option<T>, ApiError> {
-        self.io
-            .first(statement, Some(column))
-            .await
-            .map_err(db_error)
+        self.io.first(statement, column).await.map_err(db_error)
     }
 
     /// One D1 round trip: statements in one transaction.
     async fn batch(
         &self,
         statements: Vec<D1PreparedStatement>,
-    ) -> Result<Vec<worker::D1Result>, ApiError> {
+    ) -> Result<Vec<io::Answer>, ApiError> {
         self.io.batch(&self.db, statements).await.map_err(db_error)
     }
 
@@ -256,7 +256,7 @@ impl Store {
         let cache = Io::kv_binding(env, env::CACHE).map_err(unavailable)?;
         let schema = store.prepare(sql::META_GET, &["schema".into()])?;
         let (d1, kv_secrets, kv_cache) = futures_util::future::join3(
-            store.io.first::<String>(schema, Some("value")),
+            store.io.first::<String>(schema, "value"),
             store.io.get_text(&store.secrets, "healthz"),
             store.io.get_text(&cache, "healthz"),
         )
@@ -271,10 +271,9 @@ impl Store {
 /// Rows changed by a statement of a batch. A result without a change
 /// count is an error, never "nothing changed": a committed write taken for
 /// a lost one would delete the blob its row now points at.
-fn changes(result: Option<&worker::D1Result>) -> Result<usize, ApiError> {
+fn changes(result: Option<&io::Answer>) -> Result<usize, ApiError> {
     result
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|meta| meta.changes)
+        .and_then(io::Answer::changes)
         .ok_or_else(|| ApiError::internal("d1: a write returned no change count"))
 }
 

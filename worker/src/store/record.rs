@@ -100,63 +100,54 @@ impl Actor {
     }
 }
 
-/// A credentials row as D1 returns it. Nullable columns are `Option`s (D1
-/// gives `null`); integer columns are `f64`, what a JavaScript number is.
-#[derive(Deserialize)]
-pub(super) struct Row {
-    id: String,
-    tenant_id: String,
-    integration_id: String,
-    name: String,
-    description: Option<String>,
-    auth_type: String,
-    scopes: String,
-    token_endpoint: Option<String>,
-    authorization_endpoint: Option<String>,
-    metadata: String,
-    status: String,
-    expires_at: Option<f64>,
-    created_at: f64,
-    created_by: String,
-    updated_at: f64,
-    updated_by: String,
-    tenant_name: Option<String>,
-    last_accessed_at: Option<f64>,
-    access_count: f64,
-    version: f64,
-    secret_version: f64,
-    kid: String,
-    wrapped_dek: String,
-    blob_nonce: String,
-    #[serde(default)]
-    tk_version: Option<f64>,
-    #[serde(default)]
-    secret_at: Option<f64>,
-    #[serde(default)]
-    secret_by: Option<String>,
-    #[serde(default)]
-    tenant_key: Option<String>,
-    // Migration 0006; absent from rows of statements that predate it only
-    // in tests, hence the defaults.
-    #[serde(default)]
-    refresh_grant: Option<String>,
-    #[serde(default)]
-    refresh_lease_holder: Option<String>,
-    #[serde(default)]
-    refresh_lease_until: Option<f64>,
-    #[serde(default)]
-    refreshed_at: Option<f64>,
-    #[serde(default)]
-    refresh_error: Option<String>,
-    #[serde(default)]
-    refresh_failures: f64,
-    #[serde(default)]
-    refresh_not_before: Option<f64>,
-    #[serde(default)]
-    refresh_halted: f64,
-    /// Only statements that ask (`EXISTS (...) AS shared`) have it.
-    #[serde(default)]
-    shared: Option<f64>,
+d1_row! {
+    /// A credentials row as D1 returns it. Nullable columns are `Option`s (D1
+    /// gives `null`); integer columns are `f64`, what a JavaScript number is.
+    /// Native unit tests, which have no runtime row objects, read it from
+    /// JSON instead.
+    #[cfg_attr(test, derive(serde::Deserialize))]
+    pub(super) struct Row {
+        id: String,
+        tenant_id: String,
+        integration_id: String,
+        name: String,
+        description: Option<String>,
+        auth_type: String,
+        scopes: String,
+        token_endpoint: Option<String>,
+        authorization_endpoint: Option<String>,
+        metadata: String,
+        status: String,
+        expires_at: Option<f64>,
+        created_at: f64,
+        created_by: String,
+        updated_at: f64,
+        updated_by: String,
+        tenant_name: Option<String>,
+        last_accessed_at: Option<f64>,
+        access_count: f64,
+        version: f64,
+        secret_version: f64,
+        kid: String,
+        wrapped_dek: String,
+        blob_nonce: String,
+        tk_version: Option<f64>,
+        secret_at: Option<f64>,
+        secret_by: Option<String>,
+        tenant_key: Option<String>,
+        // Migration 0006; absent from rows of statements that predate it only
+        // in tests, hence `Option` (absent: none, no failures, not halted).
+        refresh_grant: Option<String>,
+        refresh_lease_holder: Option<String>,
+        refresh_lease_until: Option<f64>,
+        refreshed_at: Option<f64>,
+        refresh_error: Option<String>,
+        refresh_failures: Option<f64>,
+        refresh_not_before: Option<f64>,
+        refresh_halted: Option<f64>,
+        /// Only statements that ask (`EXISTS (...) AS shared`) have it.
+        shared: Option<f64>,
+    }
 }
 
 /// The largest integer a double holds exactly (`Number.MAX_SAFE_INTEGER`).
@@ -256,10 +247,10 @@ impl Row {
                 lease_until: optional(self.refresh_lease_until, "refresh_lease_until")?,
                 refreshed_at: optional(self.refreshed_at, "refreshed_at")?,
                 error: self.refresh_error,
-                failures: count(self.refresh_failures)
+                failures: count(self.refresh_failures.unwrap_or(0.0))
                     .ok_or_else(|| corrupt("refresh_failures"))?,
                 not_before: optional(self.refresh_not_before, "refresh_not_before")?,
-                halted: self.refresh_halted != 0.0,
+                halted: self.refresh_halted.unwrap_or(0.0) != 0.0,
             },
         };
         Ok((record, self.shared == Some(1.0)))
@@ -305,8 +296,9 @@ mod tests {
         })
     }
 
-    /// Parses `row` as a JSON text, which is how D1's JavaScript numbers
-    /// reach `serde` too: as numbers (serde_json reads the text's digits).
+    /// Parses `row` as a JSON text: the row's values as D1 gives them
+    /// (numbers as numbers), read by serde here and by `d1_row!` in the
+    /// Worker.
     fn parse(row: &Value) -> Result<(Record, bool), String> {
         let row: Row = serde_json::from_str(&row.to_string()).map_err(|e| e.to_string())?;
         row.into_record()

@@ -3,7 +3,6 @@
 //! once, here (`record.rs`).
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{oauth::Grant, CredentialId, IntegrationId, TenantId, Timestamp, Version};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
@@ -233,13 +232,14 @@ impl Store {
     pub(super) async fn delete_dropped_blobs(
         &self,
         id: CredentialId,
-        result: Option<&worker::D1Result>,
+        result: Option<&super::io::Answer>,
     ) {
-        #[derive(Deserialize)]
-        struct Dropped {
-            tenant_id: String,
-            secret_version: i64,
-            blob_nonce: String,
+        d1_row! {
+            struct Dropped {
+                tenant_id: String,
+                secret_version: i64,
+                blob_nonce: String,
+            }
         }
         let dropped: Vec<Dropped> = result
             .and_then(|result| result.results().ok())
@@ -381,12 +381,13 @@ pub(super) fn read_audit_fields(event: &AuditEvent) -> String {
     fields.to_string()
 }
 
-/// What a counted decrypted read returns (`RETURNING access_count,
-/// last_accessed_at`), for the current version and earlier ones alike.
-#[derive(Deserialize)]
-pub(super) struct Counted {
-    access_count: f64,
-    last_accessed_at: f64,
+d1_row! {
+    /// What a counted decrypted read returns (`RETURNING access_count,
+    /// last_accessed_at`), for the current version and earlier ones alike.
+    pub(super) struct Counted {
+        access_count: f64,
+        last_accessed_at: f64,
+    }
 }
 
 impl Counted {

@@ -3,7 +3,6 @@
 //! polls, and the sweep's due records.
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{CredentialId, Timestamp, Version};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{
@@ -180,14 +179,15 @@ impl Store {
     /// The refresh state of record `id`, for a reader waiting on another
     /// refresher; `None` when the record is gone.
     pub(crate) async fn poll_refresh(&self, id: CredentialId) -> Result<Option<Polled>, ApiError> {
-        #[derive(Deserialize)]
-        struct PollRow {
-            version: f64,
-            refresh_lease_until: Option<f64>,
-            refresh_failures: f64,
-            refresh_not_before: Option<f64>,
-            refresh_halted: f64,
-            refresh_error: Option<String>,
+        d1_row! {
+            struct PollRow {
+                version: f64,
+                refresh_lease_until: Option<f64>,
+                refresh_failures: f64,
+                refresh_not_before: Option<f64>,
+                refresh_halted: f64,
+                refresh_error: Option<String>,
+            }
         }
         let rows: Vec<PollRow> = self
             .all(self.prepare(sql::REFRESH_POLL, &[id.to_string().into()])?)

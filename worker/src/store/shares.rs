@@ -1,6 +1,5 @@
 //! Shares and the connection surface's list (own and shared records).
 use coffer_core::{CredentialId, TenantId, Timestamp};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{db_error, int, record::timestamp, sql, ts, AuditEvent, Cursor, Page, Record, Store};
@@ -17,12 +16,13 @@ pub(crate) struct Share {
     pub(crate) granted_by: String,
 }
 
-#[derive(Deserialize)]
-struct ShareRow {
-    credential_id: String,
-    tenant_id: String,
-    granted_at: f64,
-    granted_by: String,
+d1_row! {
+    struct ShareRow {
+        credential_id: String,
+        tenant_id: String,
+        granted_at: f64,
+        granted_by: String,
+    }
 }
 
 impl ShareRow {

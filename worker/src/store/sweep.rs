@@ -1,7 +1,6 @@
 //! What the scheduled sweeps read and write.
 use std::collections::HashSet;
 
-use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 
@@ -14,12 +13,7 @@ impl Store {
         let result = self
             .run(self.prepare(sql::EXPIRE_DUE, &[int(now_ms), int(i64::from(limit))])?)
             .await?;
-        Ok(result
-            .meta()
-            .ok()
-            .flatten()
-            .and_then(|meta| meta.changes)
-            .unwrap_or(0))
+        Ok(result.changes().unwrap_or(0))
     }
 
     /// The `(id, secret version, blob nonce)` of every secret write of
@@ -28,11 +22,12 @@ impl Store {
         &self,
         ids: &[&str],
     ) -> Result<HashSet<(String, i64, String)>, ApiError> {
-        #[derive(Deserialize)]
-        struct Version {
-            id: String,
-            secret_version: i64,
-            blob_nonce: String,
+        d1_row! {
+            struct Version {
+                id: String,
+                secret_version: i64,
+                blob_nonce: String,
+            }
         }
         let rows: Vec<Version> = self
             .all(self.prepare(sql::SECRET_VERSIONS, &[json!(ids).to_string().into()])?)

@@ -3,7 +3,6 @@
 //! and write.
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{CredentialId, TenantId};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{changes, int, kv_error, sql, Store, TenantKeyRef};
@@ -30,14 +29,14 @@ impl StoredTenantKey {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct TenantKeyRow {
-    #[serde(default)]
-    tenant_id: Option<String>,
-    version: i64,
-    kid: String,
-    wrapped_key: String,
-    kv_nonce: String,
+d1_row! {
+    pub(super) struct TenantKeyRow {
+        tenant_id: Option<String>,
+        version: i64,
+        kid: String,
+        wrapped_key: String,
+        kv_nonce: String,
+    }
 }
 
 /// Where tenants' KV halves live.
@@ -80,13 +79,14 @@ pub(crate) struct LegacyWrap {
     pub(crate) earlier: bool,
 }
 
-#[derive(Deserialize)]
-struct WrapRow {
-    id: String,
-    tenant_id: String,
-    secret_version: i64,
-    kid: String,
-    wrapped_dek: String,
+d1_row! {
+    struct WrapRow {
+        id: String,
+        tenant_id: String,
+        secret_version: i64,
+        kid: String,
+        wrapped_dek: String,
+    }
 }
 
 impl Store {
@@ -253,10 +253,7 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let results = self.batch(statements).await?;
-        Ok(results
-            .iter()
-            .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
-            .sum())
+        Ok(results.iter().map(|r| r.changes().unwrap_or(0)).sum())
     }
 
     /// Up to `limit` legacy data keys: current ones by id after `after_id`
@@ -327,9 +324,6 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let results = self.batch(statements).await?;
-        Ok(results
-            .iter()
-            .map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
-            .sum())
+        Ok(results.iter().map(|r| r.changes().unwrap_or(0)).sum())
     }
 }

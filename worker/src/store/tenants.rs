@@ -2,7 +2,6 @@
 //! tenant-key rotation (migration 0007).
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{CredentialId, TenantId};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 
 use super::{
@@ -20,24 +19,27 @@ pub(crate) struct TenantWrap {
     pub(crate) earlier: bool,
 }
 
-#[derive(Deserialize)]
-struct WrapRow {
-    id: String,
-    secret_version: i64,
-    wrapped_dek: String,
+d1_row! {
+    struct WrapRow {
+        id: String,
+        secret_version: i64,
+        wrapped_dek: String,
+    }
 }
 
-#[derive(Deserialize)]
-struct DestroyedKey {
-    version: i64,
-    kv_nonce: String,
+d1_row! {
+    struct DestroyedKey {
+        version: i64,
+        kv_nonce: String,
+    }
 }
 
-#[derive(Deserialize)]
-struct BlobRow {
-    id: String,
-    secret_version: i64,
-    blob_nonce: String,
+d1_row! {
+    struct BlobRow {
+        id: String,
+        secret_version: i64,
+        blob_nonce: String,
+    }
 }
 
 /// What one purge step removed.
@@ -51,11 +53,8 @@ pub(crate) struct Purged {
     pub(crate) done: bool,
 }
 
-fn changed(result: Option<&worker::D1Result>) -> usize {
-    result
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0)
+fn changed(result: Option<&super::io::Answer>) -> usize {
+    result.and_then(super::io::Answer::changes).unwrap_or(0)
 }
 
 impl Store {
@@ -98,9 +97,10 @@ impl Store {
     /// `Err(TenantDeleted)` when `tenant` was deleted: for tenant-level
     /// routes that read no D1 row of their own (the audit archive in R2).
     pub(crate) async fn check_tenant_live(&self, tenant: TenantId) -> Result<(), ApiError> {
-        #[derive(Deserialize)]
-        struct Status {
-            deleted_at: Option<i64>,
+        d1_row! {
+            struct Status {
+                deleted_at: Option<i64>,
+            }
         }
         let rows: Vec<Status> = self
             .all(self.prepare(sql::TENANT_STATUS, &[tenant.to_string().into()])?)
@@ -113,9 +113,10 @@ impl Store {
 
     /// Deleted tenants whose rows and blobs are not all removed yet.
     pub(crate) async fn tenants_to_purge(&self, limit: u32) -> Result<Vec<TenantId>, ApiError> {
-        #[derive(Deserialize)]
-        struct Row {
-            tenant_id: String,
+        d1_row! {
+            struct Row {
+                tenant_id: String,
+            }
         }
         let rows: Vec<Row> = self
             .all(self.prepare(sql::TENANTS_TO_PURGE, &[int(i64::from(limit))])?)
@@ -333,9 +334,10 @@ impl Store {
         tenant: TenantId,
         version: u32,
     ) -> Result<bool, ApiError> {
-        #[derive(Deserialize)]
-        struct Deleted {
-            kv_nonce: String,
+        d1_row! {
+            struct Deleted {
+                kv_nonce: String,
+            }
         }
         let deleted: Vec<Deleted> = self
             .all(self.prepare(

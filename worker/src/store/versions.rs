@@ -1,7 +1,6 @@
 //! Earlier secret versions (migration 0007): listed, read, destroyed.
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use coffer_core::{TenantId, Timestamp};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
@@ -32,20 +31,17 @@ pub(crate) struct VersionWrap {
     pub(crate) wrapped_dek: Vec<u8>,
 }
 
-#[derive(Deserialize)]
-struct VersionRow {
-    secret_version: i64,
-    created_at: i64,
-    created_by: String,
-    destroyed_at: Option<i64>,
-    #[serde(default)]
-    blob_nonce: Option<String>,
-    #[serde(default)]
-    tk_version: Option<i64>,
-    #[serde(default)]
-    wrapped_dek: Option<String>,
-    #[serde(default)]
-    tenant_key: Option<String>,
+d1_row! {
+    struct VersionRow {
+        secret_version: i64,
+        created_at: i64,
+        created_by: String,
+        destroyed_at: Option<i64>,
+        blob_nonce: Option<String>,
+        tk_version: Option<i64>,
+        wrapped_dek: Option<String>,
+        tenant_key: Option<String>,
+    }
 }
 
 impl VersionRow {
@@ -164,9 +160,10 @@ impl Store {
         now_ms: i64,
         event: &AuditEvent,
     ) -> Result<bool, ApiError> {
-        #[derive(Deserialize)]
-        struct Destroyed {
-            blob_nonce: String,
+        d1_row! {
+            struct Destroyed {
+                blob_nonce: String,
+            }
         }
         let destroy = self.prepare(
             sql::DESTROY_VERSION,
