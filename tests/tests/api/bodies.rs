@@ -96,13 +96,15 @@ fn paused(mut upload: Upload) -> Upload {
     upload
 }
 
-/// Sends a chunked upload again while the answer is `wrangler dev`'s own
-/// 503 "Your worker restarted mid-request" (at most three tries). Its local
+/// Sends a request again while the answer is `wrangler dev`'s own 503
+/// "Your worker restarted mid-request" (at most three tries). Its local
 /// proxy sometimes puts that in place of an answer the Worker gave before
-/// the body ended, more often on a busy machine; the Worker never sends it
-/// (every Worker answer carries `x-request-id`), and the proxy's own text
-/// says to send the request again.
-fn send_chunked_past_the_proxy(send: impl Fn() -> Reply) -> Reply {
+/// the body ended (a chunked upload, or a large body the Worker refused
+/// unread), more often on a busy machine; the Worker never sends it (every
+/// Worker answer carries `x-request-id`), and the proxy's own text says to
+/// send the request again. Only for requests the Worker answers without
+/// storing anything, so a retry cannot write twice.
+fn past_the_proxy(send: impl Fn() -> Reply) -> Reply {
     let mut reply = send();
     for _ in 1..3 {
         let from_proxy = reply.status == 503
@@ -256,6 +258,12 @@ fn send_text(api: &Api<'_>, method: Method, path: &str, body: &str) -> Reply {
     )
 }
 
+/// [`send_text`] of a body the Worker refuses before reading it all (a
+/// role refusal, or over the size limit), [`past_the_proxy`].
+fn send_refused_text(api: &Api<'_>, method: Method, path: &str, body: &str) -> Reply {
+    past_the_proxy(|| send_text(api, method.clone(), path, body))
+}
+
 /// Item 5: a chunked 10 MiB create is answered with 413 once more than
 /// 80 KiB has arrived, not after the whole body was read; the isolate keeps
 /// serving, and nothing is stored.
@@ -323,9 +331,9 @@ fn a_viewers_patch_is_403_whatever_its_body() {
         r#"{{"credentials":{{"k":"{}"}}}}"#,
         "v".repeat(MAX_BODY_BYTES + 1)
     );
-    let reply = send_text(&viewer, Method::PATCH, &path, &oversized);
+    let reply = send_refused_text(&viewer, Method::PATCH, &path, &oversized);
     assert_error(&reply, 403, "INSUFFICIENT_PERMISSIONS");
-    let reply = send_chunked_past_the_proxy(|| {
+    let reply = past_the_proxy(|| {
         send_chunked(
             &token(owner, "integration_viewer"),
             server,
@@ -341,7 +349,7 @@ fn a_viewers_patch_is_403_whatever_its_body() {
     let reply = viewer.patch(&path, &json!({"description": "viewer"}));
     assert_error(&reply, 403, "INSUFFICIENT_PERMISSIONS");
     // The same holds without a record to load, and with a wrong media type.
-    let reply = send_text(
+    let reply = send_refused_text(
         &viewer,
         Method::PATCH,
         &format!("/api/v1/credentials/{}", Uuid::new_v4()),
@@ -353,7 +361,7 @@ fn a_viewers_patch_is_403_whatever_its_body() {
 
     // An editor's oversized PATCH is still a 413, and nothing changed.
     let editor = api_for(server, owner, "integration_editor");
-    let reply = send_text(&editor, Method::PATCH, &path, &oversized);
+    let reply = send_refused_text(&editor, Method::PATCH, &path, &oversized);
     assert_error(&reply, 413, "PAYLOAD_TOO_LARGE");
     let details = viewer.get(&format!(
         "/api/v1/credentials/viewer-patch/details?credentialId={id}"
@@ -361,7 +369,7 @@ fn a_viewers_patch_is_403_whatever_its_body() {
     assert_eq!(details.status, 200, "{}", details.text);
     assert_eq!(details.body["data"]["version"], 1, "{}", details.text);
     // A viewer's create is refused the same way (the role comes first).
-    let reply = send_text(&viewer, Method::POST, "/api/v1/credentials", &oversized);
+    let reply = send_refused_text(&viewer, Method::POST, "/api/v1/credentials", &oversized);
     assert_error(&reply, 403, "INSUFFICIENT_PERMISSIONS");
 }
 
