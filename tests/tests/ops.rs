@@ -169,6 +169,12 @@ fn orphan_blobs_by_failed_creates(
     let api =
         Api::new(server, token(owner, "integration_admin")).header("x-tenantid", owner.to_string());
     for n in 0..count {
+        // A GET first, which wrangler dev's proxy retries on its own: after
+        // the seconds the CLI took, its idle connection to the Worker may be
+        // closed, and a POST on it gets the proxy's 503 "restarted
+        // mid-request" (workers-sdk#14641) that a retry could not tell from
+        // a create that reached KV.
+        let _ = api.get("/no/such/route");
         let reply = api.post(
             "/api/v1/credentials",
             &json!({"integrationId": "orphans", "credentialName": "Lost",
