@@ -29,10 +29,15 @@ export ESBUILD_BIN=../node_modules/.bin/esbuild
 # stable toolchain: RUSTC_BOOTSTRAP=1 unlocks them for this build only,
 # as scripts/fuzz.sh does for cargo-fuzz; lint and unit builds use plain
 # stable.
+# Two more, for what the traps leave behind: no source locations for panics
+# (`-Zlocation-detail=none`: a trap prints none anyway), and derived `Debug`
+# printing the type or variant name only (`-Zfmt-debug=shallow`: the log's
+# `route` is a variant name; the `{:?}` in error logs print JavaScript
+# values, whose `Debug` is not derived). 1.9 KB gzipped (README, "Size").
 export RUSTC_BOOTSTRAP=1
 export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
 export CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=shallow"
 case "${1:-release}" in
   release) out=build; worker-build --release ;;
   faults)
@@ -43,13 +48,15 @@ esac
 
 # worker-build runs wasm-opt with --debuginfo, which keeps the name section
 # (about 45 KB gzipped); Cargo's `strip` would break wasm-bindgen's
-# post-processing. Drop it, and the producers section, after the fact:
-# no optimization pass, only sections removed (same features as worker-build).
+# post-processing. Drop it, and the producers section, after the fact, in
+# a second `-Os` pass (worker-build's is `-O`, which is binaryen's `-Os`):
+# without the names it finds 2.4 KB gzipped more, at the same speed in
+# `make bench` (README, "Size"). Same features as worker-build.
 # COFFER_KEEP_NAMES=1 keeps the names, for a CPU profile whose frames
 # name Rust functions (README, "Benchmarks and the performance budget").
 wasm="$out/index_bg.wasm"
 [ -n "${COFFER_KEEP_NAMES:-}" ] && exit 0
-"$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" --strip-debug --strip-producers \
+"$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" -Os --strip-debug --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
 mv "$wasm.stripped" "$wasm"

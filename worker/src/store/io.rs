@@ -19,7 +19,7 @@ use worker::{
 };
 
 use super::{
-    row::{Column, Columns, FromRow},
+    row::{with_key, Column, Columns, FromRow},
     session::Db,
 };
 
@@ -30,7 +30,7 @@ pub(crate) struct Answer(JsValue);
 impl Answer {
     /// Its rows, each read as `T` ([`FromRow`]); none when it has none.
     pub(crate) fn results<T: FromRow>(&self) -> worker::Result<Vec<T>> {
-        let rows = Reflect::get(&self.0, &JsValue::from_str("results"))?;
+        let rows = with_key("results", |key| Reflect::get(&self.0, key))?;
         if rows.is_null() || rows.is_undefined() {
             return Ok(Vec::new());
         }
@@ -43,8 +43,8 @@ impl Answer {
     /// Rows the statement changed (`meta.changes`); `None` when the answer
     /// does not say.
     pub(crate) fn changes(&self) -> Option<usize> {
-        let meta = Reflect::get(&self.0, &JsValue::from_str("meta")).ok()?;
-        let changes = Reflect::get(&meta, &JsValue::from_str("changes")).ok()?;
+        let meta = with_key("meta", |key| Reflect::get(&self.0, key)).ok()?;
+        let changes = with_key("changes", |key| Reflect::get(&meta, key)).ok()?;
         usize::try_from(i64::read(changes)?).ok()
     }
 }

@@ -64,9 +64,10 @@ impl Columns {
     }
 }
 
-/// `f` with the column name as a JavaScript string, made once per isolate
-/// (a row type reads the same names row after row) and lent, not copied.
-fn with_key<R>(name: &'static str, f: impl FnOnce(&JsValue) -> R) -> R {
+/// `f` with the column name (or another member name of D1's answer) as a
+/// JavaScript string, made once per isolate (a row type reads the same names
+/// row after row) and lent, not copied.
+pub(super) fn with_key<R>(name: &'static str, f: impl FnOnce(&JsValue) -> R) -> R {
     thread_local! {
         static KEYS: RefCell<HashMap<(usize, usize), JsValue>> = RefCell::new(HashMap::new());
     }
