@@ -22,7 +22,7 @@ use jwt_compact::{
     alg::{Hs256, Hs256Key},
     AlgorithmExt as _, Claims, UntrustedToken, ValidationError,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Longest bearer token accepted; real IdP tokens are a few KiB.
 pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -105,11 +105,12 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, ParseFailure> {
             return Err(ParseFailure::NotAJwt);
         }
     }
-    let header_is_object = URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-        .is_some();
+    // Valid JSON whose first token is `{`: an object. Checked without
+    // building it (`IgnoredAny` keeps nothing).
+    let header_is_object = URL_SAFE_NO_PAD.decode(header).is_ok_and(|bytes| {
+        bytes.trim_ascii_start().first() == Some(&b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+    });
     if !header_is_object {
         return Err(ParseFailure::NotAJwt);
     }
@@ -546,6 +547,18 @@ mod tests {
             (
                 format!("{}.{body}.c2ln", b64("{not json")),
                 Err(ParseFailure::NotAJwt),
+            ),
+            (
+                format!("{}.{body}.c2ln", b64(" [{}]")),
+                Err(ParseFailure::NotAJwt),
+            ),
+            (
+                format!("{}.{body}.c2ln", b64(r#"{"alg":"HS256"} {}"#)),
+                Err(ParseFailure::NotAJwt),
+            ),
+            (
+                format!("{}.{body}.c2ln", b64(" \n{\"typ\":\"JWT\"}")),
+                Err(ParseFailure::Invalid("unsupported token header")),
             ),
             (
                 format!("{}.{body}.c2ln", b64(r#"{"typ":"JWT"}"#)),
