@@ -34,6 +34,9 @@ pub struct Server {
     any_answer_is_ready: bool,
     /// Runs the test-only build with fault switches ([`Server::start_with_faults`]).
     faults: bool,
+    /// Served with `--test-scheduled` (`GET /__scheduled` runs the cron);
+    /// every server but a benchmark's ([`Server::start_without_test_scheduled`]).
+    test_scheduled: bool,
     /// The `x-request-id` of the last response [`crate::client::Api`] read
     /// from this server: [`Server::log_through_last_request`] waits for it.
     last_request_id: Mutex<Option<String>>,
@@ -107,17 +110,31 @@ impl Server {
     }
 
     fn start_build(vars: &[(&str, &str)], faults: bool) -> Server {
-        Self::start_build_on(vars, faults, None)
+        Self::start_build_on(vars, faults, None, true)
+    }
+
+    /// As [`Server::start`], without `wrangler dev --test-scheduled`, as the
+    /// peer of `make bench PEER=<dir>` is served: that switch wraps the
+    /// Worker in a middleware of wrangler's that parses every request's URL
+    /// (to catch `/__scheduled`), which a deployed Worker does not have.
+    /// For benchmarks, which never trigger the cron.
+    pub fn start_without_test_scheduled(vars: &[(&str, &str)]) -> Server {
+        Self::start_build_on(vars, false, None, false)
     }
 
     /// As [`Server::start`], on a copy of the local state directory `state`
     /// (D1 and KV as an earlier server, or an earlier build, left them);
     /// the migrations it lacks are applied before the server starts.
     pub fn start_on_state(vars: &[(&str, &str)], state: &Path) -> Server {
-        Self::start_build_on(vars, false, Some(state))
+        Self::start_build_on(vars, false, Some(state), true)
     }
 
-    fn start_build_on(vars: &[(&str, &str)], faults: bool, state: Option<&Path>) -> Server {
+    fn start_build_on(
+        vars: &[(&str, &str)],
+        faults: bool,
+        state: Option<&Path>,
+        test_scheduled: bool,
+    ) -> Server {
         build_once(faults);
         let dir = root()
             .join("target")
@@ -148,6 +165,7 @@ impl Server {
             child: None,
             any_answer_is_ready: false,
             faults,
+            test_scheduled,
             last_request_id: Mutex::new(None),
         };
         server.spawn();
@@ -194,7 +212,8 @@ impl Server {
             .arg(self.dir.join("state"))
             .arg("--config")
             .arg(&self.config)
-            .args(["--show-interactive-dev-session=false", "--test-scheduled"])
+            .arg("--show-interactive-dev-session=false")
+            .args(self.test_scheduled.then_some("--test-scheduled"))
             .args(log_level_args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))

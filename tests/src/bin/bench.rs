@@ -7,7 +7,9 @@
 //!
 //! `PEER=<dir of a wrangler project>` (`make bench PEER=../shared/peers/ts-worker`)
 //! instead measures Coffer against that Worker side by side: both served by
-//! `wrangler dev --local --log-level warn` on this machine, each route run
+//! `wrangler dev --local --log-level warn` on this machine (Coffer, like the
+//! peer, without `--test-scheduled`, whose middleware parses every
+//! request's URL; the tests' servers have it), each route run
 //! on the two servers alternately, `BENCH_ROUNDS` times (default 3; the
 //! first server of each round alternates too), and the ratio of the summed
 //! requests per second printed per route and connection count. Before
@@ -209,7 +211,8 @@ fn main() {
         return;
     }
     let log_level = request_log_level();
-    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
+    let server =
+        Server::start_without_test_scheduled(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     let owner = tenant();
     let bearer = token(owner, "integration_admin");
     let api = Api::new(&server, bearer.clone()).header("x-tenantid", owner.to_string());
@@ -362,7 +365,8 @@ struct Compared {
 /// Coffer with the console's static assets, as `make dev` does.
 fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
     let log_level = request_log_level();
-    let server = Server::start(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
+    let server =
+        Server::start_without_test_scheduled(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     eprintln!("bench: starting the peer from {}", peer_dir.display());
     let peer = Peer::start(peer_dir);
     let coffer = Side {
@@ -526,7 +530,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
             side.check(method, path, with, payload, *status);
         }
     }
-    println!("Coffer against {} under wrangler dev --local (log level warn), {rounds} rounds of {seconds} s, alternating, after {warmup} s of warm-up per route and server", peer_dir.display());
+    println!("Coffer against {} under wrangler dev --local (log level warn, no --test-scheduled), {rounds} rounds of {seconds} s, alternating, after {warmup} s of warm-up per route and server", peer_dir.display());
     println!(
         "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 | Coffer CPU ms/req | peer CPU ms/req | peer / Coffer CPU |"
     );
