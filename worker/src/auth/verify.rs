@@ -560,6 +560,11 @@ mod tests {
                 format!("{}.{body}.c2ln", b64(" \n{\"typ\":\"JWT\"}")),
                 Err(ParseFailure::Invalid("unsupported token header")),
             ),
+            // Valid JSON, so a JWT's shape; jwt-compact's header refuses it.
+            (
+                format!("{}.{body}.c2ln", b64(r#"{"alg":"HS256","x":1e400}"#)),
+                Err(ParseFailure::Invalid("unsupported token header")),
+            ),
             (
                 format!("{}.{body}.c2ln", b64(r#"{"typ":"JWT"}"#)),
                 Err(ParseFailure::Invalid("unsupported token header")),
