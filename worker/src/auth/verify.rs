@@ -100,17 +100,20 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, ParseFailure> {
     ) else {
         return Err(ParseFailure::NotAJwt);
     };
-    for segment in [header, payload, signature] {
-        if segment.is_empty() || URL_SAFE_NO_PAD.decode(segment).is_err() {
-            return Err(ParseFailure::NotAJwt);
-        }
-    }
+    let decoded = |segment: &str| {
+        (!segment.is_empty())
+            .then(|| URL_SAFE_NO_PAD.decode(segment).ok())
+            .flatten()
+    };
+    let (Some(header_bytes), Some(_), Some(_)) =
+        (decoded(header), decoded(payload), decoded(signature))
+    else {
+        return Err(ParseFailure::NotAJwt);
+    };
     // Valid JSON whose first token is `{`: an object. Checked without
     // building it (`IgnoredAny` keeps nothing).
-    let header_is_object = URL_SAFE_NO_PAD.decode(header).is_ok_and(|bytes| {
-        bytes.trim_ascii_start().first() == Some(&b'{')
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
-    });
+    let header_is_object = header_bytes.trim_ascii_start().first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&header_bytes).is_ok();
     if !header_is_object {
         return Err(ParseFailure::NotAJwt);
     }
