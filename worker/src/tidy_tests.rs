@@ -257,7 +257,7 @@ const STORAGE_OUTSIDE_STORE: [&str; 9] = [
     "env::SECRETS",
     "env::CACHE",
     "D1Database",
-    "KvStore",
+    "KvNamespace",
     "SELECT ",
     "INSERT ",
     "UPDATE ",

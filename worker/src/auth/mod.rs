@@ -13,7 +13,11 @@ use core::cell::RefCell;
 
 use coffer_core::{ClaimRules, Principal, TenantScope};
 use jwt_compact::alg::Hs256Key;
-use worker::{Env, Request};
+use wasm_bindgen::JsValue;
+use worker::{
+    js_sys::{Reflect, JSON},
+    Env, Request,
+};
 
 mod config;
 mod jwks;
@@ -148,6 +152,19 @@ fn text_var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|value| value.to_string())
 }
 
+/// A variable as JSON text: a string var as it is, an object var (a table
+/// in `[vars]`) as `JSON.stringify` writes it; empty when unset.
+fn object_or_text_var(env: &Env, name: &str) -> String {
+    let value = Reflect::get(env, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+    if value.is_null() || value.is_undefined() {
+        return String::new();
+    }
+    value
+        .as_string()
+        .or_else(|| JSON::stringify(&value).ok()?.as_string())
+        .unwrap_or_default()
+}
+
 thread_local! {
     /// `AUTH_REALMS` parsed once per isolate (keyed by its text, which only
     /// changes with a deployment).
@@ -156,13 +173,7 @@ thread_local! {
 
 /// `AUTH_REALMS`, as a JSON string (the usual form) or a JSON object var.
 pub(crate) fn realms(env: &Env) -> Result<Rc<Realms>, AuthError> {
-    let text = match text_var(env, REALMS) {
-        Some(text) => text,
-        None => match env.object_var::<serde_json::Value>(REALMS) {
-            Ok(value) => value.to_string(),
-            Err(_) => String::new(),
-        },
-    };
+    let text = object_or_text_var(env, REALMS);
     if let Some(parsed) = PARSED_REALMS.with(|cell| {
         cell.borrow()
             .as_ref()

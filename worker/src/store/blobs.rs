@@ -149,8 +149,8 @@ impl Store {
                 let (version, nonce) = last.split_once('.').unwrap_or((last, ""));
                 let written_at = key
                     .metadata
-                    .clone()
-                    .and_then(|m| serde_json::from_value::<BlobMetadata>(m).ok())
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<BlobMetadata>(m).ok())
                     .map(|m| m.written_at);
                 Some(Blob {
                     id: id.to_string(),

@@ -10,12 +10,12 @@ use serde::Serialize;
 use std::collections::HashMap;
 use wasm_bindgen::{JsCast as _, JsValue};
 
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{
-    js_sys::{futures::JsFuture, Array, Promise, Reflect},
-    kv::{KvError, ListResponse},
+    js_sys::{self, futures::JsFuture, Array, ArrayBuffer, Promise, Reflect, Uint8Array},
     worker_sys::types::{D1Database as D1DatabaseSys, D1DatabaseSession as D1DatabaseSessionSys},
-    Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, Env, HttpMetadata, Include,
-    KvStore, Object, Objects,
+    Bucket, D1Database, D1DatabaseSession, D1PreparedStatement, Env, HttpMetadata, Include, Object,
+    Objects,
 };
 
 use super::{
@@ -49,7 +49,96 @@ impl Answer {
     }
 }
 
-/// Awaits a D1 promise; a rejection is the runtime's error, as text.
+#[wasm_bindgen]
+extern "C" {
+    /// A KV namespace binding, called through the runtime's own API
+    /// (`get`, `put`, `delete`, `list`). workers-rs' `KvStore` converts
+    /// options, metadata and list pages through `serde_wasm_bindgen`, whose
+    /// deserializer and serializer were compiled in for nothing else: here
+    /// options are built as objects, and metadata crosses as JSON text
+    /// (serde_json, already in the Worker).
+    pub(crate) type KvNamespace;
+
+    #[wasm_bindgen(method, catch, js_name = get)]
+    fn kv_get(this: &KvNamespace, key: &str, kind: &str) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = put)]
+    fn kv_put(
+        this: &KvNamespace,
+        key: &str,
+        value: &Uint8Array,
+        options: &JsValue,
+    ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn kv_delete(this: &KvNamespace, key: &str) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = list)]
+    fn kv_list(this: &KvNamespace, options: &JsValue) -> Result<Promise, JsValue>;
+}
+
+/// One page of a KV list.
+#[derive(Debug, Default)]
+pub(crate) struct KvPage {
+    pub(crate) keys: Vec<KvKey>,
+    /// The last page.
+    pub(crate) list_complete: bool,
+    /// Where the next page starts, unless this is the last.
+    pub(crate) cursor: Option<String>,
+}
+
+/// A key of a KV list page.
+#[derive(Debug)]
+pub(crate) struct KvKey {
+    pub(crate) name: String,
+    /// Its metadata, as JSON text; `None` when it has none.
+    pub(crate) metadata: Option<String>,
+}
+
+/// `value`'s member `name` (`undefined` when absent or not an object).
+fn member(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// An options object with the given members.
+fn options(members: &[(&str, JsValue)]) -> worker::Result<JsValue> {
+    let object = js_sys::Object::new();
+    for (name, value) in members {
+        Reflect::set(&object, &JsValue::from_str(name), value)?;
+    }
+    Ok(object.into())
+}
+
+impl KvPage {
+    /// Reads the runtime's list answer (`{keys, list_complete, cursor}`).
+    fn read(value: &JsValue) -> worker::Result<Self> {
+        let keys: Array = member(value, "keys")
+            .dyn_into()
+            .map_err(|_| worker::Error::from("kv: a list answer without keys"))?;
+        let keys = keys
+            .iter()
+            .map(|key| {
+                let name = member(&key, "name")
+                    .as_string()
+                    .ok_or_else(|| worker::Error::from("kv: a listed key without a name"))?;
+                let metadata = member(&key, "metadata");
+                let metadata = if metadata.is_null() || metadata.is_undefined() {
+                    None
+                } else {
+                    js_sys::JSON::stringify(&metadata)?.as_string()
+                };
+                Ok(KvKey { name, metadata })
+            })
+            .collect::<worker::Result<_>>()?;
+        Ok(Self {
+            keys,
+            list_complete: member(value, "list_complete").as_bool().unwrap_or(false),
+            cursor: member(value, "cursor").as_string(),
+        })
+    }
+}
+
+/// Awaits a D1 or KV promise; a rejection is the runtime's error, as text.
 async fn settled(promise: Result<Promise, JsValue>) -> worker::Result<JsValue> {
     Ok(JsFuture::from(promise?).await?)
 }
@@ -95,9 +184,14 @@ impl Io {
         env.d1(name)
     }
 
-    /// The KV binding `name`.
-    pub(super) fn kv_binding(env: &Env, name: &str) -> Result<KvStore, String> {
-        env.kv(name).map_err(|error| error.to_string())
+    /// The KV binding `name`: an object with KV's `get`.
+    pub(super) fn kv_binding(env: &Env, name: &str) -> Result<KvNamespace, String> {
+        let binding = member(env, name);
+        if member(&binding, "get").is_function() {
+            Ok(binding.unchecked_into())
+        } else {
+            Err(format!("no KV namespace bound as {name}"))
+        }
     }
 
     /// The R2 bucket `name`.
@@ -252,86 +346,96 @@ impl Io {
     /// One KV read, as bytes.
     pub(super) async fn get_bytes(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         key: &str,
-    ) -> Result<Option<Vec<u8>>, KvError> {
+    ) -> worker::Result<Option<Vec<u8>>> {
         self.count_kv();
-        kv.get(key).bytes().await
+        let value = settled(kv.kv_get(key, "arrayBuffer")).await?;
+        if value.is_null() || value.is_undefined() {
+            return Ok(None);
+        }
+        let buffer: ArrayBuffer = value.dyn_into()?;
+        Ok(Some(Uint8Array::new(&buffer).to_vec()))
     }
 
     /// One KV read, as text.
     pub(super) async fn get_text(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         key: &str,
-    ) -> Result<Option<String>, KvError> {
+    ) -> worker::Result<Option<String>> {
         self.count_kv();
-        kv.get(key).text().await
+        Ok(settled(kv.kv_get(key, "text")).await?.as_string())
     }
 
-    /// One KV write of bytes with metadata.
+    /// One KV write of bytes with metadata (JSON, at most 1 KB in KV).
     pub(super) async fn put_bytes(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         key: &str,
         value: &[u8],
         metadata: impl Serialize,
-    ) -> Result<(), KvError> {
+    ) -> worker::Result<()> {
+        let metadata = serde_json::to_string(&metadata)?;
+        let options = options(&[("metadata", js_sys::JSON::parse(&metadata)?)])?;
         self.count_kv();
-        kv.put_bytes(key, value)?
-            .metadata(metadata)?
-            .execute()
-            .await
+        settled(kv.kv_put(key, &Uint8Array::from(value), &options)).await?;
+        Ok(())
     }
 
     /// One KV write of bytes, without metadata.
     pub(super) async fn put_plain_bytes(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         key: &str,
         value: &[u8],
-    ) -> Result<(), KvError> {
+    ) -> worker::Result<()> {
         self.count_kv();
-        kv.put_bytes(key, value)?.execute().await
+        settled(kv.kv_put(key, &Uint8Array::from(value), &JsValue::UNDEFINED)).await?;
+        Ok(())
     }
 
     /// One KV write of text that expires after `ttl_seconds`. Written as
-    /// its UTF-8 bytes (read back as text all the same): `KvStore::put`
-    /// would take a detour through `serde_wasm_bindgen` and float
-    /// formatting, about 20 KB of `.wasm`, to pass a string on.
+    /// its UTF-8 bytes (read back as text all the same).
     pub(super) async fn put_text(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         key: &str,
         value: String,
         ttl_seconds: u64,
-    ) -> Result<(), KvError> {
+    ) -> worker::Result<()> {
+        #[allow(clippy::cast_precision_loss)] // a TTL is far below 2^53 s
+        let options = options(&[("expirationTtl", JsValue::from_f64(ttl_seconds as f64))])?;
         self.count_kv();
-        kv.put_bytes(key, value.as_bytes())?
-            .expiration_ttl(ttl_seconds)
-            .execute()
-            .await
+        settled(kv.kv_put(key, &Uint8Array::from(value.as_bytes()), &options)).await?;
+        Ok(())
     }
 
     /// One KV delete.
-    pub(super) async fn delete(&self, kv: &KvStore, key: &str) -> Result<(), KvError> {
+    pub(super) async fn delete(&self, kv: &KvNamespace, key: &str) -> worker::Result<()> {
         self.count_kv();
-        kv.delete(key).await
+        settled(kv.kv_delete(key)).await?;
+        Ok(())
     }
 
-    /// One KV list page of the keys under `prefix`.
+    /// One KV list page of the keys under `prefix`, with their metadata.
     pub(super) async fn list(
         &self,
-        kv: &KvStore,
+        kv: &KvNamespace,
         prefix: &str,
         limit: u64,
         cursor: Option<String>,
-    ) -> Result<ListResponse, KvError> {
-        let mut list = kv.list().prefix(prefix.to_string()).limit(limit);
+    ) -> worker::Result<KvPage> {
+        #[allow(clippy::cast_precision_loss)] // KV lists at most 1000
+        let mut members = vec![
+            ("prefix", JsValue::from_str(prefix)),
+            ("limit", JsValue::from_f64(limit as f64)),
+        ];
         if let Some(cursor) = cursor {
-            list = list.cursor(cursor);
+            members.push(("cursor", JsValue::from(cursor)));
         }
+        let options = options(&members)?;
         self.count_kv();
-        list.execute().await
+        KvPage::read(&settled(kv.kv_list(&options)).await?)
     }
 }

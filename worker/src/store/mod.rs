@@ -22,7 +22,7 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 
 use coffer_core::{Status, TenantId, Timestamp, Version};
 use wasm_bindgen::JsValue;
-use worker::{D1PreparedStatement, Env, KvStore};
+use worker::{D1PreparedStatement, Env};
 
 use crate::{env, error::ApiError};
 
@@ -126,7 +126,7 @@ fn kv_error(error: impl core::fmt::Display) -> ApiError {
 /// KV namespace.
 pub(crate) struct Store {
     db: session::Db,
-    secrets: KvStore,
+    secrets: io::KvNamespace,
     io: Rc<Io>,
     /// Test builds only: wait this long before a write's D1 commit.
     #[cfg(feature = "fault-injection")]
