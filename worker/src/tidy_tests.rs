@@ -252,12 +252,13 @@ fn records_are_loaded_only_through_the_access_gate() {
 }
 
 /// What only `store/` may name: the bindings, their types, and SQL.
-const STORAGE_OUTSIDE_STORE: [&str; 9] = [
+const STORAGE_OUTSIDE_STORE: [&str; 10] = [
     "env::DB",
     "env::SECRETS",
     "env::CACHE",
     "D1Database",
     "KvNamespace",
+    "KvStore",
     "SELECT ",
     "INSERT ",
     "UPDATE ",

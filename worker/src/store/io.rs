@@ -354,7 +354,10 @@ impl Io {
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        let buffer: ArrayBuffer = value.dyn_into()?;
+        // Never the value itself in the error: it may be key material.
+        let buffer: ArrayBuffer = value
+            .dyn_into()
+            .map_err(|_| JsValue::from_str("kv: a value read as bytes is not an ArrayBuffer"))?;
         Ok(Some(Uint8Array::new(&buffer).to_vec()))
     }
 
