@@ -2,7 +2,7 @@
 use alloc::{string::String, vec::Vec};
 use core::fmt;
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use zeroize::Zeroizing;
 
 /// Length of a master key: AES-256.
@@ -180,13 +180,13 @@ fn decode_key(text: &str) -> Option<Zeroizing<[u8; KEK_LEN]>> {
     if text.len() != KEK_BASE64_LEN {
         return None;
     }
-    // Decoded straight into the wiped key buffer, not a growing Vec, so no
-    // unwiped copy is left behind. Since base64 0.22, `decode_slice` takes
-    // an exactly sized output and fails (`OutputSliceTooSmall`) only when
-    // the text holds more: 44 characters of 33 bytes are refused there, of
-    // 31 bytes by the length check.
+    // Decoded in constant time straight into the wiped key buffer, not a
+    // growing Vec, so no unwiped copy is left behind. `decode` fails
+    // (`InvalidLength`) when the text holds more than the buffer: 44
+    // characters of 33 bytes are refused there, of 31 bytes by the length
+    // check.
     let mut key = Zeroizing::new([0_u8; KEK_LEN]);
-    let len = STANDARD.decode_slice(text, key.as_mut_slice()).ok()?;
+    let len = Base64::decode(text, key.as_mut_slice()).ok()?.len();
     (len == KEK_LEN).then_some(key)
 }
 
@@ -206,6 +206,7 @@ mod tests {
     use alloc::{format, string::ToString, vec};
 
     use super::*;
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
 
     /// `base64(32 × byte)`.
     pub(crate) fn key_text(byte: u8) -> String {
@@ -351,6 +352,7 @@ mod tests {
     mod properties {
         use alloc::vec;
 
+        use base64::{engine::general_purpose::STANDARD, Engine as _};
         use proptest::prelude::*;
 
         use super::super::*;

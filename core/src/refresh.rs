@@ -19,7 +19,7 @@ use alloc::{
 };
 use core::fmt::{self, Write as _};
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use serde::{
     de::{self, MapAccess, Visitor},
     Deserialize, Deserializer,
@@ -316,8 +316,16 @@ pub fn token_request(
             form_encode(&id, &mut pair);
             pair.push(':');
             form_encode(&secret, &mut pair);
+            // Encoded in constant time into a wiped buffer: the pair holds
+            // the client secret.
+            let mut encoded =
+                Zeroizing::new(alloc::vec![0_u8; Base64::encoded_len(pair.as_bytes())]);
             let mut header = Zeroizing::new(String::from("Basic "));
-            STANDARD.encode_string(pair.as_bytes(), &mut header);
+            header.push_str(
+                // The buffer is exactly `encoded_len`: never refused.
+                Base64::encode(pair.as_bytes(), &mut encoded)
+                    .map_err(|_| RefreshError::SecretUnusable)?,
+            );
             Some(header)
         }
         (Some(id), Some(secret), ClientAuth::Post) => {

@@ -65,9 +65,10 @@ fn realm_token(world: &World, tenant: Uuid, role: &str) -> String {
 /// `serde_wasm_bindgen` (335,079); then no panic locations, shallow
 /// derived `Debug` and a second `wasm-opt -Os` pass without the names
 /// (330,691); then KV through the runtime's own binding instead of
-/// workers-rs' `KvStore` and its `serde_wasm_bindgen` (319,415). Issue 13's
-/// goal of 300 KB is not reached (README).
-const WASM_GZIP_BUDGET: usize = 319_415 * 105 / 100;
+/// workers-rs' `KvStore` and its `serde_wasm_bindgen` (319,415); then
+/// `base64ct` for the `base64` crate (317,782). Issue 13's goal of 300 KB
+/// is not reached (README).
+const WASM_GZIP_BUDGET: usize = 317_782 * 105 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.

@@ -16,7 +16,7 @@
 //! and reads the claims once WebCrypto has said yes.
 use std::collections::HashMap;
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use base64ct::{Base64UrlUnpadded, Encoding as _};
 use coffer_core::{IdentityClaims, TokenClaims};
 use jwt_compact::{
     alg::{Hs256, Hs256Key},
@@ -102,7 +102,7 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, ParseFailure> {
     };
     let decoded = |segment: &str| {
         (!segment.is_empty())
-            .then(|| URL_SAFE_NO_PAD.decode(segment).ok())
+            .then(|| Base64UrlUnpadded::decode_vec(segment).ok())
             .flatten()
     };
     let (Some(header_bytes), Some(_), Some(_)) =
@@ -210,8 +210,8 @@ impl RealmKey {
             return None;
         }
         let text = |member: &str| entry.get(member)?.as_str();
-        let bytes = |member: &str| URL_SAFE_NO_PAD.decode(text(member)?).ok();
-        let encode = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let bytes = |member: &str| Base64UrlUnpadded::decode_vec(text(member)?).ok();
+        let encode = |bytes: &[u8]| Base64UrlUnpadded::encode_string(bytes);
         let key = match (text("kty")?, text("crv")) {
             ("RSA", _) => {
                 let (modulus, exponent) = (bytes("n")?, bytes("e")?);

@@ -18,7 +18,7 @@
 //! [`Io`].
 use alloc::rc::Rc;
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 
 use coffer_core::{Status, TenantId, Timestamp, Version};
 use wasm_bindgen::JsValue;
@@ -76,7 +76,7 @@ impl TenantKeyRef {
     pub(crate) fn parse(text: &str) -> Result<Self, ()> {
         let (wrapped, nonce) = text.split_once(' ').ok_or(())?;
         Ok(Self {
-            wrapped: STANDARD.decode(wrapped).map_err(|_| ())?,
+            wrapped: Base64::decode_vec(wrapped).map_err(|_| ())?,
             kv_nonce: nonce.to_string(),
         })
     }

@@ -1,5 +1,5 @@
 //! Keyset pagination with opaque cursors bound to the tenant and filters.
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use base64ct::{Base64UrlUnpadded, Encoding as _};
 use serde::{Deserialize, Serialize};
 
 /// Where the next page starts: strictly after `(created_at, id)` in
@@ -27,13 +27,13 @@ impl Cursor {
             s: scope.to_string(),
             cursor: self.clone(),
         };
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&envelope).unwrap_or_default())
+        Base64UrlUnpadded::encode_string(&serde_json::to_vec(&envelope).unwrap_or_default())
     }
 
     /// Parses an opaque cursor; `None` when it is malformed or was issued
     /// for another tenant or other filters.
     pub(crate) fn decode(raw: &str, scope: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let bytes = Base64UrlUnpadded::decode_vec(raw).ok()?;
         let envelope: Envelope = serde_json::from_slice(&bytes).ok()?;
         (envelope.s == scope).then_some(envelope.cursor)
     }

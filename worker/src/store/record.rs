@@ -8,7 +8,7 @@
 //! row and column in the log), never rounded or clamped. Every integer the
 //! Worker stores is far below that bound (Unix milliseconds, counts and
 //! versions, the latter bounded by [`Version::MAX`]).
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{
     oauth::Grant, AuthType, CredentialId, IntegrationId, Status, TenantId, Timestamp, Version,
 };
@@ -207,8 +207,7 @@ impl Row {
             version: version(self.version).ok_or_else(|| corrupt("version"))?,
             secret_version: version(self.secret_version)
                 .ok_or_else(|| corrupt("secret_version"))?,
-            wrapped_dek: STANDARD
-                .decode(&self.wrapped_dek)
+            wrapped_dek: Base64::decode_vec(&self.wrapped_dek)
                 .map_err(|_| corrupt("wrapped_dek"))?,
             name: self.name,
             description: self.description,

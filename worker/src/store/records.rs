@@ -1,7 +1,7 @@
 //! The credential rows: finding, listing, inserting, updating and deleting
 //! records, and counting decrypted reads. Rows are parsed into [`Record`]s
 //! once, here (`record.rs`).
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{oauth::Grant, CredentialId, IntegrationId, TenantId, Timestamp, Version};
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
@@ -134,7 +134,7 @@ impl Store {
                 ver(record.version),
                 ver(record.secret_version),
                 record.kid.as_str().into(),
-                STANDARD.encode(&record.wrapped_dek).into(),
+                Base64::encode_string(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
                 opt_int(record.tk_version.map(i64::from)),
                 opt(record.refresh.grant.map(Grant::as_str)),
@@ -193,7 +193,7 @@ impl Store {
             params.extend([
                 ver(record.secret_version),
                 record.kid.as_str().into(),
-                STANDARD.encode(&record.wrapped_dek).into(),
+                Base64::encode_string(&record.wrapped_dek).into(),
                 record.blob_nonce.as_str().into(),
                 tk_version.clone(),
                 opt(record.refresh.grant.map(Grant::as_str)),

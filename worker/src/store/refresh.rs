@@ -1,7 +1,7 @@
 //! What OAuth2 token refresh reads and writes (migration 0006): the lease,
 //! the refreshed secret, a failed attempt, the state a waiting reader
 //! polls, and the sweep's due records.
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{CredentialId, Timestamp, Version};
 use wasm_bindgen::JsValue;
 
@@ -99,7 +99,7 @@ impl Store {
                 ver(expected),
                 ver(next.version),
                 next.kid.as_str().into(),
-                STANDARD.encode(&next.wrapped_dek).into(),
+                Base64::encode_string(&next.wrapped_dek).into(),
                 next.blob_nonce.as_str().into(),
                 opt_ts(next.expires_at),
                 ts(next.updated_at),

@@ -1,7 +1,7 @@
 //! Tenant keys in D1 (migration 0007): the middle layer of the key
 //! hierarchy, and what the master rotation and the legacy migration read
 //! and write.
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{CredentialId, TenantId};
 use wasm_bindgen::JsValue;
 
@@ -58,7 +58,7 @@ impl TenantKeyRow {
             tenant,
             version: u32::try_from(self.version).map_err(|_| bad())?,
             kid: self.kid,
-            wrapped: STANDARD.decode(&self.wrapped_key).map_err(|_| bad())?,
+            wrapped: Base64::decode_vec(&self.wrapped_key).map_err(|_| bad())?,
             kv_nonce: self.kv_nonce,
         })
     }
@@ -183,7 +183,7 @@ impl Store {
                 tenant,
                 int(i64::from(key.version)),
                 key.kid.as_str().into(),
-                STANDARD.encode(&key.wrapped).into(),
+                Base64::encode_string(&key.wrapped).into(),
                 int(now_ms),
                 key.kv_nonce.as_str().into(),
             ],
@@ -246,7 +246,7 @@ impl Store {
                         old.tenant.to_string().into(),
                         int(i64::from(old.version)),
                         kid.as_str().into(),
-                        STANDARD.encode(wrapped).into(),
+                        Base64::encode_string(wrapped).into(),
                         old.kid.as_str().into(),
                     ],
                 )
@@ -281,7 +281,7 @@ impl Store {
                 Ok(LegacyWrap {
                     id: CredentialId::parse(&row.id).map_err(|_| bad())?,
                     owner: TenantId::parse(&row.tenant_id).map_err(|_| bad())?,
-                    wrapped_dek: STANDARD.decode(&row.wrapped_dek).map_err(|_| bad())?,
+                    wrapped_dek: Base64::decode_vec(&row.wrapped_dek).map_err(|_| bad())?,
                     secret_version: row.secret_version,
                     kid: row.kid,
                     earlier,
@@ -316,9 +316,9 @@ impl Store {
                     &[
                         id.to_string().into(),
                         int(*secret_version),
-                        STANDARD.encode(new).into(),
+                        Base64::encode_string(new).into(),
                         int(i64::from(*tk_version)),
-                        STANDARD.encode(old).into(),
+                        Base64::encode_string(old).into(),
                     ],
                 )
             })

@@ -1,6 +1,6 @@
 //! Tenant deletion (crypto-shredding), its purge by the sweep, and
 //! tenant-key rotation (migration 0007).
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{CredentialId, TenantId};
 use wasm_bindgen::JsValue;
 
@@ -251,7 +251,7 @@ impl Store {
                         tenant,
                         int(i64::from(next.version)),
                         next.kid.as_str().into(),
-                        STANDARD.encode(&next.wrapped).into(),
+                        Base64::encode_string(&next.wrapped).into(),
                         int(now_ms),
                         next.kv_nonce.as_str().into(),
                     ],
@@ -303,7 +303,7 @@ impl Store {
                 Ok(TenantWrap {
                     id: CredentialId::parse(&row.id).map_err(|_| bad())?,
                     secret_version: row.secret_version,
-                    wrapped_dek: STANDARD.decode(&row.wrapped_dek).map_err(|_| bad())?,
+                    wrapped_dek: Base64::decode_vec(&row.wrapped_dek).map_err(|_| bad())?,
                     earlier,
                 })
             })

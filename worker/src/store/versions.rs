@@ -1,5 +1,5 @@
 //! Earlier secret versions (migration 0007): listed, read, destroyed.
-use base64::{engine::general_purpose::STANDARD, Engine as _};
+use base64ct::{Base64, Encoding as _};
 use coffer_core::{TenantId, Timestamp};
 use serde_json::Value;
 
@@ -61,7 +61,7 @@ impl VersionRow {
                     .map(super::TenantKeyRef::parse)
                     .transpose()
                     .map_err(|_| bad())?,
-                wrapped_dek: STANDARD.decode(wrapped).map_err(|_| bad())?,
+                wrapped_dek: Base64::decode_vec(&wrapped).map_err(|_| bad())?,
             }),
             _ => None,
         };
