@@ -312,7 +312,9 @@ pub fn token_request(
     }
     let authorization = match (client_id, client_secret, auth) {
         (Some(id), Some(secret), ClientAuth::Basic) => {
-            let mut pair = Zeroizing::new(String::new());
+            // Sized once (the form encoding at most triples a byte), so no
+            // reallocation leaves an unwiped copy of the secret behind.
+            let mut pair = Zeroizing::new(String::with_capacity(3 * (id.len() + secret.len()) + 1));
             form_encode(&id, &mut pair);
             pair.push(':');
             form_encode(&secret, &mut pair);

@@ -66,9 +66,9 @@ fn realm_token(world: &World, tenant: Uuid, role: &str) -> String {
 /// derived `Debug` and a second `wasm-opt -Os` pass without the names
 /// (330,691); then KV through the runtime's own binding instead of
 /// workers-rs' `KvStore` and its `serde_wasm_bindgen` (319,415); then
-/// `base64ct` for the `base64` crate (317,782). Issue 13's goal of 300 KB
+/// `base64ct` for the `base64` crate (317,784). Issue 13's goal of 300 KB
 /// is not reached (README).
-const WASM_GZIP_BUDGET: usize = 317_782 * 105 / 100;
+const WASM_GZIP_BUDGET: usize = 317_784 * 105 / 100;
 
 /// The log line of the request with `request_id`, waiting for it: workerd's
 /// logs reach wrangler's output asynchronously.

@@ -100,16 +100,22 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, ParseFailure> {
     ) else {
         return Err(ParseFailure::NotAJwt);
     };
+    // Each segment non-empty, URL-safe base64 without padding (RFC 7515
+    // §2). The header is decoded here for the check below; the payload and
+    // the signature are decoded once, by jwt-compact's parse, whose base64
+    // error is "not a JWT" too. Only a token too long for that parse has
+    // them decoded here, so that it is still judged by its shape first.
     let decoded = |segment: &str| {
         (!segment.is_empty())
             .then(|| Base64UrlUnpadded::decode_vec(segment).ok())
             .flatten()
     };
-    let (Some(header_bytes), Some(_), Some(_)) =
-        (decoded(header), decoded(payload), decoded(signature))
-    else {
+    let Some(header_bytes) = decoded(header) else {
         return Err(ParseFailure::NotAJwt);
     };
+    if payload.is_empty() || signature.is_empty() {
+        return Err(ParseFailure::NotAJwt);
+    }
     // Valid JSON whose first token is `{`: an object. Checked without
     // building it (`IgnoredAny` keeps nothing).
     let header_is_object = header_bytes.trim_ascii_start().first() == Some(&b'{')
@@ -118,7 +124,10 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, ParseFailure> {
         return Err(ParseFailure::NotAJwt);
     }
     if token.len() > MAX_TOKEN_LEN {
-        return Err(ParseFailure::Invalid("token too long"));
+        return Err(match (decoded(payload), decoded(signature)) {
+            (Some(_), Some(_)) => ParseFailure::Invalid("token too long"),
+            _ => ParseFailure::NotAJwt,
+        });
     }
     let untrusted = UntrustedToken::new(token).map_err(|error| match error {
         jwt_compact::ParseError::InvalidTokenStructure
@@ -579,6 +588,23 @@ mod tests {
             (
                 format!("{header}.{}.c2ln", "A".repeat(super::MAX_TOKEN_LEN)),
                 Err(ParseFailure::Invalid("token too long")),
+            ),
+            // The payload and the signature are decoded by jwt-compact's
+            // parse, before it reads the header: bad base64 there is not a
+            // JWT, whatever the header holds, and however long the token.
+            (format!("{header}.{body}=.c2ln"), Err(ParseFailure::NotAJwt)),
+            (format!("{header}.e30+.c2ln"), Err(ParseFailure::NotAJwt)),
+            (
+                format!("{}.{body}=.c2ln", b64(r#"{"typ":"JWT"}"#)),
+                Err(ParseFailure::NotAJwt),
+            ),
+            (
+                format!("{header}.{}.c2l+", "A".repeat(super::MAX_TOKEN_LEN)),
+                Err(ParseFailure::NotAJwt),
+            ),
+            (
+                format!("{header}.{}=.c2ln", "A".repeat(super::MAX_TOKEN_LEN)),
+                Err(ParseFailure::NotAJwt),
             ),
         ];
         for (token, expected) in cases {
