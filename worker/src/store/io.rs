@@ -19,7 +19,7 @@ use worker::{
 };
 
 use super::{
-    row::{with_key, Column, Columns, FromRow},
+    row::{member, with_key, Column, Columns, FromRow},
     session::Db,
 };
 
@@ -43,8 +43,7 @@ impl Answer {
     /// Rows the statement changed (`meta.changes`); `None` when the answer
     /// does not say.
     pub(crate) fn changes(&self) -> Option<usize> {
-        let meta = with_key("meta", |key| Reflect::get(&self.0, key)).ok()?;
-        let changes = with_key("changes", |key| Reflect::get(&meta, key)).ok()?;
+        let changes = member(&member(&self.0, "meta"), "changes");
         usize::try_from(i64::read(changes)?).ok()
     }
 }
@@ -95,16 +94,11 @@ pub(crate) struct KvKey {
     pub(crate) metadata: Option<String>,
 }
 
-/// `value`'s member `name` (`undefined` when absent or not an object).
-fn member(value: &JsValue, name: &str) -> JsValue {
-    Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-}
-
 /// An options object with the given members.
-fn options(members: &[(&str, JsValue)]) -> worker::Result<JsValue> {
+fn options(members: &[(&'static str, JsValue)]) -> worker::Result<JsValue> {
     let object = js_sys::Object::new();
     for (name, value) in members {
-        Reflect::set(&object, &JsValue::from_str(name), value)?;
+        with_key(name, |key| Reflect::set(&object, key, value))?;
     }
     Ok(object.into())
 }
@@ -185,7 +179,7 @@ impl Io {
     }
 
     /// The KV binding `name`: an object with KV's `get`.
-    pub(super) fn kv_binding(env: &Env, name: &str) -> Result<KvNamespace, String> {
+    pub(super) fn kv_binding(env: &Env, name: &'static str) -> Result<KvNamespace, String> {
         let binding = member(env, name);
         if member(&binding, "get").is_function() {
             Ok(binding.unchecked_into())

@@ -45,9 +45,7 @@ impl Columns {
     /// row type reads every field without an early return (whose clean-up
     /// of the fields read so far cost the `.wasm` more than the reads).
     pub(crate) fn get<T: Column + Default>(&self, name: &'static str) -> T {
-        let value =
-            with_key(name, |key| Reflect::get(&self.row, key)).unwrap_or(JsValue::UNDEFINED);
-        T::read(value).unwrap_or_else(|| {
+        T::read(member(&self.row, name)).unwrap_or_else(|| {
             if self.bad.get().is_none() {
                 self.bad.set(Some(name));
             }
@@ -62,6 +60,14 @@ impl Columns {
             None => Ok(read),
         }
     }
+}
+
+/// `value`'s member `name` (`undefined` when absent or not an object),
+/// by the isolate's cached key for `name`. Not inlined: one copy serves
+/// every column type and member read.
+#[inline(never)]
+pub(super) fn member(value: &JsValue, name: &'static str) -> JsValue {
+    with_key(name, |key| Reflect::get(value, key)).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `f` with the column name (or another member name of D1's answer) as a
