@@ -117,7 +117,7 @@ pub(crate) fn ndjson(events: &[DueEvent]) -> Vec<u8> {
     let mut out = Vec::new();
     for event in events {
         // Serializing a `Value` cannot fail.
-        out.extend_from_slice(event_json(&event.entry).to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut out, &event_json(&event.entry));
         out.push(b'\n');
     }
     out

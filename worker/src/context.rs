@@ -96,10 +96,10 @@ impl SessionSlot {
 pub(crate) const BOOKMARK_HEADER: &str = "x-coffer-bookmark";
 
 fn warn(request_id: &str, event: &str, reason: &str) {
-    worker::console_log!(
-        "{}",
-        serde_json::json!({"level": "warn", "request_id": request_id,
-                           "event": event, "reason": reason})
+    crate::log::json(
+        crate::log::Console::Log,
+        &serde_json::json!({"level": "warn", "request_id": request_id,
+                           "event": event, "reason": reason}),
     );
 }
 

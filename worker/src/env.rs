@@ -94,14 +94,14 @@ pub(crate) fn warn_once_about_secrets_in_plain_vars() {
         return;
     }
     for name in SECRETS_IN_PLAIN_VARS.split(',') {
-        worker::console_warn!(
-            "{}",
-            serde_json::json!({
+        crate::log::json(
+            crate::log::Console::Warn,
+            &serde_json::json!({
                 "level": "warn",
                 "event": "secret_in_plain_vars",
                 "variable": name,
                 "message": "set it with `wrangler secret put` and remove it from [vars]",
-            })
+            }),
         );
     }
 }

@@ -9,7 +9,7 @@ use serde::{
     Serialize,
 };
 use serde_json::{value::RawValue, Value};
-use worker::{console_log, Date, Env, Method, Request};
+use worker::{Date, Env, Method, Request};
 
 use crate::{
     context::{self, Ctx, Reply, Step},
@@ -247,7 +247,7 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<web_sys::Res
 /// Serialized straight to text (no intermediate `Value`), one console call.
 fn log_request(line: &RequestLine<'_>) {
     if let Ok(text) = serde_json::to_string(line) {
-        console_log!("{text}");
+        crate::log::text(crate::log::Console::Log, &text);
     }
 }
 

@@ -7,7 +7,8 @@
 //! and the audit event's JSON both use) → `access` (the one gate to a
 //! record; `refresh`, OAuth2 token refresh, beside it) → `context` (`Ctx`,
 //! `Caller`, `Reply`) → `auth`, `keyring`, `keys` → `store` → `random` → `error` →
-//! `env`, `faults`, `plain_vars` → `coffer-core`.
+//! `env`, `faults`, `plain_vars`, `web_fetch`, `web_url` → `log` →
+//! `coffer-core`.
 extern crate alloc;
 
 use worker::{event, Context, Date, Env, Request, Result, ScheduleContext, ScheduledEvent};
@@ -23,6 +24,7 @@ mod faults;
 mod http;
 mod keyring;
 mod keys;
+mod log;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]

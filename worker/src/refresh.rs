@@ -17,7 +17,7 @@ use coffer_core::{
     Status, TenantId, Timestamp,
 };
 use serde_json::{json, Value};
-use worker::{console_log, Date, Delay, Env};
+use worker::{Date, Delay, Env};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -25,6 +25,7 @@ use crate::{
     error::ApiError,
     keyring::keyring,
     keys::{self, binding},
+    log::{self, Console},
     random,
     store::{Actor, AuditAction, AuditEvent, Lease, Outcome, Record, Store},
     web_fetch::{self, FetchError},
@@ -399,11 +400,13 @@ impl Refresher<'_> {
         let (failures, not_before, halted) = oauth::after_failure(failure, before, at);
         let error = json!({"at": at.as_unix_millis(), "code": failure.code,
                            "message": failure.message});
+        // Serializing a `Value` cannot fail.
+        let error = serde_json::to_string(&error).unwrap_or_default();
         self.store
             .store_refresh_failure(
                 record,
                 lease,
-                &error.to_string(),
+                &error,
                 u64::from(failures),
                 Timestamp::from_unix_millis(not_before).unwrap_or(Timestamp::MAX),
                 halted,
@@ -481,10 +484,10 @@ impl Refresher<'_> {
 /// One line per attempt: the record, the outcome and the failure's code,
 /// never a token or an endpoint's words.
 fn log(record: &Record, outcome: &str, code: Option<&str>) {
-    console_log!(
-        "{}",
-        json!({"event": "token_refresh", "credential": record.id.to_string(),
-               "outcome": outcome, "code": code})
+    log::json(
+        Console::Log,
+        &json!({"event": "token_refresh", "credential": record.id.to_string(),
+               "outcome": outcome, "code": code}),
     );
 }
 

@@ -8,13 +8,15 @@ use alloc::rc::Rc;
 
 use coffer_core::{migrate_data_key, rewrap_tenant_key, Binding, Keyring};
 use serde_json::{json, Value};
-use worker::{console_error, console_log, Env};
+use worker::Env;
 
 use crate::{
     env,
     error::ApiError,
     keyring::keyring,
-    keys, random,
+    keys,
+    log::{self, Console},
+    random,
     store::{ArchiveBucket, Io, Store},
 };
 
@@ -62,9 +64,9 @@ pub(crate) async fn run(env: &Env, now_ms: i64) {
             Ok(mut summary) => {
                 // The D1 statements the sweep ran (a batch counts each).
                 summary["d1_statements"] = json!(statements);
-                console_log!(
-                    "{}",
-                    json!({"level": "info", "sweep": sweep, "summary": summary})
+                log::json(
+                    Console::Log,
+                    &json!({"level": "info", "sweep": sweep, "summary": summary}),
                 )
             }
             Err(error) => log_failure(sweep, &error),
@@ -88,9 +90,9 @@ pub(crate) async fn run(env: &Env, now_ms: i64) {
 }
 
 fn log_failure(sweep: &str, error: &ApiError) {
-    console_error!(
-        "{}",
-        json!({"level": "error", "sweep": sweep, "error": error.log_reason().unwrap_or("failed")})
+    log::json(
+        Console::Error,
+        &json!({"level": "error", "sweep": sweep, "error": error.log_reason().unwrap_or("failed")}),
     );
 }
 
@@ -136,11 +138,11 @@ pub(crate) async fn rotate_master(store: &Store, keyring: &Keyring) -> Result<Va
                 Ok(None) => {}
                 Err(_) => {
                     failed += 1;
-                    console_error!(
-                        "{}",
-                        json!({"level": "error", "sweep": "rewrap", "tenant": key.tenant.to_string(),
+                    log::json(
+                        Console::Error,
+                        &json!({"level": "error", "sweep": "rewrap", "tenant": key.tenant.to_string(),
                                "tenant_key_version": key.version, "kid": key.kid,
-                               "error": "tenant key does not unwrap with the keyring"})
+                               "error": "tenant key does not unwrap with the keyring"}),
                     );
                 }
             }
@@ -210,10 +212,10 @@ pub(crate) async fn migrate_legacy(
                     )),
                     Err(_) => {
                         failed += 1;
-                        console_error!(
-                            "{}",
-                            json!({"level": "error", "sweep": "migrate", "credential": wrap.id.to_string(),
-                                   "kid": wrap.kid, "error": "data key does not unwrap with the keyring"})
+                        log::json(
+                            Console::Error,
+                            &json!({"level": "error", "sweep": "migrate", "credential": wrap.id.to_string(),
+                                   "kid": wrap.kid, "error": "data key does not unwrap with the keyring"}),
                         );
                     }
                 }

@@ -41,6 +41,8 @@ const LAYERS: &[&[&str]] = &[
     // build script's check of `wrangler.toml`; URLs and bounded outbound
     // fetches by the runtime.
     &["env", "faults", "plain_vars", "web_fetch", "web_url"],
+    // Log lines to the console.
+    &["log"],
 ];
 
 fn layer(module: &str) -> Option<usize> {
@@ -249,6 +251,42 @@ fn records_are_loaded_only_through_the_access_gate() {
         "let found = store.find_record(id, caller.tenant).await?;".to_string(),
     );
     assert_eq!(loads_outside_the_gate(&[handler]).len(), 1);
+}
+
+/// The console calls, which only `log.rs` makes.
+const CONSOLE_CALLS: [&str; 4] = [
+    "console_log!",
+    "console_warn!",
+    "console_error!",
+    "web_sys::console",
+];
+
+/// Files other than `log.rs` that write to the console themselves.
+fn console_outside_log(files: &[(PathBuf, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(path, _)| !matches!(module_of(path).as_str(), "log" | "tidy_tests"))
+        .flat_map(|(path, text)| {
+            let code = code(text);
+            CONSOLE_CALLS
+                .iter()
+                .filter(|call| code.contains(**call))
+                .map(|call| format!("{}: {call} outside log.rs", path.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn only_log_rs_writes_to_the_console() {
+    let files = sources(&source_dir());
+    let found = console_outside_log(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let sweep = (
+        PathBuf::from("sweep.rs"),
+        "console_error!(\"{}\", json!({\"sweep\": sweep}));".to_string(),
+    );
+    assert_eq!(console_outside_log(&[sweep]).len(), 1);
 }
 
 /// What only `store/` may name: the bindings, their types, and SQL.

@@ -17,7 +17,7 @@ use core::{cell::RefCell, time::Duration};
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use worker::{console_warn, Env};
+use worker::Env;
 
 use super::{
     config::Realm,
@@ -25,6 +25,7 @@ use super::{
     webcrypto::ImportedKeys,
 };
 use crate::{
+    log::{self, Console},
     store::{jwks_cache, Io},
     web_fetch::{self, FetchError},
 };
@@ -218,7 +219,10 @@ pub(crate) async fn key_set(
                 cached = Some(fresh);
             }
             Err(reason) => {
-                console_warn!("auth: JWKS fetch for realm {name} failed: {reason}");
+                log::text(
+                    Console::Warn,
+                    &format!("auth: JWKS fetch for realm {name} failed: {reason}"),
+                );
                 with_state(name, |state| state.last_failure_ms = Some(now_ms));
             }
         }
@@ -235,7 +239,10 @@ async fn kv_load(env: &Env, io: &Io, name: &str, url: &str) -> Option<Cached> {
     let stored = match jwks_cache::get(env, io, name).await {
         Ok(text) => serde_json::from_str::<Stored>(&text?).ok()?,
         Err(error) => {
-            console_warn!("auth: reading cached JWKS for realm {name} failed: {error}");
+            log::text(
+                Console::Warn,
+                &format!("auth: reading cached JWKS for realm {name} failed: {error}"),
+            );
             return None;
         }
     };
@@ -269,7 +276,10 @@ async fn kv_store(env: &Env, io: &Io, name: &str, cached: &Cached, jwks: String,
         Err(error) => Err(error.to_string()),
     };
     if let Err(error) = result {
-        console_warn!("auth: caching JWKS for realm {name} failed: {error}");
+        log::text(
+            Console::Warn,
+            &format!("auth: caching JWKS for realm {name} failed: {error}"),
+        );
     }
 }
 
@@ -300,7 +310,10 @@ async fn fetch(url: &str, now_ms: i64) -> Result<(Cached, String), String> {
         String::from_utf8(answer.body.to_vec()).map_err(|_| "not a JWKS document".to_owned())?;
     let keys = KeySet::from_jwks(&document).map_err(|_| "not a JWKS document".to_owned())?;
     if keys.len() == 0 {
-        console_warn!("auth: JWKS at {url} holds no usable signing key");
+        log::text(
+            Console::Warn,
+            &format!("auth: JWKS at {url} holds no usable signing key"),
+        );
     }
     let fresh_until_ms = now_ms + ttl_seconds(cache_control.as_deref()) * 1000;
     let cached = Cached {

@@ -133,11 +133,11 @@ fn stream(
                         .is_ok()
                 }
                 Err(error) => {
-                    worker::console_error!(
-                        "{}",
-                        json!({"level": "error", "event": "archive_read_failed",
+                    crate::log::json(
+                        crate::log::Console::Error,
+                        &json!({"level": "error", "event": "archive_read_failed",
                                "tenant": tenant.to_string(), "key": object.key,
-                               "error": error.log_reason().unwrap_or("failed")})
+                               "error": error.log_reason().unwrap_or("failed")}),
                     );
                     false
                 }

@@ -189,10 +189,10 @@ pub(crate) async fn rotate_key(ctx: &Ctx) -> Result<Reply, ApiError> {
     let remaining = store.count_wraps_under(tenant, retiring.version).await?;
     let complete = remaining == 0 && store.delete_retired_key(tenant, retiring.version).await?;
     if failed > 0 {
-        worker::console_error!(
-            "{}",
-            json!({"level": "error", "event": "tenant_key_rotation", "tenant": tenant.to_string(),
-                   "failed": failed, "error": "data keys that do not unwrap under the retiring key"})
+        crate::log::json(
+            crate::log::Console::Error,
+            &json!({"level": "error", "event": "tenant_key_rotation", "tenant": tenant.to_string(),
+                   "failed": failed, "error": "data keys that do not unwrap under the retiring key"}),
         );
     }
     Ok(Reply::ok(render::envelope(

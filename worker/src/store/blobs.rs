@@ -120,9 +120,9 @@ impl Store {
     /// the sweep, never readable (no row points at it).
     pub(crate) async fn delete_blob(&self, record: &Record) {
         if let Err(error) = self.io.delete(&self.secrets, &blob_key(record)).await {
-            worker::console_warn!(
-                "{}",
-                serde_json::json!({"event": "blob_delete_failed", "error": error.to_string()})
+            crate::log::json(
+                crate::log::Console::Warn,
+                &serde_json::json!({"event": "blob_delete_failed", "error": error.to_string()}),
             );
         }
     }

@@ -378,7 +378,9 @@ pub(super) fn read_audit_fields(event: &AuditEvent) -> String {
         // A versioned read: the trigger writes the version into the event.
         fields["secret_version"] = serde_json::json!(version);
     }
-    fields.to_string()
+    // Serializing a `Value` cannot fail; were it to, the trigger's
+    // `json_extract` would refuse the empty text and the read fail closed.
+    serde_json::to_string(&fields).unwrap_or_default()
 }
 
 d1_row! {

@@ -1,7 +1,6 @@
 //! What the scheduled sweeps read and write.
 use std::collections::HashSet;
 
-use serde_json::json;
 use wasm_bindgen::JsValue;
 
 use super::{int, sql, Store};
@@ -30,7 +29,14 @@ impl Store {
             }
         }
         let rows: Vec<Version> = self
-            .all(self.prepare(sql::SECRET_VERSIONS, &[json!(ids).to_string().into()])?)
+            .all(
+                self.prepare(
+                    sql::SECRET_VERSIONS,
+                    &[serde_json::to_string(&ids)
+                        .map_err(worker::Error::from)?
+                        .into()],
+                )?,
+            )
             .await?;
         Ok(rows
             .into_iter()

@@ -141,10 +141,10 @@ impl Store {
             .delete(&self.secrets, &kv_half_key(tenant, version, nonce))
             .await
         {
-            worker::console_error!(
-                "{}",
-                serde_json::json!({"level": "error", "event": "kv_half_delete_failed",
-                                   "tenant": tenant.to_string(), "error": error.to_string()})
+            crate::log::json(
+                crate::log::Console::Error,
+                &serde_json::json!({"level": "error", "event": "kv_half_delete_failed",
+                                   "tenant": tenant.to_string(), "error": error.to_string()}),
             );
         }
     }

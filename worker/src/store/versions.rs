@@ -191,9 +191,9 @@ impl Store {
                 &version.blob_nonce,
             );
             self.delete_blob_key(&key).await.unwrap_or_else(|error| {
-                worker::console_warn!(
-                    "{}",
-                    serde_json::json!({"event": "blob_delete_failed", "error": error.log_reason()})
+                crate::log::json(
+                    crate::log::Console::Warn,
+                    &serde_json::json!({"event": "blob_delete_failed", "error": error.log_reason()}),
                 );
             });
         }
