@@ -375,7 +375,7 @@ impl Refresher<'_> {
                 keys::versions_kept(self.env),
             )
             .await?;
-        log(record, if won { "success" } else { "superseded" }, None);
+        log_attempt(record, if won { "success" } else { "superseded" }, None);
         if won {
             // The replaced secret version is kept (its blob with it), up
             // to `COFFER_SECRET_VERSIONS_KEPT`.
@@ -413,7 +413,7 @@ impl Refresher<'_> {
                 &self.event(record, actor, Outcome::Failure)?,
             )
             .await?;
-        log(record, "failure", Some(&failure.code));
+        log_attempt(record, "failure", Some(&failure.code));
         Ok(())
     }
 
@@ -483,7 +483,7 @@ impl Refresher<'_> {
 
 /// One line per attempt: the record, the outcome and the failure's code,
 /// never a token or an endpoint's words.
-fn log(record: &Record, outcome: &str, code: Option<&str>) {
+fn log_attempt(record: &Record, outcome: &str, code: Option<&str>) {
     log::json(
         Console::Log,
         &json!({"event": "token_refresh", "credential": record.id.to_string(),
