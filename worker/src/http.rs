@@ -227,31 +227,28 @@ pub(crate) async fn serve(req: Request, env: Env) -> worker::Result<web_sys::Res
     }
     let elapsed = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX) - now_ms;
     if request_log.logs(status) {
-        log_request(&RequestLine {
-            level: if status >= 500 { "error" } else { "info" },
-            request_id: &request_id,
-            method: method.as_ref(),
-            route: op_name.map(|op| format!("{op:?}")).as_deref(),
-            path: &path,
-            tenant,
-            status,
-            duration_ms: elapsed,
-            d1: io.d1(),
-            kv: io.kv(),
-            error: reason.as_deref(),
-        });
+        crate::log::json(
+            crate::log::Console::Log,
+            &RequestLine {
+                level: if status >= 500 { "error" } else { "info" },
+                request_id: &request_id,
+                method: method.as_ref(),
+                route: op_name.map(|op| format!("{op:?}")).as_deref(),
+                path: &path,
+                tenant,
+                status,
+                duration_ms: elapsed,
+                d1: io.d1(),
+                kv: io.kv(),
+                error: reason.as_deref(),
+            },
+        );
     }
     response.into_response().map_err(worker::Error::from)
 }
 
-/// Serialized straight to text (no intermediate `Value`), one console call.
-fn log_request(line: &RequestLine<'_>) {
-    if let Ok(text) = serde_json::to_string(line) {
-        crate::log::text(crate::log::Console::Log, &text);
-    }
-}
-
-/// The one JSON log line of a request, in this field order.
+/// The one JSON log line of a request, in this field order, serialized
+/// straight to text (no intermediate `Value`).
 #[derive(serde::Serialize)]
 struct RequestLine<'a> {
     level: &'static str,

@@ -3,7 +3,7 @@
 //! and the JWKS warnings as plain sentences. Every line goes through here
 //! (`tidy_tests.rs` checks it), so the console calls are compiled once and
 //! no line is copied by `format!` on its way out.
-use serde_json::Value;
+use serde::Serialize;
 use wasm_bindgen::JsValue;
 use web_sys::console;
 
@@ -15,9 +15,10 @@ pub(crate) enum Console {
     Error,
 }
 
-/// Writes `fields` as one JSON line.
-pub(crate) fn json(method: Console, fields: &Value) {
-    // Serializing a `Value` cannot fail (its keys are strings).
+/// Writes `fields` (a `json!` value, or a typed line such as the request
+/// line) as one JSON line.
+pub(crate) fn json(method: Console, fields: &impl Serialize) {
+    // Serializing a `Value` or a struct of strings and numbers cannot fail.
     if let Ok(line) = serde_json::to_string(fields) {
         text(method, &line);
     }

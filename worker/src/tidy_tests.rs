@@ -227,15 +227,33 @@ const RECORD_LOADERS: [&str; 2] = ["find_record(", "select_for_integration("];
 
 /// Files outside `store/` and `access.rs` that load a record themselves.
 fn loads_outside_the_gate(files: &[(PathBuf, String)]) -> Vec<String> {
+    found_outside(files, &["store", "access"], "access.rs", |code| {
+        RECORD_LOADERS
+            .iter()
+            .filter(|loader| code.contains(**loader))
+            .map(|loader| format!("calls {loader}...)"))
+            .collect()
+    })
+}
+
+/// What `find` reports in the code of each file outside the top-level
+/// modules `allowed` (and the tidy tests), as `path: what outside place`.
+fn found_outside(
+    files: &[(PathBuf, String)],
+    allowed: &[&str],
+    place: &str,
+    find: impl Fn(&str) -> Vec<String>,
+) -> Vec<String> {
     files
         .iter()
-        .filter(|(path, _)| !matches!(module_of(path).as_str(), "store" | "access" | "tidy_tests"))
+        .filter(|(path, _)| {
+            let module = module_of(path);
+            module != "tidy_tests" && !allowed.contains(&module.as_str())
+        })
         .flat_map(|(path, text)| {
-            let code = code(text);
-            RECORD_LOADERS
-                .iter()
-                .filter(|loader| code.contains(**loader))
-                .map(|loader| format!("{}: calls {loader}...) outside access.rs", path.display()))
+            find(&code(text))
+                .into_iter()
+                .map(|what| format!("{}: {what} outside {place}", path.display()))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -287,16 +305,7 @@ fn console_calls(code: &str) -> Vec<String> {
 
 /// Files other than `log.rs` that write to the console themselves.
 fn console_outside_log(files: &[(PathBuf, String)]) -> Vec<String> {
-    files
-        .iter()
-        .filter(|(path, _)| !matches!(module_of(path).as_str(), "log" | "tidy_tests"))
-        .flat_map(|(path, text)| {
-            console_calls(&code(text))
-                .into_iter()
-                .map(|call| format!("{}: {call} outside log.rs", path.display()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    found_outside(files, &["log"], "log.rs", console_calls)
 }
 
 #[test]
