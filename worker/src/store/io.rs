@@ -30,14 +30,23 @@ pub(crate) struct Answer(JsValue);
 impl Answer {
     /// Its rows, each read as `T` ([`FromRow`]); none when it has none.
     pub(crate) fn results<T: FromRow>(&self) -> worker::Result<Vec<T>> {
+        let rows = self.rows()?;
+        let mut read = Vec::with_capacity(rows.len());
+        for row in rows {
+            read.push(T::from_row(&Columns::new(row))?);
+        }
+        Ok(read)
+    }
+
+    /// Its rows as the runtime's objects: the part of [`Answer::results`]
+    /// that is the same for every row type, compiled once.
+    #[inline(never)]
+    fn rows(&self) -> worker::Result<Vec<JsValue>> {
         let rows = with_key("results", |key| Reflect::get(&self.0, key))?;
         if rows.is_null() || rows.is_undefined() {
             return Ok(Vec::new());
         }
-        let rows: Array = rows.dyn_into()?;
-        rows.iter()
-            .map(|row| T::from_row(&Columns::new(row)).map_err(worker::Error::from))
-            .collect()
+        Ok(rows.dyn_into::<Array>()?.to_vec())
     }
 
     /// Rows the statement changed (`meta.changes`); `None` when the answer
@@ -283,12 +292,9 @@ impl Io {
     }
 
     /// One D1 round trip: all rows of a statement.
-    pub(super) async fn all<T: FromRow>(
-        &self,
-        statement: D1PreparedStatement,
-    ) -> worker::Result<Vec<T>> {
+    pub(super) async fn all(&self, statement: D1PreparedStatement) -> worker::Result<Answer> {
         self.count_d1();
-        Answer(settled(statement.inner().all()).await?).results()
+        Ok(Answer(settled(statement.inner().all()).await?))
     }
 
     /// One D1 round trip: run a statement.

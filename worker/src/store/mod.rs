@@ -192,7 +192,8 @@ impl Store {
         &self,
         statement: D1PreparedStatement,
     ) -> Result<Vec<T>, ApiError> {
-        self.io.all(statement).await.map_err(db_error)
+        let answer = self.io.all(statement).await.map_err(db_error)?;
+        answer.results().map_err(db_error)
     }
 
     /// One D1 round trip: all rows of a tenant-level statement, batched
