@@ -298,4 +298,28 @@ mod tests {
         }
         assert_eq!(check(&raw("1")), Ok(()));
     }
+
+    /// Where a double's range ends, as serde_json's float parser (without
+    /// `float_roundtrip`, see `Cargo.toml`) draws it: the largest and the
+    /// smallest doubles are kept, digits and all; past the largest is
+    /// refused; below the smallest reads as zero and is kept as sent.
+    #[test]
+    fn the_range_of_a_double_is_kept_to_its_ends() {
+        for number in [
+            "1.7976931348623157e308",
+            "-1.7976931348623157e308",
+            "5e-324",
+            "2.2250738585072014e-308",
+            "1e-400",
+        ] {
+            assert_eq!(
+                compact(&format!("{{\"n\":{number}}}")),
+                format!("{{\"n\":{number}}}")
+            );
+        }
+        for number in ["1e309", "1.8e308", "-1.8e308"] {
+            let text = format!("{{\"n\":{number}}}");
+            assert_eq!(check(&raw(&text)), Err(Inexact::Unsupported), "{text}");
+        }
+    }
 }
