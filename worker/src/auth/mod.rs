@@ -12,7 +12,6 @@ use alloc::rc::Rc;
 use core::cell::RefCell;
 
 use coffer_core::{ClaimRules, Principal, TenantScope};
-use jwt_compact::alg::Hs256Key;
 use wasm_bindgen::JsValue;
 use worker::{
     js_sys::{Reflect, JSON},
@@ -93,9 +92,9 @@ pub(crate) async fn authenticate(
                 "HS256 token but AUTH_HS256_SECRET is unset",
             ))?;
             // The HMAC key is the secret's UTF-8 bytes, as in most JWT libraries.
-            let key = Hs256Key::new(secret.as_bytes());
-            let claims =
-                verify::verify_hs256(&token, &key).map_err(|e| AuthError::Invalid(e.reason()))?;
+            let claims = webcrypto::verify_hs256(&token, secret)
+                .await
+                .map_err(|e| AuthError::Invalid(e.reason()))?;
             let issuer = text_var(env, ISSUER).filter(|value| !value.is_empty());
             let audience = text_var(env, AUDIENCE).filter(|value| !value.is_empty());
             // The operator's own key speaks for every tenant.

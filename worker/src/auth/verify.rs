@@ -8,20 +8,17 @@
 //! Ed25519 → EdDSA) and the HS256 key is the configured secret. The token's
 //! `alg` must then equal the key's before the signature is looked at.
 //!
-//! HS256 is checked here with jwt-compact. Realm signatures (RS256, ES256,
-//! EdDSA) are checked by the runtime's WebCrypto (`webcrypto.rs`), which
-//! keeps RSA and elliptic-curve arithmetic out of the `.wasm`: this module
-//! says which key and algorithm parameters to import, which bytes were
-//! signed ([`ParsedToken::signing_input`]) and which signature to check,
-//! and reads the claims once WebCrypto has said yes.
+//! Every signature, HS256's and the realms' (RS256, ES256, EdDSA), is
+//! checked by the runtime's WebCrypto (`webcrypto.rs`), which keeps HMAC,
+//! SHA-256, RSA and elliptic-curve arithmetic out of the `.wasm`: this
+//! module says which key and algorithm parameters to import, which bytes
+//! were signed ([`ParsedToken::signing_input`]) and which signature to
+//! check, and reads the claims once WebCrypto has said yes.
 use std::collections::HashMap;
 
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use coffer_core::{IdentityClaims, TokenClaims};
-use jwt_compact::{
-    alg::{Hs256, Hs256Key},
-    AlgorithmExt as _, Claims, UntrustedToken, ValidationError,
-};
+use jwt_compact::{Claims, UntrustedToken};
 use serde_json::Value;
 
 /// Longest bearer token accepted; real IdP tokens are a few KiB.
@@ -46,6 +43,15 @@ const COORDINATE_BYTES: usize = 32;
 /// signature (RFC 8032 §5.1.6): what WebCrypto's `verify` expects too.
 const ES256_SIGNATURE_BYTES: usize = 64;
 const ED25519_SIGNATURE_BYTES: usize = 64;
+
+/// Bytes of an HS256 signature, an HMAC-SHA-256 tag (RFC 7518 §3.2).
+const HS256_SIGNATURE_BYTES: usize = 32;
+
+/// WebCrypto's parameters for the deployment's HS256 key: imported as raw
+/// bytes (the secret's UTF-8, as most JWT libraries take it) with
+/// [`HS256_IMPORT`], and checking signatures with [`HS256_VERIFY`].
+pub(crate) const HS256_IMPORT: &[(&str, &str)] = &[("name", "HMAC"), ("hash", "SHA-256")];
+pub(crate) const HS256_VERIFY: &[(&str, &str)] = &[("name", "HMAC")];
 
 /// Why a bearer value could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,25 +394,22 @@ impl VerifyError {
     }
 }
 
-/// Checks an HS256 token's signature with the deployment's key and returns
-/// its claims, which the core's claim rules judge next.
-pub(crate) fn verify_hs256(
-    token: &ParsedToken<'_>,
-    key: &Hs256Key,
-) -> Result<TokenClaims, VerifyError> {
-    let verified = Hs256
-        .validator::<IdentityClaims>(key)
-        .validate(&token.untrusted)
-        .map_err(|error| match error {
-            ValidationError::AlgorithmMismatch { .. } => VerifyError::AlgorithmMismatch,
-            ValidationError::MalformedClaims(_) => VerifyError::MalformedClaims,
-            _ => VerifyError::BadSignature,
-        })?;
-    Ok(token_claims(verified.into_parts().1))
+/// What is checked before WebCrypto checks an HS256 token's signature with
+/// the deployment's secret (`webcrypto::verify_hs256`): its `alg` is HS256
+/// and its signature is the 32 bytes of an HMAC-SHA-256 tag.
+pub(crate) fn precheck_hs256(token: &ParsedToken<'_>) -> Result<(), VerifyError> {
+    if token.algorithm() != "HS256" {
+        return Err(VerifyError::AlgorithmMismatch);
+    }
+    if token.signature().len() != HS256_SIGNATURE_BYTES {
+        return Err(VerifyError::BadSignature);
+    }
+    Ok(())
 }
 
-/// The claims of a token whose signature WebCrypto has verified with a
-/// realm key (after [`RealmKey::precheck`]); only `webcrypto.rs` calls it.
+/// The claims of a token whose signature WebCrypto has verified, with a
+/// realm key (after [`RealmKey::precheck`]) or the HS256 secret (after
+/// [`precheck_hs256`]); only `webcrypto.rs` calls it.
 pub(crate) fn claims_of_verified(token: &ParsedToken<'_>) -> Result<TokenClaims, VerifyError> {
     token
         .untrusted
@@ -439,9 +442,10 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::{
-        claims_of_verified, parse, verify_hs256, KeySet, MalformedJwks, ParseFailure,
+        claims_of_verified, parse, precheck_hs256, KeySet, MalformedJwks, ParseFailure,
         RealmAlgorithm, RealmKey, VerifyError,
     };
+    use coffer_core::TokenClaims;
 
     /// A 2048-bit RSA key made for these tests only (never use it elsewhere).
     const RSA_TEST_KEY: &str = r#"{"kty": "RSA", "n": "0dSCcUWPTCQ6txN9yX6wq8hu7XqJ4Zucmdv8ks2sTGlh6mJQzUHvtoZ3i4ZuaXUUm9V2r-gRCWwmxCA2rVInKJTanlhwhTuCTCrWMfeaYLukjnbSuhMM0JLKhiE40JdRoW1-cj7e8AqsLEhBSPfg8QGIncn6wl1W3WD2q2yCjwq_ZvNsuc_f5DpzuVkxdHj5ImWH_s5Kod9W8dAQVGJRA5kaAX4S2JgZeIrEfDpidjhXetlgN1jiULFTyNAoufaA8vnGCBKzRTSHAhIQOtbD7hsSsOdBvOWzj3hNZwEOM0yUXBkU7xepxtMkK3HA5xHvRFlv2jOlXF8qcp-8bNoQzQ", "e": "AQAB", "d": "BdloSSXmLKTzkbrEc6YUC4yIPRdV-c5M81liJSnVxFaJYSTcTvB9hnIhVH11nVEjIdn1l58-6as_DxISfB_mvAye5dxIx19ajpWAyD6i_3so8e4Rie2HMAGbjYQmZuLaUXHxh61Ffohe9tK30S5_HIYiq7q07Q9Ni9kiCd156-iqQK8d2AWdUwaBUQz8-RL27DM1w4qGOWHtDyU5KJ_5wrK5BM6Je5jjudKcz9j1pXNZOgtimtdKb6HddH7HBgP2fOpwrTb5Q7PDas_SD5ExqoBRgfsovQ0Vk1yPJ5Mys5nhnS9kAOXzpbUmsQteN7DqJ-pIw_XfJcGZ5J0NHqOhMQ", "p": "-OmVgNNgM7BWK04ro21cdbomHUz_8ihXLxLIM02Y5Rk63Tsd01ohqnPmimc7EhlLycnDZ30dR-HQPFw5BuV7m6xnYcuaK58VWG7uC5BR7b0R0iXNhpmS0DTPX5Kvn6OP1UIXv-Bw1GLqXPhv5fHY3jo6mckoKOZh0fPGClu1bdE", "q": "184KNBe-Sy4oo-PpsfAvoSBGJd5oYLte05YsAi5vf-HwgtWMbdtuaa_aNxkmwq8b8C5L-zHYfqnsguLQKUAuXM8lrNvMG1RglMBwOuM2EH3x0I0_xJ0hZ9QJmkKMaO0YypUqEjAc_TXt4i5o5L8vfUO-izRfZTSM9Go2fDhMBj0"}"#;
@@ -629,27 +633,48 @@ mod tests {
         assert_eq!(parsed.key_id(), Some("k"));
     }
 
+    /// Stands in for WebCrypto's HMAC: checks an HS256 token as
+    /// `webcrypto::verify_hs256` does, with jwt-compact verifying the
+    /// signature this module hands over against the secret.
+    fn reference_hs256(token: &str, secret: &[u8]) -> Result<TokenClaims, VerifyError> {
+        let parsed = parse(token).expect("parse");
+        precheck_hs256(&parsed)?;
+        let signature = <Hs256 as Algorithm>::Signature::try_from_slice(parsed.signature())
+            .expect("32 bytes after the precheck");
+        if !Hs256.verify_signature(&signature, &Hs256Key::new(secret), parsed.signing_input()) {
+            return Err(VerifyError::BadSignature);
+        }
+        claims_of_verified(&parsed)
+    }
+
     #[test]
     fn hs256_verifies_with_the_secret_only() {
         let key = Hs256Key::new(HS_SECRET);
         let token = Hs256
             .token(&Header::empty(), &claims(), &key)
             .expect("sign");
-        let claims = verify_hs256(&parse(&token).expect("parse"), &key).expect("verify");
+        let claims = reference_hs256(&token, HS_SECRET).expect("verify");
         assert_eq!(claims.exp, Some(2_000_000_000));
-        let wrong = Hs256Key::new(b"another-secret-another-secret-12");
         assert_eq!(
-            verify_hs256(&parse(&token).expect("parse"), &wrong).map(|_| ()),
+            reference_hs256(&token, b"another-secret-another-secret-12").map(|_| ()),
             Err(VerifyError::BadSignature)
         );
         for (realm_token, _) in signed() {
             let parsed = parse(&realm_token).expect("parse");
             assert_eq!(
-                verify_hs256(&parsed, &key).map(|_| ()),
+                precheck_hs256(&parsed),
                 Err(VerifyError::AlgorithmMismatch),
                 "{} token",
                 parsed.algorithm()
             );
+        }
+        // A tag one byte short or long never reaches WebCrypto.
+        let signature = parse(&token).expect("parse").signature().to_vec();
+        let signed_part = &token[..token.rfind('.').expect("three parts")];
+        for wrong in [&signature[1..], &[signature.as_slice(), &[0]].concat()] {
+            let resigned = format!("{signed_part}.{}", URL_SAFE_NO_PAD.encode(wrong));
+            let parsed = parse(&resigned).expect("parse");
+            assert_eq!(precheck_hs256(&parsed), Err(VerifyError::BadSignature));
         }
     }
 
@@ -757,10 +782,7 @@ mod tests {
         let none_signed = format!("{}.{payload}.AAAA", b64(r#"{"alg":"none"}"#));
         let parsed = parse(&none_signed).expect("parse");
         assert_eq!(key.precheck(&parsed), Err(VerifyError::AlgorithmMismatch));
-        assert_eq!(
-            verify_hs256(&parsed, &Hs256Key::new(HS_SECRET)).map(|_| ()),
-            Err(VerifyError::AlgorithmMismatch)
-        );
+        assert_eq!(precheck_hs256(&parsed), Err(VerifyError::AlgorithmMismatch));
     }
 
     #[test]

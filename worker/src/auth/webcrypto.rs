@@ -1,23 +1,27 @@
-//! Realm signatures checked by the runtime's WebCrypto (`crypto.subtle`):
-//! `importKey("jwk", ...)` once per key and isolate, then `verify` per
-//! token. RSA and elliptic-curve arithmetic thus stay out of the `.wasm`
-//! (workerd runs them natively, faster than the same code compiled to wasm).
+//! Token signatures checked by the runtime's WebCrypto (`crypto.subtle`):
+//! a realm key imported with `importKey("jwk", ...)` and the deployment's
+//! HS256 secret with `importKey("raw", ...)`, each once per isolate, then
+//! `verify` per token. HMAC, SHA-256, RSA and elliptic-curve arithmetic
+//! thus stay out of the `.wasm` (workerd runs them natively).
 //!
 //! Everything decided here comes from the key, never from the token: the
-//! algorithm [`RealmKey::precheck`] matched the token's `alg` against, the
-//! import and verify parameters, and the key material. The token supplies
-//! only the bytes it signed and its signature.
+//! algorithm the token's `alg` must match ([`RealmKey::precheck`],
+//! [`verify::precheck_hs256`]), the import and verify parameters, and the
+//! key material. The token supplies only the bytes it signed and its
+//! signature.
 
 use core::cell::RefCell;
 use std::collections::HashMap;
 
 use coffer_core::TokenClaims;
+use subtle::ConstantTimeEq as _;
 use wasm_bindgen::{JsCast as _, JsValue};
 use web_sys::{Crypto, CryptoKey, SubtleCrypto};
 use worker::{
     js_sys::{Array, Object, Promise, Reflect, Uint8Array},
     wasm_bindgen_futures::JsFuture,
 };
+use zeroize::Zeroizing;
 
 use super::verify::{self, ParsedToken, RealmKey, VerifyError};
 
@@ -49,14 +53,66 @@ pub(crate) async fn verify(
             crypto_key
         }
     };
-    let algorithm = dictionary(key.algorithm().verify_parameters().iter().copied());
+    check_signature(
+        &subtle,
+        key.algorithm().verify_parameters(),
+        &crypto_key,
+        token,
+    )
+    .await?;
+    verify::claims_of_verified(token)
+}
+
+thread_local! {
+    /// The deployment's HS256 key as WebCrypto imported it, with the
+    /// secret it was imported from: a request whose `AUTH_HS256_SECRET`
+    /// differs (compared in constant time) imports its own.
+    static HS256_KEY: RefCell<Option<(Zeroizing<Vec<u8>>, CryptoKey)>> =
+        const { RefCell::new(None) };
+}
+
+/// Verifies an HS256 token's signature with the deployment's `secret` and
+/// returns its claims, which the core's claim rules judge next.
+pub(crate) async fn verify_hs256(
+    token: &ParsedToken<'_>,
+    secret: &str,
+) -> Result<TokenClaims, VerifyError> {
+    verify::precheck_hs256(token)?;
+    let subtle = subtle().ok_or(VerifyError::UnusableKey)?;
+    let cached = HS256_KEY.with(|slot| {
+        slot.borrow()
+            .as_ref()
+            .filter(|(imported_from, _)| bool::from(imported_from.ct_eq(secret.as_bytes())))
+            .map(|(_, crypto_key)| crypto_key.clone())
+    });
+    let crypto_key = match cached {
+        Some(crypto_key) => crypto_key,
+        None => {
+            let crypto_key = import_raw(&subtle, secret.as_bytes(), verify::HS256_IMPORT)
+                .await
+                .ok_or(VerifyError::UnusableKey)?;
+            let imported_from = Zeroizing::new(secret.as_bytes().to_vec());
+            HS256_KEY.with(|slot| *slot.borrow_mut() = Some((imported_from, crypto_key.clone())));
+            crypto_key
+        }
+    };
+    check_signature(&subtle, verify::HS256_VERIFY, &crypto_key, token).await?;
+    verify::claims_of_verified(token)
+}
+
+/// Whether WebCrypto says `token`'s signature over its signing input is
+/// `key`'s, verifying with `parameters`.
+async fn check_signature(
+    subtle: &SubtleCrypto,
+    parameters: &[(&str, &str)],
+    key: &CryptoKey,
+    token: &ParsedToken<'_>,
+) -> Result<(), VerifyError> {
+    let algorithm = dictionary(parameters.iter().copied());
     let signature = Uint8Array::from(token.signature());
     let signed = Uint8Array::from(token.signing_input());
     let verified = match subtle.verify_with_object_and_buffer_source_and_buffer_source(
-        &algorithm,
-        &crypto_key,
-        &signature,
-        &signed,
+        &algorithm, key, &signature, &signed,
     ) {
         Ok(promise) => resolve(promise).await,
         Err(_) => None,
@@ -65,7 +121,7 @@ pub(crate) async fn verify(
     if verified.and_then(|value| value.as_bool()) != Some(true) {
         return Err(VerifyError::BadSignature);
     }
-    verify::claims_of_verified(token)
+    Ok(())
 }
 
 /// `crypto.subtle` of the global scope (a property in workerd's scope, so
@@ -81,10 +137,28 @@ fn subtle() -> Option<SubtleCrypto> {
 /// Imports the key for verification only, not extractable.
 async fn import(subtle: &SubtleCrypto, key: &RealmKey) -> Option<CryptoKey> {
     let jwk = dictionary(key.import_jwk());
-    let algorithm = dictionary(key.algorithm().import_parameters().iter().copied());
+    import_key(subtle, "jwk", &jwk, key.algorithm().import_parameters()).await
+}
+
+/// Imports raw key bytes for verification only, not extractable.
+async fn import_raw(
+    subtle: &SubtleCrypto,
+    bytes: &[u8],
+    parameters: &[(&str, &str)],
+) -> Option<CryptoKey> {
+    import_key(subtle, "raw", &Uint8Array::from(bytes), parameters).await
+}
+
+async fn import_key(
+    subtle: &SubtleCrypto,
+    format: &str,
+    key_data: &Object,
+    parameters: &[(&str, &str)],
+) -> Option<CryptoKey> {
+    let algorithm = dictionary(parameters.iter().copied());
     let usages = Array::of1(&JsValue::from_str("verify"));
     let promise = subtle
-        .import_key_with_object("jwk", &jwk, &algorithm, false, &usages)
+        .import_key_with_object(format, key_data, &algorithm, false, &usages)
         .ok()?;
     let imported = resolve(promise).await?;
     imported
