@@ -71,9 +71,11 @@ struct RealmEntry {
     console_client_id: Option<String>,
 }
 
-/// `AUTH_REALMS`: realm name → realm.
+/// `AUTH_REALMS`: realm name → realm, in name order. A deployment has a
+/// handful, so a list searched in order is all the map it needs (and a
+/// hash table's code per value type is not in the `.wasm`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Realms(HashMap<String, Realm>);
+pub(crate) struct Realms(Vec<(String, Realm)>);
 
 impl Realms {
     /// Parses `AUTH_REALMS`; an empty value means no realms.
@@ -91,26 +93,30 @@ impl Realms {
             "AUTH_REALMS is not a JSON object of realms {issuer, jwks_url, audience, tenants}"
                 .to_owned()
         })?;
-        let realms = entries
+        let mut realms = entries
             .into_iter()
             .map(|(name, entry)| {
                 let realm = realm(entry)
                     .map_err(|problem| format!("AUTH_REALMS realm {name:?}: {problem}"))?;
                 Ok((name, realm))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        realms.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self(realms))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Realm> {
-        self.0.get(name)
+        self.0
+            .iter()
+            .find_map(|(realm_name, realm)| (realm_name == name).then_some(realm))
     }
 
     /// Every realm with its name, in name order.
     pub(crate) fn sorted(&self) -> Vec<(&str, &Realm)> {
-        let mut all: Vec<(&str, &Realm)> = self.0.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        all
+        self.0
+            .iter()
+            .map(|(name, realm)| (name.as_str(), realm))
+            .collect()
     }
 }
 
@@ -264,6 +270,17 @@ mod tests {
 
     fn tenant(text: &str) -> TenantId {
         TenantId::parse(text).expect("uuid")
+    }
+
+    #[test]
+    fn realms_are_listed_in_name_order_whatever_the_json_order() {
+        let entry = r#"{"issuer": "https://idp.example.com", "jwks_url": "https://idp.example.com/jwks", "audience": "coffer", "tenants": "*"}"#;
+        let json = format!(r#"{{"zeta": {entry}, "acme": {entry}, "mid": {entry}}}"#);
+        let realms = Realms::parse(&json).expect("valid realms");
+        let names: Vec<&str> = realms.sorted().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["acme", "mid", "zeta"]);
+        assert!(realms.get("mid").is_some());
+        assert!(realms.get("other").is_none());
     }
 
     #[test]

@@ -14,7 +14,6 @@
 
 use alloc::rc::Rc;
 use core::{cell::RefCell, time::Duration};
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use worker::Env;
@@ -101,7 +100,8 @@ struct RealmState {
 }
 
 thread_local! {
-    static MEMORY: RefCell<HashMap<String, RealmState>> = RefCell::new(HashMap::new());
+    /// By realm name: a list searched in order, as realms are a handful.
+    static MEMORY: RefCell<Vec<(String, RealmState)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The KV record: the JWKS as fetched plus its lifetimes. The raw document
@@ -167,7 +167,16 @@ fn plan(state: &RealmState, kid: &str, now_ms: i64) -> Plan {
 }
 
 fn with_state<T>(realm: &str, f: impl FnOnce(&mut RealmState) -> T) -> T {
-    MEMORY.with(|memory| f(memory.borrow_mut().entry(realm.to_owned()).or_default()))
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if let Some((_, state)) = memory.iter_mut().find(|(name, _)| name == realm) {
+            return f(state);
+        }
+        let mut state = RealmState::default();
+        let out = f(&mut state);
+        memory.push((realm.to_owned(), state));
+        out
+    })
 }
 
 /// The realm's key set, fetched or refreshed as the cache rules say. The

@@ -14,8 +14,6 @@
 //! module says which key and algorithm parameters to import, which bytes
 //! were signed ([`ParsedToken::signing_input`]) and which signature to
 //! check, and reads the claims once WebCrypto has said yes.
-use std::collections::HashMap;
-
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use coffer_core::{IdentityClaims, TokenClaims};
 use jwt_compact::{Claims, UntrustedToken};
@@ -320,10 +318,12 @@ fn rsa_exponent_ok(exponent: &[u8]) -> bool {
     (3..=MAX_RSA_EXPONENT).contains(&value) && value % 2 == 1
 }
 
-/// The signing keys of one realm, by `kid`.
+/// The signing keys of one realm, by `kid`: a list searched in order, as
+/// a JWKS holds a few keys (and a hash table's code per value type would
+/// cost the `.wasm` more than the search costs a request).
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
-    keys: HashMap<String, RealmKey>,
+    keys: Vec<(String, RealmKey)>,
 }
 
 /// A JWKS document that could not be read at all.
@@ -343,24 +343,26 @@ impl KeySet {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or(MalformedJwks)?;
-        let mut keys = HashMap::new();
+        let mut set = Self::default();
         for entry in entries {
             let Some(kid) = entry.get("kid").and_then(Value::as_str) else {
                 continue;
             };
-            if keys.contains_key(kid) {
+            if set.get(kid).is_some() {
                 continue;
             }
             if let Some(key) = RealmKey::from_jwk(entry) {
-                keys.insert(kid.to_owned(), key);
+                set.keys.push((kid.to_owned(), key));
             }
         }
-        Ok(Self { keys })
+        Ok(set)
     }
 
     /// The key with this `kid`.
     pub(crate) fn get(&self, kid: &str) -> Option<&RealmKey> {
-        self.keys.get(kid)
+        self.keys
+            .iter()
+            .find_map(|(key_id, key)| (key_id == kid).then_some(key))
     }
 
     /// How many usable keys the set holds.
@@ -858,6 +860,15 @@ mod tests {
         ]});
         let keys = KeySet::from_jwks(&jwks.to_string()).expect("jwks");
         assert_eq!(keys.len(), 2);
+        // Of two usable entries with one `kid`, the first is the key.
+        let ed = json!({"kty": "OKP", "kid": "twice", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let twice = json!({"keys": [with(rsa.clone(), json!({"kid": "twice"})), ed]});
+        let first = KeySet::from_jwks(&twice.to_string()).expect("jwks");
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            first.get("twice").map(RealmKey::algorithm),
+            Some(RealmAlgorithm::Rs256)
+        );
         assert_eq!(
             keys.get("rsa").map(RealmKey::algorithm),
             Some(RealmAlgorithm::Rs256)

@@ -11,7 +11,6 @@
 //! signature.
 
 use core::cell::RefCell;
-use std::collections::HashMap;
 
 use coffer_core::TokenClaims;
 use subtle::ConstantTimeEq as _;
@@ -25,11 +24,12 @@ use zeroize::Zeroizing;
 
 use super::verify::{self, ParsedToken, RealmKey, VerifyError};
 
-/// The keys of one realm key set already imported into WebCrypto, by `kid`.
-/// It lives and dies with its key set in the JWKS cache (`jwks.rs`), so a
-/// refreshed set never verifies with a key imported from an older one.
+/// The keys of one realm key set already imported into WebCrypto, by `kid`
+/// (a list searched in order, as [`verify::KeySet`] is). It lives and dies
+/// with its key set in the JWKS cache (`jwks.rs`), so a refreshed set never
+/// verifies with a key imported from an older one.
 #[derive(Debug, Default)]
-pub(crate) struct ImportedKeys(RefCell<HashMap<String, CryptoKey>>);
+pub(crate) struct ImportedKeys(RefCell<Vec<(String, CryptoKey)>>);
 
 /// Verifies a realm token's signature with `key` (the realm's key for
 /// `kid`) and returns its claims, which the core's claim rules judge next.
@@ -41,7 +41,11 @@ pub(crate) async fn verify(
 ) -> Result<TokenClaims, VerifyError> {
     key.precheck(token)?;
     let subtle = subtle().ok_or(VerifyError::UnusableKey)?;
-    let cached = imported.0.borrow().get(kid).cloned();
+    let cached = imported
+        .0
+        .borrow()
+        .iter()
+        .find_map(|(key_id, crypto_key)| (key_id == kid).then(|| crypto_key.clone()));
     let crypto_key = match cached {
         Some(crypto_key) => crypto_key,
         None => {
@@ -49,7 +53,7 @@ pub(crate) async fn verify(
             imported
                 .0
                 .borrow_mut()
-                .insert(kid.to_owned(), crypto_key.clone());
+                .push((kid.to_owned(), crypto_key.clone()));
             crypto_key
         }
     };
