@@ -381,6 +381,9 @@ pub(crate) enum VerifyError {
     /// The realm's key for this `kid` could not be imported into WebCrypto
     /// (a point off the curve, say).
     UnusableKey,
+    /// WebCrypto could not import the deployment's HS256 secret (it is
+    /// missing from the runtime, or refused the key).
+    UnusableHs256Key,
     /// The claims are not a JSON object of the expected types.
     MalformedClaims,
 }
@@ -391,6 +394,7 @@ impl VerifyError {
             Self::AlgorithmMismatch => "token alg does not match the key's algorithm",
             Self::BadSignature => "bad signature",
             Self::UnusableKey => "realm key cannot be used",
+            Self::UnusableHs256Key => "HS256 key cannot be used",
             Self::MalformedClaims => "malformed claims",
         }
     }

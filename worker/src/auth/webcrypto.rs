@@ -50,10 +50,11 @@ pub(crate) async fn verify(
         Some(crypto_key) => crypto_key,
         None => {
             let crypto_key = import(&subtle, key).await.ok_or(VerifyError::UnusableKey)?;
-            imported
-                .0
-                .borrow_mut()
-                .push((kid.to_owned(), crypto_key.clone()));
+            let mut imported = imported.0.borrow_mut();
+            // A concurrent request may have imported it while this one waited.
+            if !imported.iter().any(|(key_id, _)| key_id == kid) {
+                imported.push((kid.to_owned(), crypto_key.clone()));
+            }
             crypto_key
         }
     };
@@ -82,7 +83,7 @@ pub(crate) async fn verify_hs256(
     secret: &str,
 ) -> Result<TokenClaims, VerifyError> {
     verify::precheck_hs256(token)?;
-    let subtle = subtle().ok_or(VerifyError::UnusableKey)?;
+    let subtle = subtle().ok_or(VerifyError::UnusableHs256Key)?;
     let cached = HS256_KEY.with(|slot| {
         slot.borrow()
             .as_ref()
@@ -94,7 +95,7 @@ pub(crate) async fn verify_hs256(
         None => {
             let crypto_key = import_raw(&subtle, secret.as_bytes(), verify::HS256_IMPORT)
                 .await
-                .ok_or(VerifyError::UnusableKey)?;
+                .ok_or(VerifyError::UnusableHs256Key)?;
             let imported_from = Zeroizing::new(secret.as_bytes().to_vec());
             HS256_KEY.with(|slot| *slot.borrow_mut() = Some((imported_from, crypto_key.clone())));
             crypto_key
@@ -144,13 +145,17 @@ async fn import(subtle: &SubtleCrypto, key: &RealmKey) -> Option<CryptoKey> {
     import_key(subtle, "jwk", &jwk, key.algorithm().import_parameters()).await
 }
 
-/// Imports raw key bytes for verification only, not extractable.
+/// Imports raw key bytes for verification only, not extractable; the copy
+/// handed to WebCrypto is wiped once it has been imported.
 async fn import_raw(
     subtle: &SubtleCrypto,
     bytes: &[u8],
     parameters: &[(&str, &str)],
 ) -> Option<CryptoKey> {
-    import_key(subtle, "raw", &Uint8Array::from(bytes), parameters).await
+    let key_data = Uint8Array::from(bytes);
+    let imported = import_key(subtle, "raw", &key_data, parameters).await;
+    key_data.fill(0, 0, key_data.length());
+    imported
 }
 
 async fn import_key(
