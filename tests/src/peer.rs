@@ -34,11 +34,21 @@ impl Peer {
     /// # Panics
     /// When any step fails: a benchmark with no peer has nothing to compare.
     pub fn start(project: &Path) -> Peer {
+        Peer::start_patched(project, |_| {})
+    }
+
+    /// As [`Peer::start`], with `patch` run on the copy before anything is
+    /// installed (the bench's ideal variant of the peer changes its source).
+    ///
+    /// # Panics
+    /// As [`Peer::start`].
+    pub fn start_patched(project: &Path, patch: impl FnOnce(&Path)) -> Peer {
         let dir = harness::root()
             .join("target")
             .join("peer-bench")
             .join(uuid::Uuid::new_v4().simple().to_string());
         copy_project(project, &dir);
+        patch(&dir);
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir));

@@ -17,6 +17,12 @@
 //! server, not counted: a long-lived isolate has compiled its hot code
 //! with the optimizing tier (TurboFan for both the wasm and the peer's
 //! JavaScript), and a cold one measures the baseline compilers instead.
+//!
+//! `BENCH_IDEAL=1` adds a third server on the details routes: a copy of the
+//! peer whose served details take the least work a JavaScript Worker can do
+//! for the same answer (`tests/bench/ideal-details.ts`), alternated with the
+//! other two, and prints its ratio to the peer: how far any Worker with one
+//! D1 round trip gets ahead of the peer under `wrangler dev`.
 use std::{path::Path, process::Command};
 
 use coffer_tests::{
@@ -323,6 +329,27 @@ impl Side {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Ends the bench unless the ideal peer's own details path (not the
+    /// peer's router it falls back to) answers `path` with 200.
+    fn check_ideal(&self, path: &str, headers: &[(String, String)]) {
+        let client = reqwest::blocking::Client::new();
+        let mut request = client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let served = request.send().is_ok_and(|response| {
+            response.status().as_u16() == 200
+                && response
+                    .headers()
+                    .get("x-bench-path")
+                    .is_some_and(|value| value == "ideal")
+        });
+        if !served {
+            eprintln!("bench: the ideal peer did not serve {path} by its own path");
+            std::process::exit(1);
+        }
+    }
+
     /// POSTs `body` to `path` `count` times, each answered 201.
     fn post_many(&self, path: &str, headers: &[(String, String)], body: &str, count: usize) {
         let client = reqwest::blocking::Client::new();
@@ -353,7 +380,29 @@ struct Compared {
     name: &'static str,
     coffer: (String, u16),
     peer: (String, u16),
+    /// What the ideal peer serves, on the routes it is measured on.
+    ideal: Option<(String, u16)>,
     post: bool,
+}
+
+/// The peer's source file the ideal variant changes, and the line it
+/// replaces with `tests/bench/ideal-details.ts`.
+const IDEAL_SOURCE: &str = "src/index.ts";
+const IDEAL_REPLACES: &str = "export default app;";
+
+/// Turns a copy of the peer into its ideal variant (`BENCH_IDEAL=1`).
+fn patch_ideal(dir: &Path) {
+    let path = dir.join(IDEAL_SOURCE);
+    let source = std::fs::read_to_string(&path).unwrap_or_default();
+    if source.matches(IDEAL_REPLACES).count() != 1 {
+        eprintln!(
+            "bench: BENCH_IDEAL needs exactly one `{IDEAL_REPLACES}` in the peer's {IDEAL_SOURCE}"
+        );
+        std::process::exit(1);
+    }
+    let ideal = include_str!("../../bench/ideal-details.ts");
+    std::fs::write(&path, source.replace(IDEAL_REPLACES, ideal))
+        .expect("write the ideal peer's source");
 }
 
 /// `make bench PEER=<dir>`: each route on Coffer and on the peer, alternating.
@@ -369,6 +418,10 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
         Server::start_without_test_scheduled(&[("COFFER_REQUEST_LOG", log_level.as_str())]);
     eprintln!("bench: starting the peer from {}", peer_dir.display());
     let peer = Peer::start(peer_dir);
+    let ideal_peer = (std::env::var("BENCH_IDEAL").as_deref() == Ok("1")).then(|| {
+        eprintln!("bench: starting the ideal variant of the peer");
+        Peer::start_patched(peer_dir, patch_ideal)
+    });
     let coffer = Side {
         base: server.url(""),
         workerd: workerd_group(server.port()),
@@ -377,6 +430,10 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
         base: peer.url(""),
         workerd: workerd_group(peer.port()),
     };
+    let ideal = ideal_peer.as_ref().map(|ideal| Side {
+        base: ideal.url(""),
+        workerd: workerd_group(ideal.port()),
+    });
     eprintln!(
         "bench: workerd processes measured: Coffer {:?}, peer {:?}",
         coffer.workerd, other.workerd
@@ -411,6 +468,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
             })
     };
     let (coffer_id, peer_id) = (created(&coffer), created(&other));
+    let ideal_id = ideal.as_ref().map(created).unwrap_or_default();
     // The create route writes to an integration of its own: the details
     // routes then read the same records on both sides, however many each
     // side's create run added.
@@ -433,42 +491,49 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
             name: "no storage: 404 (peer: healthz)",
             coffer: ("/no/such/route".into(), 404),
             peer: ("/healthz".into(), 200),
+            ideal: None,
             post: false,
         },
         Compared {
             name: "no storage: 401 (peer: healthz)",
             coffer: (details.clone(), 401),
             peer: ("/healthz".into(), 200),
+            ideal: None,
             post: false,
         },
         Compared {
             name: "healthz",
             coffer: ("/healthz".into(), 200),
             peer: ("/healthz".into(), 200),
+            ideal: None,
             post: false,
         },
         Compared {
             name: "details",
             coffer: (details.clone(), 200),
             peer: (details.clone(), 200),
+            ideal: Some((details.clone(), 200)),
             post: false,
         },
         Compared {
             name: "details by id (`?credentialId=`)",
             coffer: (format!("{details}?credentialId=cred-{coffer_id}"), 200),
             peer: (format!("{details}?credentialId=cred-{peer_id}"), 200),
+            ideal: Some((format!("{details}?credentialId=cred-{ideal_id}"), 200)),
             post: false,
         },
         Compared {
             name: "details, 2,000 records in the integration",
             coffer: (many_details.clone(), 200),
             peer: (many_details.clone(), 200),
+            ideal: Some((many_details.clone(), 200)),
             post: false,
         },
         Compared {
             name: "decrypted read, connection surface",
             coffer: (format!("/connection/{coffer_id}/credentials"), 200),
             peer: (format!("/connection/{peer_id}/credentials"), 200),
+            ideal: None,
             post: false,
         },
         Compared {
@@ -478,12 +543,14 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
                 200,
             ),
             peer: (format!("/connection/{peer_id}/credentials"), 200),
+            ideal: None,
             post: false,
         },
         Compared {
             name: "create",
             coffer: ("/api/v1/credentials".into(), 201),
             peer: ("/api/v1/credentials".into(), 201),
+            ideal: None,
             post: true,
         },
     ];
@@ -510,7 +577,10 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
         // A tenant with many connections of one integration: the details
         // route's selection rule picks the newest active one among them.
         let many_body = in_integration("bench-many");
-        for side in [&coffer, &other] {
+        for side in [Some(&coffer), Some(&other), ideal.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             side.post_many("/api/v1/credentials", &headers, &many_body, MANY_RECORDS);
         }
     }
@@ -529,12 +599,24 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
             };
             side.check(method, path, with, payload, *status);
         }
+        if let (Some(side), Some((path, _))) = (&ideal, &route.ideal) {
+            side.check_ideal(path, &headers);
+        }
     }
     println!("Coffer against {} under wrangler dev --local (log level warn, no --test-scheduled), {rounds} rounds of {seconds} s, alternating, after {warmup} s of warm-up per route and server", peer_dir.display());
+    let ideal_column = if ideal.is_some() {
+        (" ideal JS / peer |", "---|")
+    } else {
+        ("", "")
+    };
     println!(
-        "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 | Coffer CPU ms/req | peer CPU ms/req | peer / Coffer CPU |"
+        "| route | conns | Coffer req/s | peer req/s | Coffer / peer | Coffer p50 | peer p50 | Coffer CPU ms/req | peer CPU ms/req | peer / Coffer CPU |{}",
+        ideal_column.0
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|---|{}",
+        ideal_column.1
+    );
     for &connections in &connection_counts {
         for route in &routes {
             let load = |side: &Side, (path, status): &(String, u16)| Load {
@@ -559,18 +641,38 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
                 }
                 cell
             };
+            // The ideal peer, where this route measures it.
+            let third = ideal.as_ref().zip(route.ideal.as_ref());
             if warmup > 0 {
                 wrk_run(&load(&coffer, &route.coffer), connections, warmup);
                 wrk_run(&load(&other, &route.peer), connections, warmup);
+                if let Some((side, target)) = third {
+                    wrk_run(&load(side, target), connections, warmup);
+                }
             }
+            let mut ideals = Vec::new();
             for round in 0..rounds {
                 let (a, b) = (load(&coffer, &route.coffer), load(&other, &route.peer));
-                if round % 2 == 0 {
-                    ours.push(measured(&coffer, &a, &mut our_cpu));
-                    theirs.push(measured(&other, &b, &mut their_cpu));
-                } else {
-                    theirs.push(measured(&other, &b, &mut their_cpu));
-                    ours.push(measured(&coffer, &a, &mut our_cpu));
+                match third {
+                    // Each of the three goes first in turn.
+                    Some((side, target)) => {
+                        let c = load(side, target);
+                        for turn in 0..3 {
+                            match (round + turn) % 3 {
+                                0 => ours.push(measured(&coffer, &a, &mut our_cpu)),
+                                1 => theirs.push(measured(&other, &b, &mut their_cpu)),
+                                _ => ideals.push(wrk_run(&c, connections, seconds)),
+                            }
+                        }
+                    }
+                    None if round % 2 == 0 => {
+                        ours.push(measured(&coffer, &a, &mut our_cpu));
+                        theirs.push(measured(&other, &b, &mut their_cpu));
+                    }
+                    None => {
+                        theirs.push(measured(&other, &b, &mut their_cpu));
+                        ours.push(measured(&coffer, &a, &mut our_cpu));
+                    }
                 }
             }
             let per_request = |(cpu, requests): (f64, f64)| {
@@ -589,8 +691,13 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
                     .unwrap_or_default()
             };
             let (mine, peers) = (total(&ours), total(&theirs));
+            let ideal_ratio = match (&ideal, third) {
+                (Some(_), Some(_)) if peers > 0.0 => format!(" {:.2} |", total(&ideals) / peers),
+                (Some(_), _) => " |".to_string(),
+                (None, _) => String::new(),
+            };
             println!(
-                "| {} | {connections} | {:.0} | {:.0} | {:.2} | {} | {} | {our_ms:.3} | {their_ms:.3} | {:.2} |",
+                "| {} | {connections} | {:.0} | {:.0} | {:.2} | {} | {} | {our_ms:.3} | {their_ms:.3} | {:.2} |{ideal_ratio}",
                 route.name,
                 mine / rounds as f64,
                 peers / rounds as f64,
