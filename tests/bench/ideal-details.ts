@@ -3,9 +3,12 @@
 // route as the least work a JavaScript Worker can do for the same answer,
 // to measure how far any Worker with one D1 round trip can get ahead of the
 // peer under `wrangler dev`. No router, the HMAC key imported once per
-// isolate, the token parsed by hand, one statement, one `JSON.stringify`.
-// Anything else (another route, a refusal, a miss) is the peer's own `app`,
-// so every answer but the served details is the peer's. Not a product.
+// isolate (jose imports it per token), the token parsed by hand, one
+// statement, one `JSON.stringify`; the checks the peer makes on what it
+// serves are kept (jose's header and claim checks, its keyring step).
+// Anything else (another route, a refusal, a miss, a shared tenant) is the
+// peer's own `app`, so every answer but the served details is the peer's.
+// Not a product.
 
 let idealKey: { secret: string; key: Promise<CryptoKey> } | null = null;
 
@@ -21,7 +24,10 @@ function idealHmacKey(secret: string): Promise<CryptoKey> {
   return idealKey.key;
 }
 
+const strictText = new TextDecoder("utf-8", { fatal: true });
+
 function base64url(text: string): Uint8Array {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
   return b64decode(text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4));
 }
 
@@ -34,9 +40,10 @@ async function idealDetails(request: Request, env: Bindings, path: string): Prom
   if (!auth || !auth.startsWith("Bearer ")) return null;
   const parts = auth.slice(7).trim().split(".");
   if (parts.length !== 3 || !env.AUTH_HS256_SECRET) return null;
-  let header: { alg?: unknown };
   let claims: Record<string, unknown>;
   try {
+    // The peer's own per-request step: its keyring, parsed once per isolate.
+    await getKeyring(env);
     const signed = await crypto.subtle.verify(
       "HMAC",
       await idealHmacKey(env.AUTH_HS256_SECRET),
@@ -44,19 +51,24 @@ async function idealDetails(request: Request, env: Bindings, path: string): Prom
       encoder.encode(`${parts[0]}.${parts[1]}`),
     );
     if (!signed) return null;
-    header = JSON.parse(new TextDecoder().decode(base64url(parts[0])));
-    claims = JSON.parse(new TextDecoder().decode(base64url(parts[1])));
+    const header = JSON.parse(strictText.decode(base64url(parts[0])));
+    claims = JSON.parse(strictText.decode(base64url(parts[1])));
+    // jose's checks on what the peer serves: an HS256 header without
+    // `crit` or `b64`, and numeric `exp`, `iat` and `nbf` (60 s of leeway).
+    if (kindOf(header) !== "object" || kindOf(claims) !== "object") return null;
+    if (header.alg !== "HS256" || "crit" in header || "b64" in header) return null;
   } catch {
     return null;
   }
-  const now = Date.now() / 1000;
-  if (header.alg !== "HS256" || typeof claims.sub !== "string") return null;
-  if (typeof claims.exp !== "number" || claims.exp + 60 <= now) return null;
+  const now = Math.floor(Date.now() / 1000);
+  if (typeof claims.sub !== "string" || typeof claims.exp !== "number" || claims.exp + 60 <= now) return null;
+  if (claims.iat !== undefined && typeof claims.iat !== "number") return null;
+  if (claims.nbf !== undefined && (typeof claims.nbf !== "number" || claims.nbf > now + 60)) return null;
   if (env.AUTH_ISSUER || env.AUTH_AUDIENCE) return null;
   const tenant = claims.tenant_id;
   if (typeof tenant !== "string" || !UUID_RE.test(tenant)) return null;
   const roles = Array.isArray(claims.roles) ? claims.roles : [];
-  if (!roles.some((role) => typeof role === "string" && role in ROLE_RANK)) return null;
+  if (!roles.some((role) => typeof role === "string" && Object.hasOwn(ROLE_RANK, role))) return null;
   if (request.headers.get("x-tenantid")?.toLowerCase() !== tenant.toLowerCase()) return null;
   const integrationId = route[1];
   if (!SLUG_RE.test(integrationId)) return null;

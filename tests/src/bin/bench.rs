@@ -21,8 +21,10 @@
 //! `BENCH_IDEAL=1` adds a third server on the details routes: a copy of the
 //! peer whose served details take the least work a JavaScript Worker can do
 //! for the same answer (`tests/bench/ideal-details.ts`), alternated with the
-//! other two, and prints its ratio to the peer: how far any Worker with one
-//! D1 round trip gets ahead of the peer under `wrangler dev`.
+//! other two (each goes first in turn, so `BENCH_ROUNDS` a multiple of 3
+//! gives each the first turn equally), and prints its ratio to the peer and
+//! its `workerd` CPU per request: how far any Worker with one D1 round trip
+//! gets ahead of the peer under `wrangler dev`.
 use std::{path::Path, process::Command};
 
 use coffer_tests::{
@@ -393,7 +395,10 @@ const IDEAL_REPLACES: &str = "export default app;";
 /// Turns a copy of the peer into its ideal variant (`BENCH_IDEAL=1`).
 fn patch_ideal(dir: &Path) {
     let path = dir.join(IDEAL_SOURCE);
-    let source = std::fs::read_to_string(&path).unwrap_or_default();
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        eprintln!("bench: BENCH_IDEAL reads the peer's {IDEAL_SOURCE}: {error}");
+        std::process::exit(1)
+    });
     if source.matches(IDEAL_REPLACES).count() != 1 {
         eprintln!(
             "bench: BENCH_IDEAL needs exactly one `{IDEAL_REPLACES}` in the peer's {IDEAL_SOURCE}"
@@ -605,7 +610,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
     }
     println!("Coffer against {} under wrangler dev --local (log level warn, no --test-scheduled), {rounds} rounds of {seconds} s, alternating, after {warmup} s of warm-up per route and server", peer_dir.display());
     let ideal_column = if ideal.is_some() {
-        (" ideal JS / peer |", "---|")
+        (" ideal JS / peer (its CPU ms/req) |", "---|")
     } else {
         ("", "")
     };
@@ -650,7 +655,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
                     wrk_run(&load(side, target), connections, warmup);
                 }
             }
-            let mut ideals = Vec::new();
+            let (mut ideals, mut ideal_cpu) = (Vec::new(), (0.0, 0.0));
             for round in 0..rounds {
                 let (a, b) = (load(&coffer, &route.coffer), load(&other, &route.peer));
                 match third {
@@ -661,7 +666,7 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
                             match (round + turn) % 3 {
                                 0 => ours.push(measured(&coffer, &a, &mut our_cpu)),
                                 1 => theirs.push(measured(&other, &b, &mut their_cpu)),
-                                _ => ideals.push(wrk_run(&c, connections, seconds)),
+                                _ => ideals.push(measured(side, &c, &mut ideal_cpu)),
                             }
                         }
                     }
@@ -692,7 +697,11 @@ fn compare(peer_dir: &Path, seconds: u32, rounds: usize, warmup: u32) {
             };
             let (mine, peers) = (total(&ours), total(&theirs));
             let ideal_ratio = match (&ideal, third) {
-                (Some(_), Some(_)) if peers > 0.0 => format!(" {:.2} |", total(&ideals) / peers),
+                (Some(_), Some(_)) if peers > 0.0 => format!(
+                    " {:.2} ({:.3}) |",
+                    total(&ideals) / peers,
+                    per_request(ideal_cpu)
+                ),
                 (Some(_), _) => " |".to_string(),
                 (None, _) => String::new(),
             };
