@@ -292,17 +292,16 @@ impl Side {
         format!("{}{}", self.base, path)
     }
 
-    /// Sends one request and returns its status and body, ending the bench
-    /// unless the status is `expected`.
-    fn check(
+    /// A `POST` of `path` when `method` is "POST", else a `GET`, with `headers`
+    /// and, if any, a JSON `body`.
+    fn request(
         &self,
+        client: &reqwest::blocking::Client,
         method: &str,
         path: &str,
         headers: &[(String, String)],
         body: Option<&str>,
-        expected: u16,
-    ) -> serde_json::Value {
-        let client = reqwest::blocking::Client::new();
+    ) -> reqwest::blocking::RequestBuilder {
         let mut request = match method {
             "POST" => client.post(self.url(path)),
             _ => client.get(self.url(path)),
@@ -315,6 +314,21 @@ impl Side {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
+        request
+    }
+
+    /// Sends one request and returns its status and body, ending the bench
+    /// unless the status is `expected`.
+    fn check(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&str>,
+        expected: u16,
+    ) -> serde_json::Value {
+        let client = reqwest::blocking::Client::new();
+        let request = self.request(&client, method, path, headers, body);
         let response = request.send().unwrap_or_else(|error| {
             eprintln!("bench: {method} {} failed: {error}", self.url(path));
             std::process::exit(1)
@@ -335,10 +349,7 @@ impl Side {
     /// peer's router it falls back to) answers `path` with 200.
     fn check_ideal(&self, path: &str, headers: &[(String, String)]) {
         let client = reqwest::blocking::Client::new();
-        let mut request = client.get(self.url(path));
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
+        let request = self.request(&client, "GET", path, headers, None);
         let served = request.send().is_ok_and(|response| {
             response.status().as_u16() == 200
                 && response
@@ -356,13 +367,8 @@ impl Side {
     fn post_many(&self, path: &str, headers: &[(String, String)], body: &str, count: usize) {
         let client = reqwest::blocking::Client::new();
         for _ in 0..count {
-            let mut request = client.post(self.url(path));
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            let status = request
-                .header("content-type", "application/json")
-                .body(body.to_string())
+            let status = self
+                .request(&client, "POST", path, headers, Some(body))
                 .send()
                 .map(|response| response.status().as_u16())
                 .unwrap_or(0);
